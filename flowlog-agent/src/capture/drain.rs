@@ -1,0 +1,237 @@
+//! Draining one window out of the kernel without losing or double-counting
+//! increments that race with it.
+//!
+//! Order matters: (1) point programs at the other generation, (2) wait until
+//! no program can still be on the old one, (3) read the overflow ring to the
+//! end (events of the old generation were all submitted before step 2
+//! returned), (4) empty the old generation's flow map and skip counters.
+
+use std::os::fd::AsFd;
+
+use flowlog_common::{Control, Counters, Direction, FlowKey, FlowStats, Malformed, OverflowEvent, SkipKey};
+use tracing::warn;
+
+use super::{CaptureError, NetnsCapture, sys};
+use crate::window::{FlowTable, WindowAggregate, merge};
+
+/// Entries per batch syscall.
+const BATCH: usize = 8192;
+
+/// Malformed packets seen since the previous drain on one attachment,
+/// direction and reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MalformedCount {
+    pub ifindex: u32,
+    pub direction: Direction,
+    pub reason: Malformed,
+    pub counters: Counters,
+}
+
+/// What one drain produced.
+#[derive(Debug, Default)]
+pub struct Drained {
+    pub window: WindowAggregate,
+    pub malformed: Vec<MalformedCount>,
+    /// Flows read from the kernel map (before overflow events joined).
+    pub map_flows: usize,
+    pub overflow_events: u64,
+}
+
+fn drain_err(what: &'static str) -> impl Fn(String) -> CaptureError {
+    move |detail| CaptureError::Drain { what, detail }
+}
+
+impl NetnsCapture {
+    /// Reads every overflow event currently in the ring into the pending
+    /// table of its generation. Never blocks.
+    pub fn poll_overflow(&mut self) -> u64 {
+        let mut n = 0;
+        let limit = self.pending_limit;
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            n += 1;
+            if item.len() < size_of::<OverflowEvent>() {
+                continue;
+            }
+            // SAFETY: the kernel wrote a whole OverflowEvent (checked length);
+            // every bit pattern is a valid OverflowEvent.
+            let e: OverflowEvent = unsafe { item.as_ptr().cast::<OverflowEvent>().read_unaligned() };
+            let table = &mut self.pending[usize::from(e.generation & 1)];
+            if table.len() < limit || table.contains(&e.key) {
+                table.add_overflow(&e);
+            } else {
+                // The agent's own bound: count it like the kernel would.
+                let key = SkipKey {
+                    ifindex: e.key.ifindex,
+                    direction: e.key.direction,
+                    generation: e.generation & 1,
+                    _pad: [0; 2],
+                };
+                add_skip(
+                    &mut self.pending_skipped,
+                    key,
+                    u64::from(e.packets),
+                    u64::from(e.bytes),
+                );
+            }
+        }
+        n
+    }
+
+    /// Ends the current window: returns everything counted since the
+    /// previous drain.
+    pub fn drain(&mut self) -> Result<Drained, CaptureError> {
+        let old = self.generation;
+        let new = old ^ 1;
+        self.control
+            .set(
+                0,
+                Control {
+                    generation: new,
+                    _reserved: 0,
+                },
+                0,
+            )
+            .map_err(|e| drain_err("the control map")(super::chain(&e)))?;
+        self.barrier
+            .wait()
+            .map_err(|e| drain_err("(waiting for running programs)")(super::chain(&e)))?;
+        self.generation = new;
+        let overflow_events = self.poll_overflow();
+
+        let mut out = Drained {
+            overflow_events,
+            ..Default::default()
+        };
+        let old_idx = old as usize;
+        let batch = sys::drain_percpu_hash(
+            self.flows[old_idx].fd().as_fd(),
+            size_of::<FlowKey>(),
+            size_of::<FlowStats>(),
+            self.cpus,
+            BATCH,
+        )
+        .map_err(|e| drain_err("the flow map")(super::chain(&e)))?;
+        out.map_flows = batch.count;
+        let mut flows = std::mem::take(&mut self.pending[old_idx]);
+        if flows.is_empty() {
+            flows = FlowTable::with_capacity(batch.count);
+        }
+        fold_batch(&batch, self.cpus, &mut flows);
+        out.window.flows = flows;
+
+        self.drain_skipped(old as u8, &mut out)?;
+        out.malformed = self.malformed_delta()?;
+        Ok(out)
+    }
+
+    fn drain_skipped(&mut self, generation: u8, out: &mut Drained) -> Result<(), CaptureError> {
+        let mut keys = Vec::new();
+        for item in self.skipped.iter() {
+            let (key, values) = item.map_err(|e| drain_err("the skip counters")(super::chain(&e)))?;
+            if key.generation != generation {
+                continue;
+            }
+            let sum = values.iter().fold(Counters::default(), |a, c| Counters {
+                packets: a.packets + c.packets,
+                bytes: a.bytes + c.bytes,
+            });
+            if let Some(dir) = Direction::from_u8(key.direction) {
+                out.window.add_skipped(key.ifindex, dir, &sum);
+            }
+            keys.push(key);
+        }
+        for key in keys {
+            // No program writes this generation any more, so removing
+            // cannot lose an increment.
+            if let Err(e) = self.skipped.remove(&key) {
+                warn!(error = %e, "could not clear a skip counter");
+            }
+        }
+        let pending = std::mem::take(&mut self.pending_skipped);
+        let (mine, later): (Vec<_>, Vec<_>) =
+            pending.into_iter().partition(|(k, _)| k.generation == generation);
+        self.pending_skipped = later;
+        for (key, c) in mine {
+            if let Some(dir) = Direction::from_u8(key.direction) {
+                out.window.add_skipped(key.ifindex, dir, &c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Malformed counters are cumulative in the kernel; report the change.
+    fn malformed_delta(&mut self) -> Result<Vec<MalformedCount>, CaptureError> {
+        let mut out = Vec::new();
+        for item in self.malformed.iter() {
+            let (key, values) = item.map_err(|e| drain_err("the malformed counters")(super::chain(&e)))?;
+            let total = values.iter().fold(Counters::default(), |a, c| Counters {
+                packets: a.packets + c.packets,
+                bytes: a.bytes + c.bytes,
+            });
+            let seen = match self.malformed_seen.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, s)) => s,
+                None => {
+                    self.malformed_seen.push((key, Counters::default()));
+                    let last = self.malformed_seen.len() - 1;
+                    &mut self.malformed_seen[last].1
+                }
+            };
+            let delta = Counters {
+                packets: total.packets.saturating_sub(seen.packets),
+                bytes: total.bytes.saturating_sub(seen.bytes),
+            };
+            *seen = total;
+            if delta.packets == 0 {
+                continue;
+            }
+            if let (Some(direction), Some(reason)) =
+                (Direction::from_u8(key.direction), Malformed::from_u8(key.reason))
+            {
+                out.push(MalformedCount {
+                    ifindex: key.ifindex,
+                    direction,
+                    reason,
+                    counters: delta,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn add_skip(list: &mut Vec<(SkipKey, Counters)>, key: SkipKey, packets: u64, bytes: u64) {
+    match list.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, c)) => {
+            c.packets += packets;
+            c.bytes += bytes;
+        }
+        None => list.push((key, Counters { packets, bytes })),
+    }
+}
+
+/// Sums each key's per-CPU values into `flows`.
+fn fold_batch(batch: &sys::PerCpuBatch, cpus: usize, flows: &mut FlowTable) {
+    let key_size = size_of::<FlowKey>();
+    let value_size = size_of::<FlowStats>().next_multiple_of(8);
+    for i in 0..batch.count {
+        // SAFETY: the batch holds `count` keys of key_size bytes and
+        // count * cpus values of value_size bytes; both types accept any bits.
+        let key: FlowKey = unsafe {
+            batch
+                .keys
+                .as_ptr()
+                .add(i * key_size)
+                .cast::<FlowKey>()
+                .read_unaligned()
+        };
+        let mut total = FlowStats::default();
+        for cpu in 0..cpus {
+            let at = (i * cpus + cpu) * value_size;
+            // SAFETY: as above.
+            let v: FlowStats = unsafe { batch.values.as_ptr().add(at).cast::<FlowStats>().read_unaligned() };
+            merge(&mut total, &v);
+        }
+        flows.add(key, &total);
+    }
+}

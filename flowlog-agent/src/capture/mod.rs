@@ -1,0 +1,254 @@
+//! Capture: load the kernel programs, attach them, and drain their maps.
+//!
+//! One [`NetnsCapture`] per network namespace: interface indexes are only
+//! unique within a namespace, so each namespace gets its own programs and
+//! maps. Draining a window is [`NetnsCapture::drain`]: flip the active
+//! generation, wait for programs still on the old one ([`sys::ProgramBarrier`]),
+//! then empty the old generation's maps with batch syscalls.
+
+mod attach;
+mod drain;
+pub mod iface;
+pub mod netns;
+pub mod sys;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, Map, MapData, PerCpuHashMap, RingBuf},
+};
+use flowlog_common::{
+    Control, Counters, FlowKey, FlowStats, MAP_CONTROL, MAP_FLOWS_0, MAP_FLOWS_1, MAP_MALFORMED,
+    MAP_OVERFLOW, MAP_SKIPPED, MalformedKey, SkipKey,
+};
+use tokio::io::{Interest, unix::AsyncFd};
+
+pub use attach::Hook;
+pub use drain::{Drained, MalformedCount};
+
+use crate::{
+    config::{Attachment, Config},
+    window::{AttachmentInfo, FlowTable},
+};
+
+/// The compiled kernel programs, embedded at build time.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowlog-programs"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// The eBPF object could not be loaded (maps, BTF, relocations).
+    #[error("loading the kernel programs{scope} failed")]
+    Load {
+        scope: String,
+        #[source]
+        source: Box<aya::EbpfError>,
+    },
+    /// A program was rejected by the verifier or could not be loaded.
+    #[error("loading program {program}{scope} failed: {detail}")]
+    Program {
+        program: &'static str,
+        scope: String,
+        detail: String,
+    },
+    /// A map the programs define is missing or has another layout.
+    #[error("map {name} is missing or has an unexpected layout: {detail}")]
+    Map { name: &'static str, detail: String },
+    /// The interface does not exist in its namespace.
+    #[error("interface {attachment} does not exist")]
+    NoInterface { attachment: String },
+    /// The kernel refused to attach a program to an interface.
+    #[error("attaching {hook} to interface {attachment} failed: {detail}")]
+    Attach {
+        hook: &'static str,
+        attachment: String,
+        detail: String,
+    },
+    #[error(transparent)]
+    Netns(#[from] netns::NetnsError),
+    /// A syscall used while draining failed.
+    #[error("draining {what} failed: {detail}")]
+    Drain { what: &'static str, detail: String },
+}
+
+/// An error and its causes on one line, for errors carried as text.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(cause) = src {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        src = cause.source();
+    }
+    s
+}
+
+/// An attached interface and the hooks serving it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachedInterface {
+    pub info: AttachmentInfo,
+    pub ingress: Hook,
+    pub egress: Hook,
+    pub driver: String,
+}
+
+/// Programs, maps and attachments of one network namespace.
+pub struct NetnsCapture {
+    netns: Option<String>,
+    // Dropping it detaches every link (all are fd-based bpf_links).
+    _ebpf: Ebpf,
+    /// Flow-map generations, as raw maps: only batch syscalls touch them.
+    flows: [MapData; 2],
+    control: Array<MapData, Control>,
+    skipped: PerCpuHashMap<MapData, SkipKey, Counters>,
+    malformed: PerCpuHashMap<MapData, MalformedKey, Counters>,
+    ring: AsyncFd<RingBuf<MapData>>,
+    barrier: sys::ProgramBarrier,
+    generation: u32,
+    attached: Vec<AttachedInterface>,
+    /// Overflow events not yet drained, per generation.
+    pending: [FlowTable; 2],
+    /// Overflow events dropped by the agent (pending table full), per
+    /// (ifindex, direction, generation).
+    pending_skipped: Vec<(SkipKey, Counters)>,
+    pending_limit: usize,
+    malformed_seen: Vec<(MalformedKey, Counters)>,
+    cpus: usize,
+    flow_map_entries: u32,
+}
+
+/// Checks a flow map's type and layout and unwraps its handle.
+fn flow_map(map: Map, name: &'static str) -> Result<MapData, CaptureError> {
+    let Map::PerCpuHashMap(data) = map else {
+        return Err(CaptureError::Map {
+            name,
+            detail: "not a per-CPU hash map".into(),
+        });
+    };
+    let info = data.info().map_err(|e| CaptureError::Map {
+        name,
+        detail: chain(&e),
+    })?;
+    if info.key_size() as usize != size_of::<FlowKey>()
+        || info.value_size() as usize != size_of::<FlowStats>()
+    {
+        return Err(CaptureError::Map {
+            name,
+            detail: format!(
+                "key/value sizes {}/{} (agent expects {}/{})",
+                info.key_size(),
+                info.value_size(),
+                size_of::<FlowKey>(),
+                size_of::<FlowStats>()
+            ),
+        });
+    }
+    Ok(data)
+}
+
+impl NetnsCapture {
+    /// Loads the programs for `netns` and attaches them to `attachments`
+    /// (all in that namespace). On any error everything already attached is
+    /// detached again.
+    pub fn start(
+        netns: Option<&str>,
+        attachments: &[&Attachment],
+        config: &Config,
+    ) -> Result<Self, CaptureError> {
+        let scope = netns.map(|n| format!(" for netns {n}")).unwrap_or_default();
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(MAP_FLOWS_0, config.flow_map_entries)
+            .map_max_entries(MAP_FLOWS_1, config.flow_map_entries)
+            .map_max_entries(MAP_OVERFLOW, config.overflow_ring_bytes)
+            .load(PROGRAMS)
+            .map_err(|e| CaptureError::Load {
+                scope: scope.clone(),
+                source: Box::new(e),
+            })?;
+        attach::load_programs(&mut ebpf, &scope)?;
+        let attached = netns::run_in(netns, || {
+            attachments
+                .iter()
+                .map(|a| attach::attach(&mut ebpf, a))
+                .collect::<Result<Vec<_>, _>>()
+        })??;
+        let take = |ebpf: &mut Ebpf, name: &'static str| {
+            ebpf.take_map(name).ok_or_else(|| CaptureError::Map {
+                name,
+                detail: "not in the object".into(),
+            })
+        };
+        let map_err = |name: &'static str| {
+            move |e: aya::maps::MapError| CaptureError::Map {
+                name,
+                detail: chain(&e),
+            }
+        };
+        let flows = [
+            flow_map(take(&mut ebpf, MAP_FLOWS_0)?, MAP_FLOWS_0)?,
+            flow_map(take(&mut ebpf, MAP_FLOWS_1)?, MAP_FLOWS_1)?,
+        ];
+        let mut control: Array<MapData, Control> =
+            Array::try_from(take(&mut ebpf, MAP_CONTROL)?).map_err(map_err(MAP_CONTROL))?;
+        control
+            .set(0, Control::default(), 0)
+            .map_err(map_err(MAP_CONTROL))?;
+        let skipped = PerCpuHashMap::try_from(take(&mut ebpf, MAP_SKIPPED)?).map_err(map_err(MAP_SKIPPED))?;
+        let malformed =
+            PerCpuHashMap::try_from(take(&mut ebpf, MAP_MALFORMED)?).map_err(map_err(MAP_MALFORMED))?;
+        let ring = RingBuf::try_from(take(&mut ebpf, MAP_OVERFLOW)?).map_err(map_err(MAP_OVERFLOW))?;
+        // SAFETY: the RingBuf owns its map fd, which stays open and the same
+        // for as long as the RingBuf lives inside the AsyncFd.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| {
+            CaptureError::Map {
+                name: MAP_OVERFLOW,
+                detail: format!("cannot poll the ring buffer: {e}"),
+            }
+        })?;
+        let barrier = sys::ProgramBarrier::new().map_err(|e| CaptureError::Map {
+            name: "program barrier",
+            detail: chain(&e),
+        })?;
+        let cpus = aya::util::nr_cpus().map_err(|(what, e)| CaptureError::Map {
+            name: "per-CPU maps",
+            detail: format!("{what}: {e}"),
+        })?;
+        Ok(Self {
+            netns: netns.map(str::to_owned),
+            _ebpf: ebpf,
+            flows,
+            control,
+            skipped,
+            malformed,
+            ring,
+            barrier,
+            generation: 0,
+            attached,
+            pending: [FlowTable::default(), FlowTable::default()],
+            pending_skipped: Vec::new(),
+            pending_limit: config.flow_map_entries as usize,
+            malformed_seen: Vec::new(),
+            cpus,
+            flow_map_entries: config.flow_map_entries,
+        })
+    }
+
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
+    }
+
+    pub fn attached(&self) -> &[AttachedInterface] {
+        &self.attached
+    }
+
+    pub fn attachment_infos(&self) -> Vec<AttachmentInfo> {
+        self.attached.iter().map(|a| a.info.clone()).collect()
+    }
+
+    pub fn flow_map_entries(&self) -> u32 {
+        self.flow_map_entries
+    }
+
+    /// The overflow ring, for the pipeline to wait on.
+    pub fn ring(&self) -> &AsyncFd<RingBuf<MapData>> {
+        &self.ring
+    }
+}

@@ -1,0 +1,204 @@
+//! The two bpf(2) operations aya 0.14 does not expose: batched
+//! lookup-and-delete of a hash map, and waiting for running programs.
+
+use std::{
+    io,
+    os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+};
+
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
+const BPF_MAP_TYPE_ARRAY_OF_MAPS: u32 = 12;
+
+#[derive(Debug, thiserror::Error)]
+#[error("bpf({op}) failed")]
+pub struct SysError {
+    op: &'static str,
+    #[source]
+    source: io::Error,
+}
+
+/// `union bpf_attr` for BPF_MAP_CREATE (leading fields only; the kernel
+/// treats the missing tail as zero).
+#[repr(C)]
+#[derive(Default)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct MapElemAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+fn bpf<T>(cmd: libc::c_long, attr: &mut T, op: &'static str) -> Result<libc::c_long, SysError> {
+    // SAFETY: `attr` is a live, correctly laid out bpf_attr prefix of
+    // size_of::<T>() bytes; pointers inside it refer to live buffers.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            std::ptr::from_mut(attr).cast::<libc::c_void>(),
+            size_of::<T>() as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        Err(SysError {
+            op,
+            source: io::Error::last_os_error(),
+        })
+    } else {
+        Ok(ret)
+    }
+}
+
+fn create_map(attr: &mut MapCreateAttr) -> Result<OwnedFd, SysError> {
+    let fd = bpf(BPF_MAP_CREATE, attr, "map_create")?;
+    // SAFETY: BPF_MAP_CREATE returned a new file descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Waits until every BPF program that was running when [`wait`] was called
+/// has finished.
+///
+/// Updating an array-of-maps from userspace makes the kernel call
+/// `synchronize_rcu()` before returning, so that callers know no program
+/// still uses the old inner map (kernel `maybe_wait_bpf_programs()`; the
+/// kernel's own selftests use the same trick). XDP and TC programs run inside
+/// RCU read-side sections, so after this no program can still be writing to
+/// a flow-map generation it read before the flip.
+///
+/// [`wait`]: ProgramBarrier::wait
+pub struct ProgramBarrier {
+    outer: OwnedFd,
+    inner: OwnedFd,
+}
+
+impl ProgramBarrier {
+    pub fn new() -> Result<Self, SysError> {
+        let inner = create_map(&mut MapCreateAttr {
+            map_type: BPF_MAP_TYPE_ARRAY,
+            key_size: 4,
+            value_size: 4,
+            max_entries: 1,
+            ..Default::default()
+        })?;
+        let outer = create_map(&mut MapCreateAttr {
+            map_type: BPF_MAP_TYPE_ARRAY_OF_MAPS,
+            key_size: 4,
+            value_size: 4,
+            max_entries: 1,
+            inner_map_fd: inner.as_raw_fd() as u32,
+            ..Default::default()
+        })?;
+        Ok(Self { outer, inner })
+    }
+
+    pub fn wait(&self) -> Result<(), SysError> {
+        let key: u32 = 0;
+        let value: u32 = self.inner.as_raw_fd() as u32;
+        let mut attr = MapElemAttr {
+            map_fd: self.outer.as_raw_fd() as u32,
+            key: std::ptr::from_ref(&key) as u64,
+            value: std::ptr::from_ref(&value) as u64,
+            ..Default::default()
+        };
+        bpf(BPF_MAP_UPDATE_ELEM, &mut attr, "map_update_elem(array_of_maps)").map(drop)
+    }
+}
+
+/// Raw contents of a per-CPU hash map, removed from the map.
+pub struct PerCpuBatch {
+    pub keys: Vec<u8>,
+    /// For each key, `cpus` values of `value_stride` bytes.
+    pub values: Vec<u8>,
+    pub count: usize,
+}
+
+/// Reads and deletes every entry of a per-CPU hash map with
+/// BPF_MAP_LOOKUP_AND_DELETE_BATCH, `chunk` entries per syscall.
+///
+/// Only call this on a map no program writes to any more: the batch walk is
+/// bucket by bucket, so concurrent inserts could be missed.
+pub fn drain_percpu_hash(
+    map: BorrowedFd<'_>,
+    key_size: usize,
+    value_size: usize,
+    cpus: usize,
+    chunk: usize,
+) -> Result<PerCpuBatch, SysError> {
+    let stride = value_size.next_multiple_of(8) * cpus;
+    let mut chunk = chunk.max(1);
+    let mut out = PerCpuBatch {
+        keys: Vec::new(),
+        values: Vec::new(),
+        count: 0,
+    };
+    let mut keys = vec![0u8; key_size * chunk];
+    let mut values = vec![0u8; stride * chunk];
+    let mut token = [0u8; 8];
+    let mut first = true;
+    loop {
+        let mut next = [0u8; 8];
+        let mut attr = BatchAttr {
+            in_batch: if first { 0 } else { token.as_ptr() as u64 },
+            out_batch: next.as_mut_ptr() as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: chunk as u32,
+            map_fd: map.as_fd().as_raw_fd() as u32,
+            ..Default::default()
+        };
+        let res = bpf(
+            BPF_MAP_LOOKUP_AND_DELETE_BATCH,
+            &mut attr,
+            "map_lookup_and_delete_batch",
+        );
+        let got = attr.count as usize;
+        out.keys.extend_from_slice(&keys[..got * key_size]);
+        out.values.extend_from_slice(&values[..got * stride]);
+        out.count += got;
+        match res {
+            Ok(_) => {
+                token = next;
+                first = false;
+            }
+            Err(e) => match e.source.raw_os_error() {
+                // ENOENT: walked past the last bucket.
+                Some(libc::ENOENT) => return Ok(out),
+                // ENOSPC: one bucket holds more entries than `chunk`.
+                Some(libc::ENOSPC) if got == 0 => {
+                    chunk *= 2;
+                    keys.resize(key_size * chunk, 0);
+                    values.resize(stride * chunk, 0);
+                }
+                _ => return Err(e),
+            },
+        }
+    }
+}

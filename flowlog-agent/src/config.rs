@@ -1,0 +1,366 @@
+//! Agent configuration: one TOML file, every option also settable by flag,
+//! validated once into a [`Config`] before anything touches the kernel.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+/// Longest interface name the kernel accepts (IFNAMSIZ - 1).
+const IFNAME_MAX: usize = 15;
+/// Longest window we accept: one day.
+const WINDOW_MAX_SECS: u64 = 86_400;
+pub const DEFAULT_WINDOW_SECS: u64 = 600;
+pub const DEFAULT_FLOW_MAP_ENTRIES: u32 = 65_536;
+pub const DEFAULT_OVERFLOW_RING_BYTES: u32 = 1 << 20;
+/// Ceiling on per-generation flow-map entries (two generations exist).
+const FLOW_MAP_ENTRIES_MAX: u32 = 1 << 24;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown/mistyped keys; the message
+    /// carries the line and column.
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// How an attachment's programs are hooked in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureMode {
+    /// TC for virtual devices (veth, tun, bridges…), XDP in driver mode
+    /// for physical NICs that support it; see README "Capture modes".
+    #[default]
+    Auto,
+    /// XDP on ingress (driver mode, else generic), TC on egress.
+    Xdp,
+    /// TC on ingress and egress.
+    Tc,
+}
+
+impl FromStr for CaptureMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "xdp" => Ok(Self::Xdp),
+            "tc" => Ok(Self::Tc),
+            other => Err(format!(
+                "unknown capture mode {other:?} (expected auto, xdp or tc)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for CaptureMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Xdp => "xdp",
+            Self::Tc => "tc",
+        })
+    }
+}
+
+/// One interface to capture on.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Attachment {
+    pub interface: String,
+    /// Named network namespace (`ip netns` name, under /run/netns); the
+    /// agent's own namespace when absent.
+    #[serde(default)]
+    pub netns: Option<String>,
+    #[serde(default)]
+    pub mode: CaptureMode,
+}
+
+impl fmt::Display for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.netns {
+            Some(ns) => write!(f, "{} (netns {ns})", self.interface),
+            None => f.write_str(&self.interface),
+        }
+    }
+}
+
+/// Where records go.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Output {
+    /// JSON lines on standard output.
+    #[serde(default)]
+    pub stdout: bool,
+    /// JSON lines appended to a file.
+    #[serde(default)]
+    pub json_file: Option<PathBuf>,
+    /// Length-delimited protobuf `FlowLogRecord`s appended to a file.
+    #[serde(default)]
+    pub protobuf_file: Option<PathBuf>,
+}
+
+/// The file's shape; every field optional so flags can fill gaps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub account_id: Option<String>,
+    pub cen_id: Option<String>,
+    pub flow_log_id: Option<String>,
+    pub window_secs: Option<u64>,
+    pub data_dir: Option<PathBuf>,
+    pub flow_map_entries: Option<u32>,
+    pub overflow_ring_bytes: Option<u32>,
+    #[serde(default, rename = "attachment")]
+    pub attachments: Vec<Attachment>,
+    #[serde(default)]
+    pub output: Option<Output>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error names the line and column.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| {
+            let msg = e.message().trim().to_owned();
+            match e.span() {
+                Some(span) => {
+                    let (line, col) = line_col(text, span.start);
+                    format!("line {line}, column {col}: {msg}")
+                }
+                None => msg,
+            }
+        })
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Validated agent configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub account_id: String,
+    pub cen_id: String,
+    pub flow_log_id: String,
+    pub window: Duration,
+    pub data_dir: PathBuf,
+    /// Entries of each flow-map generation (per-CPU hash).
+    pub flow_map_entries: u32,
+    pub overflow_ring_bytes: u32,
+    pub attachments: Vec<Attachment>,
+    pub output: Output,
+}
+
+impl Config {
+    /// Checks ranges and consistency; the one place a bad value is refused.
+    pub fn validate(file: FileConfig) -> Result<Self, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let window_secs = file.window_secs.unwrap_or(DEFAULT_WINDOW_SECS);
+        if window_secs == 0 || window_secs > WINDOW_MAX_SECS {
+            return invalid(format!(
+                "window must be between 1 and {WINDOW_MAX_SECS} seconds, got {window_secs} \
+                 (600 and 60 are the standard values)"
+            ));
+        }
+        let flow_map_entries = file.flow_map_entries.unwrap_or(DEFAULT_FLOW_MAP_ENTRIES);
+        if flow_map_entries == 0 || flow_map_entries > FLOW_MAP_ENTRIES_MAX {
+            return invalid(format!(
+                "flow-map-entries must be between 1 and {FLOW_MAP_ENTRIES_MAX}, got {flow_map_entries}"
+            ));
+        }
+        let ring = file.overflow_ring_bytes.unwrap_or(DEFAULT_OVERFLOW_RING_BYTES);
+        if ring < 4096 || !ring.is_power_of_two() {
+            return invalid(format!(
+                "overflow-ring-bytes must be a power of two of at least 4096, got {ring}"
+            ));
+        }
+        if file.attachments.is_empty() {
+            return invalid(
+                "no attachment: give at least one interface (--interface or [[attachment]])".into(),
+            );
+        }
+        for (i, a) in file.attachments.iter().enumerate() {
+            check_ifname(&a.interface)?;
+            if let Some(ns) = &a.netns {
+                check_netns_name(ns)?;
+            }
+            if file.attachments[..i]
+                .iter()
+                .any(|b| b.interface == a.interface && b.netns == a.netns)
+            {
+                return invalid(format!("attachment {a} is listed twice"));
+            }
+        }
+        let mut output = file.output.unwrap_or_default();
+        if !output.stdout && output.json_file.is_none() && output.protobuf_file.is_none() {
+            output.stdout = true;
+        }
+        let account_id = file.account_id.unwrap_or_else(|| "local".into());
+        let cen_id = file.cen_id.unwrap_or_else(|| "cen-local".into());
+        let flow_log_id = file.flow_log_id.unwrap_or_else(|| "fl-local".into());
+        for (name, v) in [
+            ("account-id", &account_id),
+            ("cen-id", &cen_id),
+            ("flow-log-id", &flow_log_id),
+        ] {
+            if v.is_empty() || v.len() > 128 || v.chars().any(char::is_control) {
+                return invalid(format!("{name} must be 1 to 128 printable characters"));
+            }
+        }
+        Ok(Self {
+            account_id,
+            cen_id,
+            flow_log_id,
+            window: Duration::from_secs(window_secs),
+            data_dir: file.data_dir.unwrap_or_else(|| PathBuf::from("/var/lib/flowlog")),
+            flow_map_entries,
+            overflow_ring_bytes: ring,
+            attachments: file.attachments,
+            output,
+        })
+    }
+}
+
+fn check_ifname(name: &str) -> Result<(), ConfigError> {
+    if name.is_empty()
+        || name.len() > IFNAME_MAX
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(ConfigError::Invalid(format!(
+            "{name:?} is not a valid interface name (1 to {IFNAME_MAX} characters, no '/', ':' or spaces)"
+        )));
+    }
+    Ok(())
+}
+
+fn check_netns_name(name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || name.len() > 255 || name == "." || name == ".." || name.contains('/') {
+        return Err(ConfigError::Invalid(format!(
+            "{name:?} is not a valid network namespace name"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_iface(mut f: FileConfig) -> FileConfig {
+        f.attachments.push(Attachment {
+            interface: "eth0".into(),
+            netns: None,
+            mode: CaptureMode::Auto,
+        });
+        f
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::validate(with_iface(FileConfig::default())).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.window, Duration::from_secs(600));
+        assert!(c.output.stdout);
+        assert_eq!(c.flow_map_entries, DEFAULT_FLOW_MAP_ENTRIES);
+    }
+
+    #[test]
+    fn parses_a_full_file() {
+        let text = r#"
+account-id = "123"
+cen-id = "cen-1"
+window-secs = 60
+flow-map-entries = 1000
+[[attachment]]
+interface = "r-a"
+netns = "router"
+mode = "tc"
+[[attachment]]
+interface = "r-b"
+[output]
+protobuf-file = "/tmp/x.pb"
+"#;
+        let c = Config::validate(FileConfig::parse(text).unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.attachments.len(), 2);
+        assert_eq!(c.attachments[0].mode, CaptureMode::Tc);
+        assert_eq!(c.attachments[0].netns.as_deref(), Some("router"));
+        assert!(!c.output.stdout);
+        assert_eq!(c.window, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn parse_errors_name_the_line() {
+        let e = FileConfig::parse("account-id = \"a\"\nwindow-secs = \"ten\"\n").err();
+        let e = e.unwrap_or_default();
+        assert!(e.starts_with("line 2, column 15"), "{e}");
+        let e = FileConfig::parse("\n\nbogus = 1\n").err().unwrap_or_default();
+        assert!(e.starts_with("line 3") && e.contains("bogus"), "{e}");
+        let e = FileConfig::parse("[[attachment]]\ninterface = \"a\"\nmode = \"fast\"\n")
+            .err()
+            .unwrap_or_default();
+        assert!(e.starts_with("line 3") && e.contains("fast"), "{e}");
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        type Mutation = fn(&mut FileConfig);
+        let cases: [(&str, Mutation); 6] = [
+            ("window must be", |f| f.window_secs = Some(0)),
+            ("flow-map-entries", |f| f.flow_map_entries = Some(0)),
+            ("power of two", |f| f.overflow_ring_bytes = Some(5000)),
+            ("not a valid interface", |f| {
+                f.attachments[0].interface = "a/b".into()
+            }),
+            ("listed twice", |f| {
+                let a = f.attachments[0].clone();
+                f.attachments.push(a);
+            }),
+            ("cen-id", |f| f.cen_id = Some(String::new())),
+        ];
+        for (want, mutate) in cases {
+            let mut f = with_iface(FileConfig::default());
+            mutate(&mut f);
+            let e = Config::validate(f)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let e = Config::validate(FileConfig::default())
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("no attachment"));
+    }
+}

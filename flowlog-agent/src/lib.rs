@@ -1,0 +1,27 @@
+//! flowlog agent: kernel-assisted flow logs for Linux routers.
+//!
+//! # Layout
+//!
+//! The modules follow the data flow:
+//!
+//! - [`config`]: the validated [`Config`](config::Config) (file + flags).
+//! - [`capture`]: load and attach the eBPF programs per network namespace,
+//!   drain the flow maps at each window boundary (generation flip, program
+//!   barrier, batch read), read the overflow ring.
+//! - [`window`]: pure aggregation of one window and wall-clock alignment;
+//!   turns drained flows into records, including NODATA and SKIPDATA.
+//! - [`record`]: the protobuf record type (from `proto/flowlog.proto`) and
+//!   its builders.
+//! - [`publish`]: sinks records go to (stdout JSON, JSON file, protobuf file).
+//! - [`status`]: attachments and running totals, in `status.json`.
+//! - [`pipeline`]: wires the stages; [`run`] is the entry point.
+
+pub mod capture;
+pub mod config;
+pub mod pipeline;
+pub mod publish;
+pub mod record;
+pub mod status;
+pub mod window;
+
+pub use pipeline::{RunError, run};

@@ -1,0 +1,156 @@
+//! `flowlog` command line: argument parsing, logging, signals. Everything
+//! else lives in the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use flowlog_agent::config::{Attachment, CaptureMode, Config, FileConfig, Output};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "flowlog",
+    version,
+    about = "Kernel-assisted flow logs for Linux routers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the capture agent (needs root: it loads eBPF programs).
+    Agent(AgentArgs),
+}
+
+/// Every option of the configuration file, as flags; flags win over the file.
+#[derive(Args)]
+struct AgentArgs {
+    /// TOML configuration file.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Interface to capture on (repeatable); added to the file's attachments.
+    #[arg(long = "interface", short = 'i', value_name = "IFACE")]
+    interfaces: Vec<String>,
+    /// Network namespace (an `ip netns` name) of the --interface flags.
+    #[arg(long)]
+    netns: Option<String>,
+    /// Capture mode of the --interface flags: auto, xdp or tc.
+    #[arg(long, default_value = "auto")]
+    mode: CaptureMode,
+    /// Capture window length in seconds (600 and 60 are standard; ≥ 1).
+    #[arg(long)]
+    window_secs: Option<u64>,
+    #[arg(long)]
+    account_id: Option<String>,
+    #[arg(long)]
+    cen_id: Option<String>,
+    #[arg(long)]
+    flow_log_id: Option<String>,
+    /// Flow-map entries per generation.
+    #[arg(long)]
+    flow_map_entries: Option<u32>,
+    /// Overflow ring size in bytes (power of two, ≥ 4096).
+    #[arg(long)]
+    overflow_ring_bytes: Option<u32>,
+    /// Directory for status (and later the embedded Logstore).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print records as JSON lines on stdout (the default when no other
+    /// output is given).
+    #[arg(long)]
+    stdout: bool,
+    /// Append records as JSON lines to this file.
+    #[arg(long)]
+    json_file: Option<PathBuf>,
+    /// Append records as length-delimited protobuf to this file.
+    #[arg(long)]
+    protobuf_file: Option<PathBuf>,
+}
+
+impl AgentArgs {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        for interface in self.interfaces {
+            file.attachments.push(Attachment {
+                interface,
+                netns: self.netns.clone(),
+                mode: self.mode,
+            });
+        }
+        macro_rules! overlay {
+            ($($f:ident),*) => { $( if self.$f.is_some() { file.$f = self.$f; } )* };
+        }
+        overlay!(
+            window_secs,
+            account_id,
+            cen_id,
+            flow_log_id,
+            flow_map_entries,
+            overflow_ring_bytes,
+            data_dir
+        );
+        if self.stdout || self.json_file.is_some() || self.protobuf_file.is_some() {
+            let out = file.output.get_or_insert_with(Output::default);
+            out.stdout |= self.stdout;
+            if self.json_file.is_some() {
+                out.json_file = self.json_file;
+            }
+            if self.protobuf_file.is_some() {
+                out.protobuf_file = self.protobuf_file;
+            }
+        }
+        Ok(Config::validate(file)?)
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The cause chain on one line; no backtrace for operator errors.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Agent(args) => {
+            let config = args.into_config()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(flowlog_agent::run(config, shutdown_signal()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! Publishing records: the seam between window building and where records
+//! end up. Each [`Sink`] takes a window's records at a time; the embedded
+//! Logstore and the message-bus sinks plug in here.
+
+mod json;
+mod protobuf;
+
+use std::{
+    fs::{File, OpenOptions},
+    io,
+    path::{Path, PathBuf},
+};
+
+pub use json::JsonLines;
+pub use protobuf::ProtobufFile;
+
+use crate::{config::Output, record::FlowLogRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// An output file could not be opened.
+    #[error("cannot open output file {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A destination for records.
+pub trait Sink: Send {
+    /// Short name for logs and status.
+    fn name(&self) -> &str;
+    /// Writes one window's records (a batch may be partial: a window can be
+    /// split into several batches).
+    fn write(&mut self, records: &[FlowLogRecord]) -> io::Result<()>;
+    /// Makes everything written so far visible to readers.
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+fn open_append(path: &Path) -> Result<File, PublishError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| PublishError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| PublishError::Open {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Opens every sink the configuration names.
+pub fn open_sinks(output: &Output) -> Result<Vec<Box<dyn Sink>>, PublishError> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if output.stdout {
+        sinks.push(Box::new(JsonLines::new("stdout", io::stdout())));
+    }
+    if let Some(path) = &output.json_file {
+        sinks.push(Box::new(JsonLines::new(
+            format!("json-file:{}", path.display()),
+            open_append(path)?,
+        )));
+    }
+    if let Some(path) = &output.protobuf_file {
+        sinks.push(Box::new(ProtobufFile::new(
+            format!("protobuf-file:{}", path.display()),
+            open_append(path)?,
+        )));
+    }
+    Ok(sinks)
+}

@@ -1,0 +1,50 @@
+//! A file of length-delimited protobuf `FlowLogRecord`s (varint length,
+//! then the message), the framing protobuf libraries read with
+//! `parseDelimitedFrom` / `decode_length_delimited`.
+
+use std::{
+    fs::File,
+    io::{self, BufWriter, Write},
+};
+
+use prost::Message;
+
+use super::Sink;
+use crate::record::FlowLogRecord;
+
+pub struct ProtobufFile {
+    name: String,
+    out: BufWriter<File>,
+    buf: Vec<u8>,
+}
+
+impl ProtobufFile {
+    pub fn new(name: impl Into<String>, file: File) -> Self {
+        Self {
+            name: name.into(),
+            out: BufWriter::with_capacity(1 << 16, file),
+            buf: Vec::with_capacity(256),
+        }
+    }
+}
+
+impl Sink for ProtobufFile {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn write(&mut self, records: &[FlowLogRecord]) -> io::Result<()> {
+        for r in records {
+            self.buf.clear();
+            r.encode_length_delimited(&mut self.buf)
+                .map_err(io::Error::other)?;
+            self.out.write_all(&self.buf)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        self.out.get_ref().sync_data()
+    }
+}

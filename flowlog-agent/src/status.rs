@@ -1,0 +1,89 @@
+//! The agent's status: what is attached where, and running totals that are
+//! not records (malformed packets, overflow events, publish errors).
+//! Written atomically to `<data-dir>/status.json` after every window.
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use serde::Serialize;
+
+/// File name inside the data directory.
+pub const STATUS_FILE: &str = "status.json";
+
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AttachmentStatus {
+    pub interface: String,
+    pub netns: Option<String>,
+    pub ifindex: u32,
+    pub driver: String,
+    pub ingress_hook: String,
+    pub egress_hook: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Totals {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Status {
+    /// `starting`, `running` or `stopped`.
+    pub state: String,
+    pub pid: u32,
+    pub window_secs: u64,
+    pub flow_map_entries: u32,
+    pub attachments: Vec<AttachmentStatus>,
+    pub windows_published: u64,
+    /// Unix seconds of the last published window.
+    pub last_window_start: Option<i64>,
+    pub last_window_end: Option<i64>,
+    pub records_published: u64,
+    pub flows_last_window: u64,
+    pub overflow_events: u64,
+    /// Packets counted into SKIPDATA records.
+    pub skipped: Totals,
+    /// Packets not attributed to a flow, keyed `interface/direction/reason`.
+    pub malformed: BTreeMap<String, Totals>,
+    pub drain_errors: u64,
+    pub publish_errors: u64,
+}
+
+/// Shared handle; every stage updates its part.
+#[derive(Clone)]
+pub struct StatusBoard {
+    inner: Arc<Mutex<Status>>,
+    path: PathBuf,
+}
+
+impl StatusBoard {
+    pub fn new(data_dir: &Path, status: Status) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(status)),
+            path: data_dir.join(STATUS_FILE),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Status> {
+        // A panic elsewhere must not take the status down with it.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes the file via a temporary name, so readers never see half of it.
+    pub fn persist(&self) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(&*self.lock()).map_err(std::io::Error::other)?;
+        let tmp = self.path.with_extension("json.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&json)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &self.path)
+    }
+}

@@ -1,0 +1,121 @@
+//! Window aggregation: merging, and which records a window yields.
+use super::*;
+use crate::record::{LOG_STATUS_NODATA, LOG_STATUS_OK, LOG_STATUS_SKIPDATA};
+
+fn key(ifindex: u32, sport: u16) -> FlowKey {
+    FlowKey {
+        src_addr: [0; 16],
+        dst_addr: [0; 16],
+        ifindex,
+        src_port: sport,
+        dst_port: 80,
+        protocol: 6,
+        direction: 0,
+        ip_version: 4,
+        _pad: 0,
+    }
+}
+
+fn stats(packets: u64, bytes: u64, first: u64, last: u64, flags: u16) -> FlowStats {
+    FlowStats {
+        packets,
+        bytes,
+        first_seen_ns: first,
+        last_seen_ns: last,
+        tcp_flags: flags,
+        _pad: [0; 6],
+    }
+}
+
+fn atts() -> Vec<AttachmentInfo> {
+    (1..=3)
+        .map(|i| AttachmentInfo {
+            ifindex: i,
+            interface: format!("eth{i}"),
+            netns: None,
+        })
+        .collect()
+}
+
+fn id() -> Identity {
+    Identity {
+        account_id: "a".into(),
+        cen_id: "c".into(),
+        flow_log_id: "f".into(),
+    }
+}
+
+const WINDOW: Window = Window {
+    start_ns: 0,
+    end_ns: 60_000_000_000,
+};
+const CLOCK: ClockOffset = ClockOffset {
+    realtime_minus_monotonic_ns: 0,
+};
+
+#[test]
+fn merge_sums_counts_and_keeps_time_bounds() {
+    let mut t = stats(0, 0, 0, 0, 0);
+    merge(&mut t, &stats(2, 100, 50, 70, 0x02));
+    merge(&mut t, &stats(0, 0, 0, 0, 0)); // an idle CPU's zeroed slot
+    merge(&mut t, &stats(3, 300, 40, 60, 0x10));
+    assert_eq!(t, stats(5, 400, 40, 70, 0x12));
+}
+
+#[test]
+fn overflow_events_join_their_flow() {
+    let mut t = FlowTable::default();
+    t.add(key(1, 10), &stats(1, 60, 5, 5, 0));
+    t.add_overflow(&OverflowEvent {
+        key: key(1, 10),
+        tcp_flags: 0x01,
+        generation: 0,
+        _pad: 0,
+        packets: 3,
+        bytes: 180,
+        ts_ns: 9,
+    });
+    let all: Vec<_> = t.iter().collect();
+    assert_eq!(all.len(), 1);
+    assert_eq!(*all[0].1, stats(4, 240, 5, 9, 0x01));
+}
+
+#[test]
+fn flush_yields_ok_skipdata_and_nodata() {
+    let mut w = WindowAggregate::default();
+    w.flows.add(key(1, 10), &stats(2, 100, 1, 2, 0));
+    w.flows.add(key(1, 11), &stats(1, 50, 1, 2, 0));
+    w.add_skipped(
+        2,
+        Direction::Egress,
+        &Counters {
+            packets: 7,
+            bytes: 700,
+        },
+    );
+    w.add_skipped(2, Direction::Egress, &Counters { packets: 0, bytes: 0 });
+    let mut out = Vec::new();
+    w.flush_into(WINDOW, &atts(), &id(), CLOCK, &mut out);
+    let by_status = |s: &str| out.iter().filter(|r| r.log_status == s).collect::<Vec<_>>();
+    assert_eq!(by_status(LOG_STATUS_OK).len(), 2);
+    let skip = by_status(LOG_STATUS_SKIPDATA);
+    assert_eq!(skip.len(), 1);
+    assert_eq!(
+        (skip[0].interface.as_str(), skip[0].packets, skip[0].bytes),
+        ("eth2", 7, 700)
+    );
+    assert_eq!(skip[0].direction.as_deref(), Some("out"));
+    let nodata = by_status(LOG_STATUS_NODATA);
+    assert_eq!(nodata.len(), 1);
+    assert_eq!(nodata[0].interface, "eth3");
+    assert!(nodata[0].srcaddr.is_none() && nodata[0].packets == 0);
+    assert!(out.iter().all(|r| r.start == 0 && r.end == 60));
+}
+
+#[test]
+fn idle_window_is_all_nodata() {
+    let mut out = Vec::new();
+    WindowAggregate::default().flush_into(WINDOW, &atts(), &id(), CLOCK, &mut out);
+    assert_eq!(out.len(), 3);
+    assert!(out.iter().all(|r| r.log_status == LOG_STATUS_NODATA));
+}

@@ -1,0 +1,266 @@
+//! Types shared by the flowlog kernel programs and the agent.
+//!
+//! Every struct here crosses the kernel/user boundary as raw bytes (map keys,
+//! map values, ring-buffer events), so each one is `#[repr(C)]` with explicit
+//! padding fields: hash-map keys must never contain uninitialised padding, or
+//! two identical flows would hash differently.
+//!
+//! Map and program names are constants so both sides agree on them.
+#![no_std]
+
+pub mod parse;
+
+/// Per-CPU hash of flows, generation 0.
+pub const MAP_FLOWS_0: &str = "FLOWS_0";
+/// Per-CPU hash of flows, generation 1.
+pub const MAP_FLOWS_1: &str = "FLOWS_1";
+/// Array with one [`Control`] entry: which flow-map generation is active.
+pub const MAP_CONTROL: &str = "CONTROL";
+/// Ring buffer of [`OverflowEvent`]s: packets that found their flow map full.
+pub const MAP_OVERFLOW: &str = "OVERFLOW";
+/// Per-CPU hash [`SkipKey`] → [`Counters`]: packets neither the flow map nor
+/// the overflow ring could take.
+pub const MAP_SKIPPED: &str = "SKIPPED";
+/// Per-CPU hash [`MalformedKey`] → [`Counters`]: packets not attributed to
+/// any flow, by reason (cumulative, never cleared by the agent).
+pub const MAP_MALFORMED: &str = "MALFORMED";
+
+/// XDP program (ingress).
+pub const PROG_XDP: &str = "flowlog_xdp";
+/// TC program attached on ingress.
+pub const PROG_TC_INGRESS: &str = "flowlog_tc_ingress";
+/// TC program attached on egress.
+pub const PROG_TC_EGRESS: &str = "flowlog_tc_egress";
+
+/// Entries of [`MAP_SKIPPED`] and [`MAP_MALFORMED`]; small because their keys
+/// only combine attachments, directions, generations and reasons.
+pub const COUNTER_MAP_ENTRIES: u32 = 4096;
+
+/// Packet direction relative to the attachment.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// Received on the attachment.
+    Ingress = 0,
+    /// Sent by the attachment.
+    Egress = 1,
+}
+
+impl Direction {
+    /// Decodes the byte stored in keys; unknown values are `None`.
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Ingress),
+            1 => Some(Self::Egress),
+            _ => None,
+        }
+    }
+
+    /// The record's spelling (`in` / `out`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingress => "in",
+            Self::Egress => "out",
+        }
+    }
+}
+
+/// One flow: attachment, direction and five-tuple.
+///
+/// Addresses are 16 bytes; IPv4 addresses are stored IPv4-mapped
+/// (`::ffff:a.b.c.d`) and `ip_version` tells the families apart, so an IPv6
+/// packet that carries a mapped address is never merged with IPv4 traffic.
+/// Ports are in host byte order and 0 where the protocol has none or the
+/// packet is a non-first fragment.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    /// Interface index of the attachment (within its network namespace).
+    pub ifindex: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// IANA protocol number of the upper-layer protocol.
+    pub protocol: u8,
+    /// A [`Direction`] as `u8`.
+    pub direction: u8,
+    /// 4 or 6.
+    pub ip_version: u8,
+    pub _pad: u8,
+}
+
+/// What a flow accumulated on one CPU.
+///
+/// `bytes` is the IP length (IPv4 total length, IPv6 40 + payload length) of
+/// every packet, summed over wire segments for GSO/GRO super-packets, so the
+/// figure is the same whichever hook saw the traffic.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// CLOCK_MONOTONIC nanoseconds (coarse) of the first and last packet.
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    /// OR of the TCP flags seen (bit 8 is NS, bits 0–7 the flags byte).
+    pub tcp_flags: u16,
+    pub _pad: [u8; 6],
+}
+
+/// Shared control block, index 0 of [`MAP_CONTROL`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Control {
+    /// Active flow-map generation: 0 → [`MAP_FLOWS_0`], 1 → [`MAP_FLOWS_1`].
+    pub generation: u32,
+    pub _reserved: u32,
+}
+
+/// A packet whose flow could not be inserted because the active flow map was
+/// full; the agent folds these into the window of `generation`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverflowEvent {
+    pub key: FlowKey,
+    pub tcp_flags: u16,
+    pub generation: u8,
+    pub _pad: u8,
+    /// Wire segments this packet stands for (1 unless GSO/GRO).
+    pub packets: u32,
+    pub bytes: u32,
+    pub ts_ns: u64,
+}
+
+/// Key of [`MAP_SKIPPED`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SkipKey {
+    pub ifindex: u32,
+    pub direction: u8,
+    pub generation: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Why a packet was not attributed to a five-tuple.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Malformed {
+    /// Not IPv4/IPv6 (ARP, LLDP, …): not traffic a flow log describes.
+    NonIp = 0,
+    /// Shorter than an Ethernet header or a VLAN tag.
+    TruncatedL2 = 1,
+    /// More than two VLAN tags.
+    VlanDepth = 2,
+    /// IP header cut short.
+    TruncatedL3 = 3,
+    /// IP header inconsistent: IHL < 5, version mismatch, lengths that
+    /// contradict the frame.
+    BadL3 = 4,
+    /// IPv6 extension-header chain longer than the parser follows, or cut short.
+    Ipv6ExtChain = 5,
+    /// Transport header cut short (or beyond the IP length).
+    TruncatedL4 = 6,
+}
+
+impl Malformed {
+    pub const ALL: [Self; 7] = [
+        Self::NonIp,
+        Self::TruncatedL2,
+        Self::VlanDepth,
+        Self::TruncatedL3,
+        Self::BadL3,
+        Self::Ipv6ExtChain,
+        Self::TruncatedL4,
+    ];
+
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::NonIp),
+            1 => Some(Self::TruncatedL2),
+            2 => Some(Self::VlanDepth),
+            3 => Some(Self::TruncatedL3),
+            4 => Some(Self::BadL3),
+            5 => Some(Self::Ipv6ExtChain),
+            6 => Some(Self::TruncatedL4),
+            _ => None,
+        }
+    }
+
+    /// Name used in status output and metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NonIp => "non_ip",
+            Self::TruncatedL2 => "truncated_l2",
+            Self::VlanDepth => "vlan_depth",
+            Self::TruncatedL3 => "truncated_l3",
+            Self::BadL3 => "bad_l3",
+            Self::Ipv6ExtChain => "ipv6_ext_chain",
+            Self::TruncatedL4 => "truncated_l4",
+        }
+    }
+}
+
+/// Key of [`MAP_MALFORMED`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MalformedKey {
+    pub ifindex: u32,
+    pub direction: u8,
+    /// A [`Malformed`] as `u8`.
+    pub reason: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Packet and byte counter pair. For malformed packets `bytes` is the frame
+/// length from the Ethernet header, since no IP length can be trusted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::{Control, Counters, FlowKey, FlowStats, MalformedKey, OverflowEvent, SkipKey};
+
+    // SAFETY: all of these are repr(C), contain only integers and byte arrays,
+    // and have explicit padding fields, so every bit pattern is valid.
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowStats {}
+    unsafe impl aya::Pod for Control {}
+    unsafe impl aya::Pod for OverflowEvent {}
+    unsafe impl aya::Pod for SkipKey {}
+    unsafe impl aya::Pod for MalformedKey {}
+    unsafe impl aya::Pod for Counters {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{align_of, size_of};
+
+    // The kernel side hashes raw key bytes: any implicit padding would make
+    // equal flows unequal, so pin the layouts.
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<FlowKey>(), 16 + 16 + 4 + 2 + 2 + 4);
+        assert_eq!(align_of::<FlowKey>(), 4);
+        assert_eq!(size_of::<FlowStats>(), 8 * 4 + 8);
+        assert_eq!(size_of::<OverflowEvent>(), size_of::<FlowKey>() + 4 + 8 + 8);
+        assert_eq!(size_of::<SkipKey>(), 8);
+        assert_eq!(size_of::<MalformedKey>(), 8);
+        assert_eq!(size_of::<Control>(), 8);
+    }
+
+    #[test]
+    fn enums_round_trip() {
+        for m in Malformed::ALL {
+            assert_eq!(Malformed::from_u8(m as u8), Some(m));
+        }
+        assert_eq!(Malformed::from_u8(200), None);
+        assert_eq!(Direction::from_u8(1), Some(Direction::Egress));
+        assert_eq!(Direction::from_u8(2), None);
+    }
+}

@@ -1,0 +1,29 @@
+//! Map definitions. Sizes here are placeholders: the agent sets the flow
+//! maps' entries and the ring's size at load time from its configuration.
+//! Names must match the constants in `flowlog_common`.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, PerCpuHashMap, RingBuf},
+};
+use flowlog_common::{COUNTER_MAP_ENTRIES, Control, Counters, FlowKey, FlowStats, MalformedKey, SkipKey};
+
+#[map]
+pub static FLOWS_0: PerCpuHashMap<FlowKey, FlowStats> = PerCpuHashMap::with_max_entries(1024, 0);
+
+#[map]
+pub static FLOWS_1: PerCpuHashMap<FlowKey, FlowStats> = PerCpuHashMap::with_max_entries(1024, 0);
+
+#[map]
+pub static CONTROL: Array<Control> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static OVERFLOW: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
+
+#[map]
+pub static SKIPPED: PerCpuHashMap<SkipKey, Counters> =
+    PerCpuHashMap::with_max_entries(COUNTER_MAP_ENTRIES, 0);
+
+#[map]
+pub static MALFORMED: PerCpuHashMap<MalformedKey, Counters> =
+    PerCpuHashMap::with_max_entries(COUNTER_MAP_ENTRIES, 0);

@@ -1,0 +1,228 @@
+//! Running the real `flowlog` binary as a child process and reading what it
+//! published.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+
+static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
+
+/// The agent binary: `$FLOWLOG_BIN`, else `target/<profile>/flowlog` next
+/// to this test executable (`cargo xtask test` builds it first).
+pub fn binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("FLOWLOG_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow::anyhow!("cannot locate the target directory from {}", exe.display()))?;
+    let bin = dir.join("flowlog");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first (cargo xtask test does)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> anyhow::Result<Self> {
+        let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("flowlog-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p)?;
+        Ok(Self(p))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running agent writing JSON records to a file in its own directory.
+pub struct Agent {
+    child: Option<Child>,
+    pub dir: TempDir,
+}
+
+/// What a stopped agent left behind.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub records: Vec<Value>,
+    pub stderr: String,
+    pub agent_status: Value,
+}
+
+impl Agent {
+    /// Starts `flowlog agent <args>` and waits until it reports capture
+    /// running (status.json), or fails with its stderr.
+    pub fn start(args: &[&str]) -> anyhow::Result<Self> {
+        let dir = TempDir::new()?;
+        let records = dir.path().join("records.jsonl");
+        let mut cmd = Command::new(binary()?);
+        cmd.arg("agent")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--json-file")
+            .arg(&records)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log"))?);
+        let child = cmd.spawn().context("spawning flowlog")?;
+        let mut agent = Self {
+            child: Some(child),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = agent.child_mut()?.try_wait()? {
+                bail!("agent exited ({status}) before running:\n{}", agent.stderr());
+            }
+            if agent.status().is_ok_and(|s| s["state"] == "running") {
+                return Ok(agent);
+            }
+            if Instant::now() > deadline {
+                bail!("agent not running after 30 s:\n{}", agent.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn child_mut(&mut self) -> anyhow::Result<&mut Child> {
+        self.child
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("agent already stopped"))
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// The agent's status.json.
+    pub fn status(&self) -> anyhow::Result<Value> {
+        let text = std::fs::read_to_string(self.dir.path().join("status.json"))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// Records published so far.
+    pub fn records(&self) -> anyhow::Result<Vec<Value>> {
+        read_json_lines(&self.dir.path().join("records.jsonl"))
+    }
+
+    /// Waits until at least `n` windows have been published.
+    pub fn wait_windows(&self, n: u64, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self
+                .status()
+                .is_ok_and(|s| s["windows-published"].as_u64() >= Some(n))
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "fewer than {n} windows published in {timeout:?}:\n{}",
+            self.stderr()
+        )
+    }
+
+    /// SIGTERM, then waits (bounded) for a clean exit.
+    pub fn stop(mut self) -> anyhow::Result<Finished> {
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("agent already stopped"))?;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("agent did not stop within 30 s:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ok(Finished {
+            status,
+            records: self.records()?,
+            stderr: self.stderr(),
+            agent_status: self.status().unwrap_or(Value::Null),
+        })
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn read_json_lines(path: &Path) -> anyhow::Result<Vec<Value>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("bad record line: {l}")))
+        .collect()
+}
+
+/// Runs `flowlog agent <args>` expecting it to fail within 30 s; returns
+/// (exit code, stderr).
+pub fn run_expecting_failure(args: &[&str]) -> anyhow::Result<(i32, String)> {
+    let dir = TempDir::new()?;
+    let err_path = dir.path().join("stderr.log");
+    let mut child = Command::new(binary()?)
+        .arg("agent")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path)?)
+        .spawn()
+        .context("running flowlog")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("flowlog {args:?} still running after 30 s; expected an error");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    if status.success() {
+        bail!("flowlog {args:?} succeeded; expected an error:\n{stderr}");
+    }
+    Ok((status.code().unwrap_or(-1), stderr))
+}

@@ -1,0 +1,85 @@
+//! Support code for flowlog's kernel integration tests (`tests/tests/`), and
+//! for the demo behind `cargo xtask run`: namespaces, topologies, known
+//! traffic, raw frames, a reference capture, and the agent as a child
+//! process.
+//!
+//! Everything here works on real kernels objects; tests need root.
+
+pub mod agent;
+pub mod netns;
+pub mod packet;
+pub mod topology;
+pub mod traffic;
+
+use serde_json::Value;
+
+/// True when the tests can run. Without root they skip, unless `CI=true`,
+/// where a skip would hide that nothing was tested: then it panics.
+pub fn privileged() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        netns::sweep_stale();
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("integration tests need root (eBPF, namespaces); CI=true forbids skipping them");
+    }
+    eprintln!("skipping: integration tests need root");
+    false
+}
+
+/// Which records to add up.
+#[derive(Clone, Debug, Default)]
+pub struct Filter<'a> {
+    pub interface: Option<&'a str>,
+    pub direction: Option<&'a str>,
+    pub protocol: Option<u64>,
+    pub srcaddr: Option<&'a str>,
+    pub dstaddr: Option<&'a str>,
+    pub srcport: Option<u64>,
+    pub dstport: Option<u64>,
+    pub log_status: Option<&'a str>,
+}
+
+impl Filter<'_> {
+    pub fn matches(&self, r: &Value) -> bool {
+        let s = |field: &str, want: Option<&str>| want.is_none_or(|w| r[field].as_str() == Some(w));
+        let n = |field: &str, want: Option<u64>| want.is_none_or(|w| r[field].as_u64() == Some(w));
+        s("interface", self.interface)
+            && s("direction", self.direction)
+            && n("protocol", self.protocol)
+            && s("srcaddr", self.srcaddr)
+            && s("dstaddr", self.dstaddr)
+            && n("srcport", self.srcport)
+            && n("dstport", self.dstport)
+            && s("log-status", self.log_status)
+    }
+}
+
+/// (packets, bytes, records) over the matching records.
+pub fn sum(records: &[Value], f: &Filter<'_>) -> (u64, u64, usize) {
+    records
+        .iter()
+        .filter(|r| f.matches(r))
+        .fold((0, 0, 0), |(p, b, n), r| {
+            (
+                p + r["packets"].as_u64().unwrap_or(0),
+                b + r["bytes"].as_u64().unwrap_or(0),
+                n + 1,
+            )
+        })
+}
+
+/// Programs hooked to `ifname` in `ns`: (TCX ingress, TCX egress, XDP).
+pub fn hooks_on(ns: &netns::Netns, ifname: &str) -> anyhow::Result<(usize, usize, bool)> {
+    use aya::programs::{SchedClassifier, TcAttachType};
+    let name = ifname.to_owned();
+    let (ingress, egress) = ns.run(move || -> anyhow::Result<(usize, usize)> {
+        let i = SchedClassifier::query_tcx(&name, TcAttachType::Ingress)?.1.len();
+        let e = SchedClassifier::query_tcx(&name, TcAttachType::Egress)?.1.len();
+        Ok((i, e))
+    })??;
+    let link = ns.ip(&["-d", "link", "show", "dev", ifname])?;
+    Ok((ingress, egress, link.contains("xdp")))
+}
