@@ -75,15 +75,30 @@ fn be16(b: [u8; 2]) -> u16 {
     u16::from_be_bytes(b)
 }
 
-/// Parses a frame. `gso` says the frame is a GSO/GRO super-packet: its IP
-/// length fields describe the aggregate and are not checked against the
-/// frame; `ip_len` is then taken from the frame length.
+/// How the hook presents the frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameMeta {
+    /// A GSO/GRO super-packet: its IP length fields describe the aggregate
+    /// and are not checked against the frame; `ip_len` is then taken from
+    /// the frame length.
+    pub gso: bool,
+    /// VLAN tags the kernel already removed from the frame data (TC sees
+    /// the outermost tag as skb metadata); they count toward the depth
+    /// limit so every hook reaches the same verdict.
+    pub stripped_vlan_tags: u8,
+}
+
+/// Parses a frame.
 #[inline(always)]
-pub fn parse<P: Packet>(pkt: &P, gso: bool) -> Result<Parsed, Malformed> {
+pub fn parse<P: Packet>(pkt: &P, meta: FrameMeta) -> Result<Parsed, Malformed> {
+    let gso = meta.gso;
     let eth: [u8; ETH_HLEN] = pkt.load(0).ok_or(Malformed::TruncatedL2)?;
     let mut ethertype = be16([eth[12], eth[13]]);
     let mut l3 = ETH_HLEN;
-    let mut tags = 0;
+    let mut tags = meta.stripped_vlan_tags as usize;
+    if tags > MAX_VLAN_TAGS {
+        return Err(Malformed::VlanDepth);
+    }
     while tags <= MAX_VLAN_TAGS
         && (ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD || ethertype == ETH_P_QINQ1)
     {

@@ -13,7 +13,7 @@
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns, maps::PerCpuHashMap};
 use flowlog_common::{
     Counters, Direction, FlowKey, FlowStats, Malformed, MalformedKey, OverflowEvent, SkipKey,
-    parse::{Packet, parse},
+    parse::{FrameMeta, Packet, parse},
 };
 
 use crate::maps::{CONTROL, FLOWS_0, FLOWS_1, MALFORMED, OVERFLOW, SKIPPED};
@@ -21,11 +21,24 @@ use crate::maps::{CONTROL, FLOWS_0, FLOWS_1, MALFORMED, OVERFLOW, SKIPPED};
 const EEXIST: i32 = 17;
 
 /// Parses one frame and counts it. `gso_segs` is the skb's wire-segment count
-/// (0 or 1 for a plain packet).
+/// (0 or 1 for a plain packet); `stripped_vlan_tags` the tags the kernel
+/// already moved out of the frame data.
 #[inline(always)]
-pub fn observe<P: Packet>(pkt: &P, ifindex: u32, direction: Direction, gso_segs: u32) {
+pub fn observe<P: Packet>(
+    pkt: &P,
+    ifindex: u32,
+    direction: Direction,
+    gso_segs: u32,
+    stripped_vlan_tags: u8,
+) {
     let gso = gso_segs > 1;
-    match parse(pkt, gso) {
+    match parse(
+        pkt,
+        FrameMeta {
+            gso,
+            stripped_vlan_tags,
+        },
+    ) {
         Ok(p) => {
             let segs = if gso { gso_segs } else { 1 };
             // Every wire segment repeats the headers; the skb holds them once.

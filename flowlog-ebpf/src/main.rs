@@ -36,7 +36,7 @@ mod programs {
     pub fn flowlog_xdp(ctx: XdpContext) -> u32 {
         let pkt = XdpPacket::new(&ctx);
         // XDP sees wire frames: never a GSO aggregate.
-        observe(&pkt, ctx.ingress_ifindex() as u32, Direction::Ingress, 1);
+        observe(&pkt, ctx.ingress_ifindex() as u32, Direction::Ingress, 1, 0);
         xdp_action::XDP_PASS
     }
 
@@ -56,9 +56,12 @@ mod programs {
     fn tc(ctx: &TcContext, direction: Direction) {
         // SAFETY: the context pointer is valid for the program's run and
         // these fields are readable from TC programs.
-        let (ifindex, gso_segs) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).gso_segs) };
+        let (ifindex, gso_segs, vlan) = unsafe {
+            let skb = &*ctx.skb.skb;
+            (skb.ifindex, skb.gso_segs, skb.vlan_present)
+        };
         let pkt = SkbPacket::new(ctx);
-        observe(&pkt, ifindex, direction, gso_segs);
+        observe(&pkt, ifindex, direction, gso_segs, (vlan != 0) as u8);
     }
 }
 

@@ -1,1 +1,135 @@
-fn main() {}
+//! `cargo xtask`: build, run and test flowlog, installing what they need
+//! first (see `setup`).
+
+mod demo;
+mod setup;
+
+use std::{
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install prerequisites (Debian packages, rust-src, bpf-linker).
+    Setup,
+    /// Build the eBPF programs and the agent.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build and run the agent as root. Without agent arguments, runs the
+    /// demo: a router namespace with live traffic, records on stdout.
+    Run {
+        #[arg(long)]
+        release: bool,
+        /// Demo window length in seconds.
+        #[arg(long, default_value_t = 10)]
+        window_secs: u64,
+        /// Stop the demo after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Arguments for `flowlog agent` (after `--`); none runs the demo.
+        #[arg(last = true)]
+        agent_args: Vec<String>,
+    },
+    /// Lint (fmt, clippy) and run every test: unit tests and the kernel
+    /// integration tests (root).
+    Test {
+        /// Only run tests whose name contains this.
+        filter: Option<String>,
+    },
+}
+
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Runs a command, failing on a non-zero exit.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+fn is_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn build(release: bool) -> anyhow::Result<PathBuf> {
+    setup::ensure()?;
+    let mut cmd = cargo();
+    cmd.args(["build", "--package", "flowlog-agent", "--bin", "flowlog"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)?;
+    Ok(workspace_root()
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+        .join("flowlog"))
+}
+
+fn main() -> anyhow::Result<()> {
+    std::env::set_current_dir(workspace_root())?;
+    match Cli::parse().command {
+        Cmd::Setup => setup::ensure(),
+        Cmd::Build { release } => build(release).map(drop),
+        Cmd::Run {
+            release,
+            window_secs,
+            duration,
+            agent_args,
+        } => {
+            if !is_root() {
+                bail!("the agent loads eBPF programs and needs root: run `sudo -E cargo xtask run`");
+            }
+            let bin = build(release)?;
+            if agent_args.is_empty() {
+                demo::run(&bin, window_secs, duration.map(Duration::from_secs))
+            } else {
+                run(Command::new(&bin).arg("agent").args(&agent_args))
+            }
+        }
+        Cmd::Test { filter } => test(filter),
+    }
+}
+
+fn test(filter: Option<String>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let bin = build(false)?;
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    if !is_root() {
+        eprintln!("note: not root; the kernel integration tests will skip (and fail when CI=true)");
+    }
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--", "--test-threads=2"])
+        .env("FLOWLOG_BIN", &bin);
+    if let Some(f) = filter {
+        cmd.arg(f);
+    }
+    run(&mut cmd)?;
+    eprintln!("all tests passed in {:.0?}", started.elapsed());
+    Ok(())
+}

@@ -7,6 +7,11 @@ use super::*;
 
 struct Frame<'a>(&'a [u8]);
 
+const GSO: FrameMeta = FrameMeta {
+    gso: true,
+    stripped_vlan_tags: 0,
+};
+
 impl Packet for Frame<'_> {
     fn frame_len(&self) -> usize {
         self.0.len()
@@ -88,14 +93,14 @@ fn frame(parts: &[&[u8]]) -> Vec<u8> {
 }
 
 fn ok(f: &[u8]) -> Parsed {
-    match parse(&Frame(f), false) {
+    match parse(&Frame(f), FrameMeta::default()) {
         Ok(p) => p,
         Err(e) => panic!("expected a flow, got {e:?}"),
     }
 }
 
 fn err(f: &[u8]) -> Malformed {
-    match parse(&Frame(f), false) {
+    match parse(&Frame(f), FrameMeta::default()) {
         Ok(p) => panic!("expected malformed, got {p:?}"),
         Err(e) => e,
     }
@@ -196,6 +201,14 @@ fn vlan_tags() {
         &inner,
     ]);
     assert_eq!(err(&three), Malformed::VlanDepth);
+    // TC: the outer tag was stripped into skb metadata; the limit still holds.
+    let stripped = |n| FrameMeta {
+        gso: false,
+        stripped_vlan_tags: n,
+    };
+    assert_eq!(parse(&Frame(&two), stripped(0)).map(|p| p.l3_offset), Ok(22));
+    assert_eq!(parse(&Frame(&one), stripped(1)).map(|p| p.l3_offset), Ok(18));
+    assert_eq!(parse(&Frame(&two), stripped(1)), Err(Malformed::VlanDepth));
     let cut = frame(&[&eth(ETH_P_8021Q), &[0, 5]]);
     assert_eq!(err(&cut), Malformed::TruncatedL2);
 }
@@ -267,7 +280,7 @@ fn ipv6_zero_payload_length_is_malformed_unless_gso() {
     f[18] = 0;
     f[19] = 0;
     assert_eq!(err(&f), Malformed::BadL3);
-    let p = parse(&Frame(&f), true).unwrap_or_else(|e| panic!("{e:?}"));
+    let p = parse(&Frame(&f), GSO).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(p.ip_len as usize, f.len() - 14);
 }
 
@@ -277,7 +290,7 @@ fn gso_takes_length_from_the_frame() {
     f.extend(std::iter::repeat_n(0u8, 3000));
     f[16] = 0;
     f[17] = 0; // BIG TCP leaves the IPv4 total length at 0
-    let p = parse(&Frame(&f), true).unwrap_or_else(|e| panic!("{e:?}"));
+    let p = parse(&Frame(&f), GSO).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(p.ip_len as usize, f.len() - 14);
     assert_eq!(p.header_len, 20 + 32);
 }
@@ -308,7 +321,7 @@ fn truncation_at_every_offset() {
     for full in &frames {
         let want = ok(full);
         for cut in 0..full.len() {
-            if let Ok(p) = parse(&Frame(&full[..cut]), false) {
+            if let Ok(p) = parse(&Frame(&full[..cut]), FrameMeta::default()) {
                 panic!("frame cut at {cut} of {} parsed as {p:?}", full.len());
             }
         }
