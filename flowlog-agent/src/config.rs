@@ -124,6 +124,8 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub flow_map_entries: Option<u32>,
     pub overflow_ring_bytes: Option<u32>,
+    /// Sample TCP handshakes for RTT (default true).
+    pub rtt: Option<bool>,
     #[serde(default, rename = "attachment")]
     pub attachments: Vec<Attachment>,
     #[serde(default)]
@@ -175,6 +177,7 @@ pub struct Config {
     /// Entries of each flow-map generation (per-CPU hash).
     pub flow_map_entries: u32,
     pub overflow_ring_bytes: u32,
+    pub rtt: bool,
     pub attachments: Vec<Attachment>,
     pub output: Output,
 }
@@ -243,6 +246,7 @@ impl Config {
             data_dir: file.data_dir.unwrap_or_else(|| PathBuf::from("/var/lib/flowlog")),
             flow_map_entries,
             overflow_ring_bytes: ring,
+            rtt: file.rtt.unwrap_or(true),
             attachments: file.attachments,
             output,
         })

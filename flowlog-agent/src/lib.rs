@@ -10,6 +10,7 @@
 //!   barrier, batch read), read the overflow ring.
 //! - [`window`]: pure aggregation of one window and wall-clock alignment;
 //!   turns drained flows into records, including NODATA and SKIPDATA.
+//! - [`rtt`]: pure matching of TCP handshake samples into round-trip times.
 //! - [`record`]: the protobuf record type (from `proto/flowlog.proto`) and
 //!   its builders.
 //! - [`publish`]: sinks records go to (stdout JSON, JSON file, protobuf file).
@@ -21,6 +22,7 @@ pub mod config;
 pub mod pipeline;
 pub mod publish;
 pub mod record;
+pub mod rtt;
 pub mod status;
 pub mod window;
 

@@ -55,6 +55,9 @@ struct AgentArgs {
     /// Overflow ring size in bytes (power of two, ≥ 4096).
     #[arg(long)]
     overflow_ring_bytes: Option<u32>,
+    /// Do not sample TCP handshakes (no `rtt` on records).
+    #[arg(long)]
+    no_rtt: bool,
     /// Directory for status (and later the embedded Logstore).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -95,6 +98,9 @@ impl AgentArgs {
             overflow_ring_bytes,
             data_dir
         );
+        if self.no_rtt {
+            file.rtt = Some(false);
+        }
         if self.stdout || self.json_file.is_some() || self.protobuf_file.is_some() {
             let out = file.output.get_or_insert_with(Output::default);
             out.stdout |= self.stdout;

@@ -153,6 +153,7 @@ fn initial_status(config: &Config, captures: &[NetnsCapture]) -> Status {
 enum Wake {
     Tick,
     Overflow,
+    Handshakes,
     Stop,
 }
 
@@ -174,11 +175,19 @@ async fn capture_loop(
                 Ok(mut guard) => { guard.clear_ready(); Wake::Overflow }
                 Err(e) => { warn!(error = %e, "overflow ring not pollable"); Wake::Tick }
             },
+            r = cap.handshake_ring().readable() => match r {
+                Ok(mut guard) => { guard.clear_ready(); Wake::Handshakes }
+                Err(e) => { warn!(error = %e, "handshake ring not pollable"); Wake::Tick }
+            },
             _ = stop.changed() => Wake::Stop,
         };
         match wake {
             Wake::Overflow => {
                 cap.poll_overflow();
+                continue;
+            }
+            Wake::Handshakes => {
+                cap.poll_handshakes();
                 continue;
             }
             Wake::Tick if clock::unix_now_ns() < end => continue,
@@ -191,6 +200,13 @@ async fn capture_loop(
         };
         match tokio::task::block_in_place(|| cap.drain()) {
             Ok(drained) => {
+                {
+                    let r = cap.rtt_stats();
+                    let mut s = status.lock();
+                    s.rtt_measured = r.measured;
+                    s.rtt_ambiguous = r.ambiguous;
+                    s.rtt_expired = r.expired;
+                }
                 let batch = WindowBatch {
                     window,
                     drained,

@@ -51,6 +51,10 @@ pub struct Status {
     pub skipped: Totals,
     /// Packets not attributed to a flow, keyed `interface/direction/reason`.
     pub malformed: BTreeMap<String, Totals>,
+    /// Handshakes measured, skipped as ambiguous, or expired incomplete.
+    pub rtt_measured: u64,
+    pub rtt_ambiguous: u64,
+    pub rtt_expired: u64,
     pub drain_errors: u64,
     pub publish_errors: u64,
 }

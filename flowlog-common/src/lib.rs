@@ -18,6 +18,8 @@ pub const MAP_FLOWS_1: &str = "FLOWS_1";
 pub const MAP_CONTROL: &str = "CONTROL";
 /// Ring buffer of [`OverflowEvent`]s: packets that found their flow map full.
 pub const MAP_OVERFLOW: &str = "OVERFLOW";
+/// Ring buffer of [`HandshakeEvent`]s: TCP SYN, SYN-ACK and completing ACK.
+pub const MAP_HANDSHAKES: &str = "HANDSHAKES";
 /// Per-CPU hash [`SkipKey`] → [`Counters`]: packets neither the flow map nor
 /// the overflow ring could take.
 pub const MAP_SKIPPED: &str = "SKIPPED";
@@ -114,7 +116,31 @@ pub struct FlowStats {
 pub struct Control {
     /// Active flow-map generation: 0 → [`MAP_FLOWS_0`], 1 → [`MAP_FLOWS_1`].
     pub generation: u32,
-    pub _reserved: u32,
+    /// [`CONTROL_RTT`] and future switches.
+    pub flags: u32,
+}
+
+/// [`Control::flags`] bit: sample TCP handshakes for RTT.
+pub const CONTROL_RTT: u32 = 1;
+
+/// TCP flag bits as in the header's flags byte.
+pub const TCP_FIN: u16 = 0x01;
+pub const TCP_SYN: u16 = 0x02;
+pub const TCP_RST: u16 = 0x04;
+pub const TCP_ACK: u16 = 0x10;
+
+/// One TCP handshake packet, with a precise CLOCK_MONOTONIC stamp: a SYN,
+/// a SYN-ACK, or the first ACK of a flow that had only seen a SYN (the ACK
+/// that completes the handshake).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandshakeEvent {
+    pub key: FlowKey,
+    pub tcp_flags: u16,
+    pub _pad: [u8; 2],
+    pub seq: u32,
+    pub ack: u32,
+    pub ts_ns: u64,
 }
 
 /// A packet whose flow could not be inserted because the active flow map was
@@ -223,7 +249,9 @@ pub struct Counters {
 
 #[cfg(feature = "user")]
 mod pod {
-    use super::{Control, Counters, FlowKey, FlowStats, MalformedKey, OverflowEvent, SkipKey};
+    use super::{
+        Control, Counters, FlowKey, FlowStats, HandshakeEvent, MalformedKey, OverflowEvent, SkipKey,
+    };
 
     // SAFETY: all of these are repr(C), contain only integers and byte arrays,
     // and have explicit padding fields, so every bit pattern is valid.
@@ -231,6 +259,7 @@ mod pod {
     unsafe impl aya::Pod for FlowStats {}
     unsafe impl aya::Pod for Control {}
     unsafe impl aya::Pod for OverflowEvent {}
+    unsafe impl aya::Pod for HandshakeEvent {}
     unsafe impl aya::Pod for SkipKey {}
     unsafe impl aya::Pod for MalformedKey {}
     unsafe impl aya::Pod for Counters {}
@@ -252,6 +281,7 @@ mod tests {
         assert_eq!(size_of::<SkipKey>(), 8);
         assert_eq!(size_of::<MalformedKey>(), 8);
         assert_eq!(size_of::<Control>(), 8);
+        assert_eq!(size_of::<HandshakeEvent>(), size_of::<FlowKey>() + 4 + 8 + 8);
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct Parsed {
     pub header_len: u32,
     /// TCP flags (NS in bit 8), 0 for other protocols.
     pub tcp_flags: u16,
+    /// TCP sequence and acknowledgement numbers (0 for other protocols).
+    pub tcp_seq: u32,
+    pub tcp_ack: u32,
 }
 
 #[inline(always)]
@@ -155,6 +158,8 @@ fn parse_ipv4<P: Packet>(pkt: &P, l3: usize, avail: usize, gso: bool) -> Result<
         ip_len: ip_len as u32,
         header_len: ihl as u32,
         tcp_flags: 0,
+        tcp_seq: 0,
+        tcp_ack: 0,
     };
     if fragment_offset != 0 {
         // Non-first fragment: what follows the IP header is payload, not a
@@ -167,7 +172,12 @@ fn parse_ipv4<P: Packet>(pkt: &P, l3: usize, avail: usize, gso: bool) -> Result<
 
 #[inline(always)]
 fn parse_ipv6<P: Packet>(pkt: &P, l3: usize, avail: usize, gso: bool) -> Result<Parsed, Malformed> {
-    let h: [u8; 40] = pkt.load(l3).ok_or(Malformed::TruncatedL3)?;
+    // Fixed header in pieces, addresses straight into the key: the BPF
+    // stack is 512 bytes and every copy counts.
+    let h: [u8; 8] = pkt.load(l3).ok_or(Malformed::TruncatedL3)?;
+    let mut key = empty_key(6, 0);
+    key.src_addr = pkt.load(l3 + 8).ok_or(Malformed::TruncatedL3)?;
+    key.dst_addr = pkt.load(l3 + 24).ok_or(Malformed::TruncatedL3)?;
     if h[0] >> 4 != 6 {
         return Err(Malformed::BadL3);
     }
@@ -185,10 +195,6 @@ fn parse_ipv6<P: Packet>(pkt: &P, l3: usize, avail: usize, gso: bool) -> Result<
     let ip_end = l3 + ip_len;
     let mut next = h[6];
     let mut off = l3 + 40;
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src.copy_from_slice(&h[8..24]);
-    dst.copy_from_slice(&h[24..40]);
     let mut non_first_fragment = false;
     let mut i = 0;
     while i < MAX_IPV6_EXT_HEADERS {
@@ -225,15 +231,15 @@ fn parse_ipv6<P: Packet>(pkt: &P, l3: usize, avail: usize, gso: bool) -> Result<
     if !non_first_fragment && is_ipv6_ext(next) {
         return Err(Malformed::Ipv6ExtChain);
     }
-    let mut key = empty_key(6, next);
-    key.src_addr = src;
-    key.dst_addr = dst;
+    key.protocol = next;
     let mut parsed = Parsed {
         key,
         l3_offset: l3 as u32,
         ip_len: ip_len as u32,
         header_len: (off - l3) as u32,
         tcp_flags: 0,
+        tcp_seq: 0,
+        tcp_ack: 0,
     };
     if non_first_fragment {
         return Ok(parsed);
@@ -291,6 +297,8 @@ fn parse_l4<P: Packet>(pkt: &P, parsed: &mut Parsed, l4: usize, ip_end: usize) -
             parsed.key.src_port = be16([t[0], t[1]]);
             parsed.key.dst_port = be16([t[2], t[3]]);
             parsed.tcp_flags = (((t[12] & 1) as u16) << 8) | t[13] as u16;
+            parsed.tcp_seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+            parsed.tcp_ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
             parsed.header_len += doff as u32;
         }
         IPPROTO_UDP | IPPROTO_UDPLITE | IPPROTO_SCTP => {

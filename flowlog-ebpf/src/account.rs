@@ -10,13 +10,18 @@
 //! key; when the ring is full too, it is added to `SKIPPED` for its
 //! attachment, direction and generation, which the window marks SKIPDATA.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns, maps::PerCpuHashMap};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    maps::PerCpuHashMap,
+};
 use flowlog_common::{
-    Counters, Direction, FlowKey, FlowStats, Malformed, MalformedKey, OverflowEvent, SkipKey,
-    parse::{FrameMeta, Packet, parse},
+    CONTROL_RTT, Counters, Direction, FlowKey, FlowStats, HandshakeEvent, Malformed, MalformedKey,
+    OverflowEvent, SkipKey, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+    parse::{FrameMeta, IPPROTO_TCP, Packet, Parsed, parse},
 };
 
-use crate::maps::{CONTROL, FLOWS_0, FLOWS_1, MALFORMED, OVERFLOW, SKIPPED};
+use crate::maps::{CONTROL, FLOWS_0, FLOWS_1, HANDSHAKES, MALFORMED, OVERFLOW, SKIPPED};
 
 const EEXIST: i32 = 17;
 
@@ -39,48 +44,87 @@ pub fn observe<P: Packet>(
             stripped_vlan_tags,
         },
     ) {
-        Ok(p) => {
+        Ok(mut p) => {
             let segs = if gso { gso_segs } else { 1 };
             // Every wire segment repeats the headers; the skb holds them once.
             let bytes = p.ip_len as u64 + (segs as u64 - 1) * p.header_len as u64;
-            let mut key = p.key;
-            key.ifindex = ifindex;
-            key.direction = direction as u8;
-            account(&key, segs, bytes, p.tcp_flags);
+            p.key.ifindex = ifindex;
+            p.key.direction = direction as u8;
+            account(&p, segs, bytes);
         }
         Err(reason) => count_malformed(ifindex, direction, reason, pkt.frame_len() as u64),
     }
 }
 
 #[inline(always)]
-fn account(key: &FlowKey, packets: u32, bytes: u64, tcp_flags: u16) {
-    let generation = match CONTROL.get(0) {
-        Some(c) => c.generation & 1,
-        None => 0,
+fn account(p: &Parsed, packets: u32, bytes: u64) {
+    let key = &p.key;
+    let (generation, rtt) = match CONTROL.get(0) {
+        Some(c) => (c.generation & 1, c.flags & CONTROL_RTT != 0),
+        None => (0, false),
     };
+    let tcp_flags = p.tcp_flags;
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     // Two explicit call paths (rather than a pointer chosen at run time) let
     // the verifier inline each map's lookup.
-    let saved = if generation == 0 {
+    let before = if generation == 0 {
         add_to_map(&FLOWS_0, key, packets, bytes, tcp_flags, now)
     } else {
         add_to_map(&FLOWS_1, key, packets, bytes, tcp_flags, now)
     };
-    if !saved {
-        overflow(&OverflowEvent {
-            key: *key,
-            tcp_flags,
-            generation: generation as u8,
-            _pad: 0,
-            packets,
-            bytes: bytes as u32,
-            ts_ns: now,
-        });
+    let before = match before {
+        Some(b) => b,
+        None => {
+            let meta = (u64::from(generation) << 48) | (u64::from(tcp_flags) << 32) | u64::from(packets);
+            overflow(key, meta, bytes, now);
+            Before::default()
+        }
+    };
+    if rtt && key.protocol == IPPROTO_TCP && is_handshake(tcp_flags, before) {
+        sample_handshake(key, p);
     }
 }
 
-/// Adds the packet to `map`; false when the map has no room for a new flow.
+/// This CPU's view of the flow before the packet was added.
+#[derive(Clone, Copy, Default)]
+struct Before {
+    packets: u64,
+    tcp_flags: u16,
+}
+
+/// SYN and SYN-ACK always; a pure ACK when it may complete a handshake:
+/// the flow's first packet on this CPU in this generation (the completing
+/// ACK is the first ACK of its flow, but may run on another CPU than the
+/// SYN), or the first ACK after a SYN here.
+#[inline(always)]
+fn is_handshake(flags: u16, before: Before) -> bool {
+    if flags & TCP_SYN != 0 {
+        return flags & TCP_RST == 0;
+    }
+    let pure_ack = flags & (TCP_ACK | TCP_SYN | TCP_FIN | TCP_RST) == TCP_ACK;
+    pure_ack && (before.packets == 0 || before.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN)
+}
+
+#[inline(never)]
+fn sample_handshake(key: &FlowKey, p: &Parsed) {
+    if let Some(mut e) = HANDSHAKES.reserve::<HandshakeEvent>(0) {
+        e.write(HandshakeEvent {
+            key: *key,
+            tcp_flags: p.tcp_flags,
+            _pad: [0; 2],
+            seq: p.tcp_seq,
+            ack: p.tcp_ack,
+            // SAFETY: helper without preconditions. Precise clock: RTTs
+            // need better than the coarse clock's jiffy resolution.
+            ts_ns: unsafe { bpf_ktime_get_ns() },
+        });
+        e.submit(0);
+    }
+}
+
+/// Adds the packet to `map`, returning this CPU's previous state of the
+/// flow; `None` when the map has no room for a new flow.
 #[inline(always)]
 fn add_to_map(
     map: &PerCpuHashMap<FlowKey, FlowStats>,
@@ -89,10 +133,9 @@ fn add_to_map(
     bytes: u64,
     tcp_flags: u16,
     now: u64,
-) -> bool {
+) -> Option<Before> {
     if let Some(v) = map.get_ptr_mut(key) {
-        add(v, packets, bytes, tcp_flags, now);
-        return true;
+        return Some(add(v, packets, bytes, tcp_flags, now));
     }
     let fresh = FlowStats {
         packets: packets as u64,
@@ -103,25 +146,25 @@ fn add_to_map(
         _pad: [0; 6],
     };
     match map.insert(key, &fresh, BPF_NOEXIST as u64) {
-        Ok(()) => true,
+        Ok(()) => Some(Before::default()),
         // Another CPU created the flow between our lookup and insert; our
         // CPU's slot of it is zeroed and ready.
-        Err(e) if e == -EEXIST => match map.get_ptr_mut(key) {
-            Some(v) => {
-                add(v, packets, bytes, tcp_flags, now);
-                true
-            }
-            None => false,
-        },
-        Err(_) => false,
+        Err(e) if e == -EEXIST => map
+            .get_ptr_mut(key)
+            .map(|v| add(v, packets, bytes, tcp_flags, now)),
+        Err(_) => None,
     }
 }
 
 #[inline(always)]
-fn add(v: *mut FlowStats, packets: u32, bytes: u64, tcp_flags: u16, now: u64) {
+fn add(v: *mut FlowStats, packets: u32, bytes: u64, tcp_flags: u16, now: u64) -> Before {
     // SAFETY: per-CPU value of this CPU; programs do not nest on one CPU
     // for these hooks, so nothing else writes it concurrently.
     unsafe {
+        let before = Before {
+            packets: (*v).packets,
+            tcp_flags: (*v).tcp_flags,
+        };
         (*v).packets += packets as u64;
         (*v).bytes += bytes;
         if (*v).first_seen_ns == 0 {
@@ -129,23 +172,36 @@ fn add(v: *mut FlowStats, packets: u32, bytes: u64, tcp_flags: u16, now: u64) {
         }
         (*v).last_seen_ns = now;
         (*v).tcp_flags |= tcp_flags;
+        before
     }
 }
 
+/// `meta` packs generation (bits 48..), TCP flags (32..48) and packets
+/// (0..32): BPF calls take at most five arguments.
 #[inline(never)]
-fn overflow(event: &OverflowEvent) {
+fn overflow(key: &FlowKey, meta: u64, bytes: u64, now: u64) {
+    let generation = (meta >> 48) as u8;
+    let packets = meta as u32;
     if let Some(mut e) = OVERFLOW.reserve::<OverflowEvent>(0) {
-        e.write(*event);
+        e.write(OverflowEvent {
+            key: *key,
+            tcp_flags: (meta >> 32) as u16,
+            generation,
+            _pad: 0,
+            packets,
+            bytes: bytes as u32,
+            ts_ns: now,
+        });
         e.submit(0);
         return;
     }
     let skip = SkipKey {
-        ifindex: event.key.ifindex,
-        direction: event.key.direction,
-        generation: event.generation,
+        ifindex: key.ifindex,
+        direction: key.direction,
+        generation,
         _pad: [0; 2],
     };
-    bump(&SKIPPED, &skip, event.packets as u64, event.bytes as u64);
+    bump(&SKIPPED, &skip, packets as u64, bytes);
 }
 
 #[inline(never)]

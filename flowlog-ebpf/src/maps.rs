@@ -21,6 +21,9 @@ pub static CONTROL: Array<Control> = Array::with_max_entries(1, 0);
 pub static OVERFLOW: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
 
 #[map]
+pub static HANDSHAKES: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+#[map]
 pub static SKIPPED: PerCpuHashMap<SkipKey, Counters> =
     PerCpuHashMap::with_max_entries(COUNTER_MAP_ENTRIES, 0);
 

@@ -10,6 +10,7 @@ pub mod netns;
 pub mod packet;
 pub mod topology;
 pub mod traffic;
+pub mod wire;
 
 use serde_json::Value;
 

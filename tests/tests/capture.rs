@@ -91,7 +91,9 @@ fn router_counts_exactly(mode: &str) -> anyhow::Result<()> {
         "--window-secs",
         "600",
     ])?;
-    let reference = Reference::start(&t.a, "eth0")?;
+    // The kernel's own packet tap on the router's interface is the truth:
+    // it sees what crossed r-a (after anything the link itself dropped).
+    let reference = Reference::start(&t.router, "r-a")?;
 
     let sizes = udp_sizes(5);
     let udp4_port = traffic::udp(&t.a, &t.b, SocketAddr::new(B_V4.parse()?, 5001), &sizes)?;
@@ -159,23 +161,29 @@ fn router_counts_exactly(mode: &str) -> anyhow::Result<()> {
         );
     }
 
-    // TCP: segment counts from the hosts' kernels, bytes from the reference
-    // capture on host a (which must agree on the segment counts too).
+    // TCP: packets and bytes from the reference capture on r-a, which must
+    // agree with the hosts' own segment counts when nothing was lost.
     for (tcp, a, b, port) in [(tcp4, A_V4, B_V4, 5003u16), (tcp6, A_V6, B_V6, 5004u16)] {
-        let up = captured[&Tuple::new(true, 6, a, tcp.client_port, b, port)?];
-        let down = captured[&Tuple::new(false, 6, b, port, a, tcp.client_port)?];
-        assert_eq!(
-            up.packets,
-            u64::from(tcp.client_segs_out),
-            "capture vs client TCP_INFO"
-        );
-        // The client's count of segments received includes the SYN-ACK, which
-        // the server sends from its listener's request socket.
-        assert_eq!(
-            down.packets,
-            u64::from(tcp.client_segs_in),
-            "capture vs client TCP_INFO {tcp:?}"
-        );
+        let up = captured[&Tuple::new(false, 6, a, tcp.client_port, b, port)?];
+        let down = captured[&Tuple::new(true, 6, b, port, a, tcp.client_port)?];
+        if tcp.client_retrans == 0 && tcp.server_retrans == 0 {
+            assert_eq!(
+                up.packets,
+                u64::from(tcp.client_segs_out),
+                "capture vs TCP_INFO {tcp:?}"
+            );
+            // The client's count of segments received includes the SYN-ACK,
+            // which the server sends from its listener's request socket.
+            assert_eq!(
+                down.packets,
+                u64::from(tcp.client_segs_in),
+                "capture vs TCP_INFO {tcp:?}"
+            );
+        } else {
+            // Native XDP on veth queues frames in a 256-entry ring that can
+            // overflow before the program runs: those never crossed r-a.
+            assert!(up.packets <= u64::from(tcp.client_segs_out), "{up:?} vs {tcp:?}");
+        }
         for (iface, dir) in [("r-a", "in"), ("r-b", "out")] {
             assert_flow(
                 r,

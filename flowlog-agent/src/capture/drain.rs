@@ -8,7 +8,10 @@
 
 use std::os::fd::AsFd;
 
-use flowlog_common::{Control, Counters, Direction, FlowKey, FlowStats, Malformed, OverflowEvent, SkipKey};
+use flowlog_common::{
+    Control, Counters, Direction, FlowKey, FlowStats, HandshakeEvent, Malformed, OverflowEvent, SkipKey,
+    parse::IPPROTO_TCP,
+};
 use tracing::warn;
 
 use super::{CaptureError, NetnsCapture, sys};
@@ -78,6 +81,23 @@ impl NetnsCapture {
         n
     }
 
+    /// Feeds every handshake sample currently in the ring to the RTT
+    /// tracker. Never blocks.
+    pub fn poll_handshakes(&mut self) -> u64 {
+        let mut n = 0;
+        let ring = self.handshakes.get_mut();
+        while let Some(item) = ring.next() {
+            n += 1;
+            if item.len() < size_of::<HandshakeEvent>() {
+                continue;
+            }
+            // SAFETY: whole HandshakeEvent (checked length), any bits valid.
+            let e: HandshakeEvent = unsafe { item.as_ptr().cast::<HandshakeEvent>().read_unaligned() };
+            self.rtt.observe(&e);
+        }
+        n
+    }
+
     /// Ends the current window: returns everything counted since the
     /// previous drain.
     pub fn drain(&mut self) -> Result<Drained, CaptureError> {
@@ -88,7 +108,7 @@ impl NetnsCapture {
                 0,
                 Control {
                     generation: new,
-                    _reserved: 0,
+                    flags: self.control_flags,
                 },
                 0,
             )
@@ -98,6 +118,7 @@ impl NetnsCapture {
             .map_err(|e| drain_err("(waiting for running programs)")(super::chain(&e)))?;
         self.generation = new;
         let overflow_events = self.poll_overflow();
+        self.poll_handshakes();
 
         let mut out = Drained {
             overflow_events,
@@ -118,6 +139,15 @@ impl NetnsCapture {
             flows = FlowTable::with_capacity(batch.count);
         }
         fold_batch(&batch, self.cpus, &mut flows);
+        for (key, _) in flows.iter() {
+            if key.protocol == IPPROTO_TCP
+                && let Some(rtt) = self.rtt.lookup(key)
+            {
+                out.window.rtt.insert(*key, rtt);
+            }
+        }
+        self.rtt
+            .end_window(crate::window::clock::now_ns(libc::CLOCK_MONOTONIC) as u64);
         out.window.flows = flows;
 
         self.drain_skipped(old as u8, &mut out)?;

@@ -17,8 +17,8 @@ use aya::{
     maps::{Array, Map, MapData, PerCpuHashMap, RingBuf},
 };
 use flowlog_common::{
-    Control, Counters, FlowKey, FlowStats, MAP_CONTROL, MAP_FLOWS_0, MAP_FLOWS_1, MAP_MALFORMED,
-    MAP_OVERFLOW, MAP_SKIPPED, MalformedKey, SkipKey,
+    CONTROL_RTT, Control, Counters, FlowKey, FlowStats, MAP_CONTROL, MAP_FLOWS_0, MAP_FLOWS_1,
+    MAP_HANDSHAKES, MAP_MALFORMED, MAP_OVERFLOW, MAP_SKIPPED, MalformedKey, SkipKey,
 };
 use tokio::io::{Interest, unix::AsyncFd};
 
@@ -27,6 +27,7 @@ pub use drain::{Drained, MalformedCount};
 
 use crate::{
     config::{Attachment, Config},
+    rtt::{RttLimits, RttStats, RttTracker},
     window::{AttachmentInfo, FlowTable},
 };
 
@@ -101,6 +102,9 @@ pub struct NetnsCapture {
     skipped: PerCpuHashMap<MapData, SkipKey, Counters>,
     malformed: PerCpuHashMap<MapData, MalformedKey, Counters>,
     ring: AsyncFd<RingBuf<MapData>>,
+    handshakes: AsyncFd<RingBuf<MapData>>,
+    rtt: RttTracker,
+    control_flags: u32,
     barrier: sys::ProgramBarrier,
     generation: u32,
     attached: Vec<AttachedInterface>,
@@ -113,6 +117,20 @@ pub struct NetnsCapture {
     malformed_seen: Vec<(MalformedKey, Counters)>,
     cpus: usize,
     flow_map_entries: u32,
+}
+
+/// A ring buffer registered with the async reactor.
+fn pollable_ring(map: Map, name: &'static str) -> Result<AsyncFd<RingBuf<MapData>>, CaptureError> {
+    let ring = RingBuf::try_from(map).map_err(|e| CaptureError::Map {
+        name,
+        detail: chain(&e),
+    })?;
+    // SAFETY: the RingBuf owns its map fd, which stays open and the same
+    // for as long as the RingBuf lives inside the AsyncFd.
+    unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| CaptureError::Map {
+        name,
+        detail: format!("cannot poll the ring buffer: {e}"),
+    })
 }
 
 /// Checks a flow map's type and layout and unwraps its handle.
@@ -188,21 +206,22 @@ impl NetnsCapture {
         ];
         let mut control: Array<MapData, Control> =
             Array::try_from(take(&mut ebpf, MAP_CONTROL)?).map_err(map_err(MAP_CONTROL))?;
+        let control_flags = if config.rtt { CONTROL_RTT } else { 0 };
         control
-            .set(0, Control::default(), 0)
+            .set(
+                0,
+                Control {
+                    generation: 0,
+                    flags: control_flags,
+                },
+                0,
+            )
             .map_err(map_err(MAP_CONTROL))?;
         let skipped = PerCpuHashMap::try_from(take(&mut ebpf, MAP_SKIPPED)?).map_err(map_err(MAP_SKIPPED))?;
         let malformed =
             PerCpuHashMap::try_from(take(&mut ebpf, MAP_MALFORMED)?).map_err(map_err(MAP_MALFORMED))?;
-        let ring = RingBuf::try_from(take(&mut ebpf, MAP_OVERFLOW)?).map_err(map_err(MAP_OVERFLOW))?;
-        // SAFETY: the RingBuf owns its map fd, which stays open and the same
-        // for as long as the RingBuf lives inside the AsyncFd.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| {
-            CaptureError::Map {
-                name: MAP_OVERFLOW,
-                detail: format!("cannot poll the ring buffer: {e}"),
-            }
-        })?;
+        let ring = pollable_ring(take(&mut ebpf, MAP_OVERFLOW)?, MAP_OVERFLOW)?;
+        let handshakes = pollable_ring(take(&mut ebpf, MAP_HANDSHAKES)?, MAP_HANDSHAKES)?;
         let barrier = sys::ProgramBarrier::new().map_err(|e| CaptureError::Map {
             name: "program barrier",
             detail: chain(&e),
@@ -219,6 +238,9 @@ impl NetnsCapture {
             skipped,
             malformed,
             ring,
+            handshakes,
+            rtt: RttTracker::new(RttLimits::default()),
+            control_flags,
             barrier,
             generation: 0,
             attached,
@@ -250,5 +272,14 @@ impl NetnsCapture {
     /// The overflow ring, for the pipeline to wait on.
     pub fn ring(&self) -> &AsyncFd<RingBuf<MapData>> {
         &self.ring
+    }
+
+    /// The handshake ring, for the pipeline to wait on.
+    pub fn handshake_ring(&self) -> &AsyncFd<RingBuf<MapData>> {
+        &self.handshakes
+    }
+
+    pub fn rtt_stats(&self) -> RttStats {
+        self.rtt.stats
     }
 }

@@ -5,7 +5,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use flowlog_common::{Counters, Direction, FlowKey, FlowStats};
 
-use crate::window::{AttachmentInfo, ClockOffset, Window};
+use crate::{
+    rtt::Rtt,
+    window::{AttachmentInfo, ClockOffset, Window},
+};
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 mod pb {
@@ -60,6 +63,7 @@ pub fn flow(
     window: Window,
     key: &FlowKey,
     stats: &FlowStats,
+    rtt: Option<&Rtt>,
     clock: ClockOffset,
 ) -> FlowLogRecord {
     let mut r = base(id, att, window, LOG_STATUS_OK);
@@ -73,6 +77,11 @@ pub fn flow(
     r.bytes = stats.bytes;
     if key.protocol == flowlog_common::parse::IPPROTO_TCP {
         r.tcp_flags = Some(u32::from(stats.tcp_flags));
+    }
+    if let Some(rtt) = rtt {
+        r.rtt = Some(rtt.rtt_us);
+        r.rtt_server_side = Some(rtt.server_side_us);
+        r.rtt_client_side = Some(rtt.client_side_us);
     }
     if stats.first_seen_ns != 0 {
         r.first_seen = Some(clock.to_unix_ms(stats.first_seen_ns));
@@ -142,7 +151,13 @@ mod tests {
         let clock = ClockOffset {
             realtime_minus_monotonic_ns: 0,
         };
-        let v = serde_json::to_value(flow(&id, &att, window, &key, &stats, clock)).unwrap_or_default();
+        let rtt = Rtt {
+            rtt_us: 40_123,
+            server_side_us: 40_000,
+            client_side_us: 123,
+        };
+        let v = serde_json::to_value(flow(&id, &att, window, &key, &stats, Some(&rtt), clock))
+            .unwrap_or_default();
         for (field, want) in [
             ("account-id", serde_json::json!("123")),
             ("cen-id", serde_json::json!("cen-1")),
@@ -154,7 +169,9 @@ mod tests {
             ("direction", serde_json::json!("out")),
             ("packets", serde_json::json!(2)),
             ("bytes", serde_json::json!(200)),
-            ("rtt", serde_json::Value::Null),
+            ("rtt", serde_json::json!(40_123)),
+            ("rtt-server-side", serde_json::json!(40_000)),
+            ("rtt-client-side", serde_json::json!(123)),
             ("start", serde_json::json!(600)),
             ("end", serde_json::json!(1200)),
             ("log-status", serde_json::json!("OK")),

@@ -12,7 +12,10 @@ use std::collections::HashMap;
 
 use flowlog_common::{Counters, Direction, FlowKey, FlowStats, OverflowEvent};
 
-use crate::record::{self, FlowLogRecord, Identity};
+use crate::{
+    record::{self, FlowLogRecord, Identity},
+    rtt::Rtt,
+};
 pub use clock::{ClockOffset, Window};
 
 /// Flows of one window, keyed by attachment, direction and five-tuple.
@@ -93,6 +96,8 @@ pub struct WindowAggregate {
     pub flows: FlowTable,
     /// Packets not accounted to a flow, per (ifindex, direction).
     pub skipped: HashMap<(u32, Direction), Counters>,
+    /// Handshake RTTs of the window's TCP flows.
+    pub rtt: HashMap<FlowKey, Rtt>,
 }
 
 impl WindowAggregate {
@@ -127,7 +132,15 @@ impl WindowAggregate {
             if !busy.contains(&key.ifindex) {
                 busy.push(key.ifindex);
             }
-            out.push(record::flow(id, att, window, key, stats, clock));
+            out.push(record::flow(
+                id,
+                att,
+                window,
+                key,
+                stats,
+                self.rtt.get(key),
+                clock,
+            ));
         }
         let mut skipped: Vec<_> = self.skipped.into_iter().collect();
         skipped.sort_by_key(|((ifindex, dir), _)| (*ifindex, *dir));

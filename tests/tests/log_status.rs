@@ -1,0 +1,134 @@
+//! log-status on a real kernel: NODATA for idle windows, SKIPDATA with exact
+//! skipped counts when the flow map and overflow ring are both too small.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use flowlog_tests::{
+    Filter,
+    agent::Agent,
+    packet::{frames, inject},
+    privileged, sum,
+    topology::{HostPair, RouterOptions, RouterTopology},
+};
+
+#[test]
+fn idle_interface_gets_one_nodata_record_per_window() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    // IPv4 only with static neighbours: the link carries nothing at all.
+    let p = HostPair::with(true)?;
+    let agent = Agent::start(&["--netns", p.a.name(), "-i", "eth0", "--window-secs", "1"])?;
+    agent.wait_windows(4, Duration::from_secs(15))?;
+    let done = agent.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
+    let mut per_window: BTreeMap<(i64, i64), Vec<&serde_json::Value>> = BTreeMap::new();
+    for r in &done.records {
+        per_window
+            .entry((r["start"].as_i64().unwrap_or(0), r["end"].as_i64().unwrap_or(0)))
+            .or_default()
+            .push(r);
+    }
+    assert!(per_window.len() >= 4, "{per_window:?}");
+    for ((start, end), records) in &per_window {
+        assert_eq!(records.len(), 1, "window {start}..{end}: {records:?}");
+        let r = records[0];
+        assert_eq!(r["log-status"], "NODATA", "{r}");
+        assert_eq!(r["interface"], "eth0");
+        assert!(
+            r["srcaddr"].is_null() && r["dstaddr"].is_null() && r["protocol"].is_null(),
+            "{r}"
+        );
+        assert!(
+            r["direction"].is_null() && r["packets"] == 0 && r["bytes"] == 0,
+            "{r}"
+        );
+        assert!(end > start, "{r}");
+    }
+    // Inner windows are whole, aligned seconds.
+    let inner: Vec<_> = per_window.keys().skip(1).take(per_window.len() - 2).collect();
+    assert!(inner.iter().all(|(s, e)| e - s == 1), "{inner:?}");
+    Ok(())
+}
+
+#[test]
+fn full_maps_yield_skipdata_with_exact_counts() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let t = RouterTopology::with(RouterOptions {
+        ipv4_only: true,
+        ..Default::default()
+    })?;
+    // 8 flows fit; the ring holds a few dozen events.
+    let agent = Agent::start(&[
+        "--netns",
+        t.router.name(),
+        "-i",
+        "r-a",
+        "--mode",
+        "tc",
+        "--flow-map-entries",
+        "8",
+        "--overflow-ring-bytes",
+        "4096",
+        "--no-rtt",
+    ])?;
+    // 3000 distinct five-tuples, each one packet, in one burst.
+    const N: u16 = 3000;
+    let batch: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            let udp = frames::udp(10_000 + i, 9, usize::from(i % 50));
+            [
+                frames::eth(0x0800),
+                frames::ipv4([10, 1, 0, 2], [10, 2, 0, 2], 17, 0, &udp),
+            ]
+            .concat()
+        })
+        .collect();
+    let sent_bytes: u64 = (0..N).map(|i| 28 + u64::from(i % 50)).sum();
+    inject(&t.a, "eth0", &batch)?;
+    let done = agent.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
+    let r = &done.records;
+    let ok = sum(
+        r,
+        &Filter {
+            interface: Some("r-a"),
+            direction: Some("in"),
+            srcaddr: Some("10.1.0.2"),
+            log_status: Some("OK"),
+            ..Default::default()
+        },
+    );
+    let skipped = sum(
+        r,
+        &Filter {
+            interface: Some("r-a"),
+            direction: Some("in"),
+            log_status: Some("SKIPDATA"),
+            ..Default::default()
+        },
+    );
+    assert!(
+        ok.0 > 0 && skipped.0 > 0,
+        "both paths must be exercised: ok {ok:?} skipped {skipped:?}"
+    );
+    assert_eq!(
+        ok.0 + skipped.0,
+        u64::from(N),
+        "packets: ok {ok:?} + skipped {skipped:?}"
+    );
+    assert_eq!(
+        ok.1 + skipped.1,
+        sent_bytes,
+        "bytes: ok {ok:?} + skipped {skipped:?}"
+    );
+    // The overflow ring saved some of what the map could not hold.
+    assert!(ok.2 > 8, "only the map's flows were saved: {ok:?}");
+    // SKIPDATA records name the attachment and direction, not a five-tuple.
+    for s in r.iter().filter(|x| x["log-status"] == "SKIPDATA") {
+        assert!(s["srcaddr"].is_null() && s["direction"] == "in", "{s}");
+    }
+    Ok(())
+}
