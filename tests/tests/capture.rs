@@ -434,3 +434,32 @@ fn protobuf_file_matches_json_records() -> anyhow::Result<()> {
     assert_eq!((p, b), (3, 10 + 20 + 30 + 3 * 28));
     Ok(())
 }
+
+#[test]
+fn xdp_falls_back_to_generic_mode_and_says_so() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    // Loopback has no native XDP: the agent must fall back to generic XDP.
+    let ns = flowlog_tests::netns::Netns::new("lo")?;
+    let agent = Agent::start(&["--netns", ns.name(), "-i", "lo", "--mode", "xdp"])?;
+    let status = agent.status()?;
+    assert_eq!(
+        status["attachments"][0]["ingress-hook"], "xdp-generic",
+        "{status}"
+    );
+    let dst = SocketAddr::new("127.0.0.1".parse()?, 7200);
+    traffic::udp(&ns, &ns, dst, &[10, 20])?;
+    let done = agent.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(done.stderr.contains("using generic (SKB) XDP"), "{}", done.stderr);
+    let f = |dir| Filter {
+        interface: Some("lo"),
+        direction: Some(dir),
+        dstport: Some(7200),
+        ..Default::default()
+    };
+    assert_eq!(sum(&done.records, &f("in")), (2, 30 + 56, 1));
+    assert_eq!(sum(&done.records, &f("out")), (2, 30 + 56, 1));
+    Ok(())
+}

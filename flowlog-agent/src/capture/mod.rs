@@ -171,7 +171,13 @@ impl NetnsCapture {
         attachments: &[&Attachment],
         config: &Config,
     ) -> Result<Self, CaptureError> {
-        let scope = netns.map(|n| format!(" for netns {n}")).unwrap_or_default();
+        // Name the interfaces the programs were loaded for: a verifier
+        // rejection is an error "of" those attachments to the operator.
+        let names: Vec<&str> = attachments.iter().map(|a| a.interface.as_str()).collect();
+        let scope = match netns {
+            Some(n) => format!(" for {} in netns {n}", names.join(", ")),
+            None => format!(" for {}", names.join(", ")),
+        };
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_FLOWS_0, config.flow_map_entries)
             .map_max_entries(MAP_FLOWS_1, config.flow_map_entries)
