@@ -15,14 +15,24 @@
 //!   its builders.
 //! - [`publish`]: sinks records go to (stdout JSON, JSON file, protobuf file).
 //! - [`status`]: attachments and running totals, in `status.json`.
+//! - [`engine`]: active flow logs on shared interfaces; window cuts.
+//! - [`state`]: persisted Projects, Logstores, flow logs, access keys.
+//! - [`control`]: the control actions applied to state and engine.
+//! - [`api`]: HTTP+JSON control API (Unix socket, signed TCP) and client.
+//! - [`cli`]: the `flowlog` control subcommands.
 //! - [`pipeline`]: wires the stages; [`run`] is the entry point.
 
+pub mod api;
 pub mod capture;
+pub mod cli;
 pub mod config;
+pub mod control;
+pub mod engine;
 pub mod pipeline;
 pub mod publish;
 pub mod record;
 pub mod rtt;
+pub mod state;
 pub mod status;
 pub mod window;
 

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use flowlog_agent::config::{Attachment, CaptureMode, Config, FileConfig, Output};
+use flowlog_agent::{
+    cli,
+    config::{ApiFile, Attachment, CaptureMode, Config, FileConfig, Output},
+};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -15,6 +18,8 @@ use tracing_subscriber::EnvFilter;
     about = "Kernel-assisted flow logs for Linux routers"
 )]
 struct Cli {
+    #[command(flatten)]
+    conn: cli::Connection,
     #[command(subcommand)]
     command: Command,
 }
@@ -23,6 +28,8 @@ struct Cli {
 enum Command {
     /// Run the capture agent (needs root: it loads eBPF programs).
     Agent(AgentArgs),
+    #[command(flatten)]
+    Control(cli::Command),
 }
 
 /// Every option of the configuration file, as flags; flags win over the file.
@@ -58,7 +65,7 @@ struct AgentArgs {
     /// Do not sample TCP handshakes (no `rtt` on records).
     #[arg(long)]
     no_rtt: bool,
-    /// Directory for status (and later the embedded Logstore).
+    /// Directory for state, status and the API socket.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Print records as JSON lines on stdout (the default when no other
@@ -71,6 +78,12 @@ struct AgentArgs {
     /// Append records as length-delimited protobuf to this file.
     #[arg(long)]
     protobuf_file: Option<PathBuf>,
+    /// Also serve the API on this TCP address (signed requests only).
+    #[arg(long)]
+    api_listen: Option<std::net::SocketAddr>,
+    /// Allow --api-listen beyond loopback.
+    #[arg(long)]
+    allow_remote_api: bool,
 }
 
 impl AgentArgs {
@@ -98,6 +111,13 @@ impl AgentArgs {
             overflow_ring_bytes,
             data_dir
         );
+        if self.api_listen.is_some() || self.allow_remote_api {
+            let api = file.api.get_or_insert_with(ApiFile::default);
+            if self.api_listen.is_some() {
+                api.listen = self.api_listen;
+            }
+            api.allow_remote |= self.allow_remote_api;
+        }
         if self.no_rtt {
             file.rtt = Some(false);
         }
@@ -148,15 +168,16 @@ fn run() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     match cli.command {
         Command::Agent(args) => {
             let config = args.into_config()?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
             rt.block_on(flowlog_agent::run(config, shutdown_signal()))?;
         }
+        Command::Control(cmd) => rt.block_on(cli::run(&cli.conn, &cmd))?,
     }
     Ok(())
 }

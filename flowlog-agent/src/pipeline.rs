@@ -1,26 +1,37 @@
 //! The one place the stages are wired:
 //!
 //! ```text
-//! capture task (one per netns) ──WindowBatch──► window stage ──records──► publisher thread
-//!   tick: flip + drain              build records         sinks (stdout, files)
-//!   ring readable: overflow         NODATA/SKIPDATA        status.json
+//!  API (Unix socket / signed TCP) ──Call──►┐
+//!                                          │  control loop (one task)
+//!  window deadlines ──────────────────────►├─ control: state.json, actions
+//!  ring readiness (overflow, handshakes) ─►└─ engine: captures per netns,
+//!                                               cuts, per-flow-log windows
+//!                                                   │ RecordBatch (bounded)
+//!                                                   ▼
+//!                                          publisher thread: sinks, status.json
 //! ```
 //!
-//! Channels are bounded, so a slow sink slows window building, never the
-//! kernel side: the kernel keeps counting into the active generation.
+//! One task owns the state and the kernel side, so API calls, window cuts
+//! and ring reads never interleave. The channel to the publisher is bounded:
+//! a slow sink slows window building, never the kernel side, which keeps
+//! counting into the active generation.
 
-use std::{collections::BTreeMap, future::Future, time::Duration};
+use std::{future::Future, time::Duration};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::{
-    capture::{CaptureError, Drained, NetnsCapture},
-    config::{Attachment, Config},
+    api::{self, Call, KeyTable, ServeError},
+    capture::{CaptureError, CaptureSettings},
+    config::Config,
+    control::{Control, Defaults},
+    engine::{Engine, FlowLogSpec, RecordBatch},
     publish::{self, PublishError, Sink},
-    record::{FlowLogRecord, Identity},
-    status::{AttachmentStatus, Status, StatusBoard},
-    window::{AttachmentInfo, ClockOffset, Window, clock},
+    record::Identity,
+    state::{StateError, Store},
+    status::{Status, StatusBoard},
+    window::clock,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +40,10 @@ pub enum RunError {
     Capture(#[from] CaptureError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Api(#[from] ServeError),
     /// The data directory could not be created or written.
     #[error("data directory {path}")]
     DataDir {
@@ -38,64 +53,154 @@ pub enum RunError {
     },
 }
 
-/// One namespace's drained window, on its way to record building.
-struct WindowBatch {
-    window: Window,
-    drained: Drained,
-    attachments: Vec<AttachmentInfo>,
-    clock: ClockOffset,
+/// How often Active flow logs whose interfaces were missing are retried.
+const RETRY_EVERY: Duration = Duration::from_secs(10);
+
+enum Wake {
+    Deadline,
+    Rings(Option<String>),
+    Call(Call),
+    Retry,
+    Stop,
 }
 
-/// Runs the agent until `shutdown` resolves, then publishes the partial
+/// Runs the agent until `shutdown` resolves, then publishes every partial
 /// window and detaches everything.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| RunError::DataDir {
         path: config.data_dir.clone(),
         source,
     })?;
+    let store = Store::open(&config.data_dir)?;
     let sinks = publish::open_sinks(&config.output)?;
-    let captures = start_captures(&config)?;
-    let status = StatusBoard::new(&config.data_dir, initial_status(&config, &captures));
-    persist(&status);
-    info!(
-        attachments = config.attachments.len(),
-        window_secs = config.window.as_secs(),
-        "capture running"
+    let status = StatusBoard::new(
+        &config.data_dir,
+        Status {
+            state: "starting".into(),
+            pid: std::process::id(),
+            window_secs: config.window.as_secs(),
+            flow_map_entries: config.flow_map_entries,
+            ..Default::default()
+        },
     );
+    let (batch_tx, batch_rx) = mpsc::channel::<RecordBatch>(8);
+    let publisher = spawn_publisher(sinks, batch_rx, status.clone());
+    let mut engine = Engine::new(CaptureSettings::from(&config), batch_tx, status.clone());
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (batch_tx, batch_rx) = mpsc::channel::<WindowBatch>(4);
-    let (record_tx, record_rx) = mpsc::channel::<RecordBatch>(4);
-    let publisher = spawn_publisher(sinks, record_rx, status.clone());
-    let identity = Identity {
-        account_id: config.account_id.clone(),
-        cen_id: config.cen_id.clone(),
-        flow_log_id: config.flow_log_id.clone(),
+    let result = start(&config, &mut engine).await;
+    let mut control = Control::new(
+        store,
+        engine,
+        KeyTable::default(),
+        Defaults {
+            account_id: config.account_id.clone(),
+            interval_secs: config.window.as_secs(),
+        },
+    );
+    let servers = match result {
+        Ok(()) => {
+            control.restore().await;
+            let (call_tx, call_rx) = mpsc::channel::<Call>(64);
+            match api::serve(
+                config.api_socket.clone(),
+                config.api_listen,
+                config.api_allow_remote,
+                call_tx,
+                control.keys(),
+            )
+            .await
+            {
+                Ok(s) => Some((s, call_rx)),
+                Err(e) => {
+                    finish(control, publisher, &status).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(e) => {
+            finish(control, publisher, &status).await;
+            return Err(e);
+        }
     };
-    let window_stage = tokio::spawn(window_stage(batch_rx, record_tx, identity, status.clone()));
-    let mut tasks = Vec::new();
-    for cap in captures {
-        tasks.push(tokio::spawn(capture_loop(
-            cap,
-            config.window,
-            batch_tx.clone(),
-            stop_rx.clone(),
-            status.clone(),
-        )));
-    }
-    drop(batch_tx);
+    let Some((servers, mut calls)) = servers else {
+        return Ok(());
+    };
+    status.lock().state = "running".into();
+    persist(&status);
+    info!(window_secs = config.window.as_secs(), socket = %config.api_socket.display(), "capture running");
 
-    shutdown.await;
-    info!("shutting down: publishing the partial window");
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        if let Err(e) = t.await {
-            error!(error = %e, "capture task failed");
+    tokio::pin!(shutdown);
+    let mut retry = tokio::time::interval(RETRY_EVERY);
+    loop {
+        let wait = control
+            .engine
+            .next_deadline()
+            .map_or(Duration::from_secs(3600), |d| {
+                Duration::from_nanos((d - clock::unix_now_ns()).max(0) as u64)
+            });
+        let wake = tokio::select! {
+            () = tokio::time::sleep(wait) => Wake::Deadline,
+            ns = control.engine.rings_ready() => match ns {
+                Some(ns) => Wake::Rings(ns),
+                None => Wake::Deadline,
+            },
+            call = calls.recv() => match call {
+                Some(c) => Wake::Call(c),
+                None => Wake::Stop,
+            },
+            _ = retry.tick() => Wake::Retry,
+            () = &mut shutdown => Wake::Stop,
+        };
+        match wake {
+            Wake::Deadline => {
+                if control
+                    .engine
+                    .next_deadline()
+                    .is_some_and(|d| d <= clock::unix_now_ns())
+                {
+                    control.engine.tick().await;
+                }
+            }
+            Wake::Rings(ns) => control.engine.poll_rings(&ns),
+            Wake::Call(c) => {
+                let out = control.handle(&c.action, c.params).await;
+                let _ = c.reply.send(out);
+            }
+            Wake::Retry => control.retry_unattached().await,
+            Wake::Stop => break,
         }
     }
-    if let Err(e) = window_stage.await {
-        error!(error = %e, "window stage failed");
+    info!("shutting down: publishing partial windows");
+    servers.shutdown().await;
+    finish(control, publisher, &status).await;
+    info!("stopped; all programs detached");
+    Ok(())
+}
+
+/// Activates the flow log the configuration itself defines, if any.
+async fn start(config: &Config, engine: &mut Engine) -> Result<(), RunError> {
+    if config.attachments.is_empty() {
+        return Ok(());
     }
+    let spec = FlowLogSpec {
+        id: config.flow_log_id.clone(),
+        identity: Identity {
+            account_id: config.account_id.clone(),
+            cen_id: config.cen_id.clone(),
+            flow_log_id: config.flow_log_id.clone(),
+        },
+        attachments: config.attachments.clone(),
+        window: config.window,
+    };
+    engine.activate(spec).await?;
+    Ok(())
+}
+
+/// Publishes the partial windows, detaches, and drains the publisher.
+async fn finish(mut control: Control, publisher: std::thread::JoinHandle<()>, status: &StatusBoard) {
+    control.engine.shutdown().await;
+    // Dropping the engine closes the publisher's channel.
+    drop(control);
     if tokio::task::spawn_blocking(move || publisher.join())
         .await
         .is_err()
@@ -103,190 +208,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         error!("publisher thread failed");
     }
     status.lock().state = "stopped".into();
-    persist(&status);
-    info!("stopped; all programs detached");
-    Ok(())
+    persist(status);
 }
 
 fn persist(status: &StatusBoard) {
     if let Err(e) = status.persist() {
         warn!(error = %e, "cannot write status file");
-    }
-}
-
-/// Groups attachments by namespace and starts one capture per namespace.
-/// Any failure drops (detaches) the captures already started.
-fn start_captures(config: &Config) -> Result<Vec<NetnsCapture>, CaptureError> {
-    let mut by_ns: BTreeMap<Option<&str>, Vec<&Attachment>> = BTreeMap::new();
-    for a in &config.attachments {
-        by_ns.entry(a.netns.as_deref()).or_default().push(a);
-    }
-    let mut out = Vec::new();
-    for (ns, atts) in by_ns {
-        out.push(NetnsCapture::start(ns, &atts, config)?);
-    }
-    Ok(out)
-}
-
-fn initial_status(config: &Config, captures: &[NetnsCapture]) -> Status {
-    Status {
-        state: "running".into(),
-        pid: std::process::id(),
-        window_secs: config.window.as_secs(),
-        flow_map_entries: config.flow_map_entries,
-        attachments: captures
-            .iter()
-            .flat_map(|c| c.attached())
-            .map(|a| AttachmentStatus {
-                interface: a.info.interface.clone(),
-                netns: a.info.netns.clone(),
-                ifindex: a.info.ifindex,
-                driver: a.driver.clone(),
-                ingress_hook: a.ingress.to_string(),
-                egress_hook: a.egress.to_string(),
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
-enum Wake {
-    Tick,
-    Overflow,
-    Handshakes,
-    Stop,
-}
-
-async fn capture_loop(
-    mut cap: NetnsCapture,
-    window_len: Duration,
-    out: mpsc::Sender<WindowBatch>,
-    mut stop: watch::Receiver<bool>,
-    status: StatusBoard,
-) {
-    let attachments = cap.attachment_infos();
-    let mut start = clock::unix_now_ns();
-    let mut end = clock::next_boundary(start, window_len);
-    loop {
-        let wait = Duration::from_nanos((end - clock::unix_now_ns()).max(0) as u64);
-        let wake = tokio::select! {
-            () = tokio::time::sleep(wait) => Wake::Tick,
-            r = cap.ring().readable() => match r {
-                Ok(mut guard) => { guard.clear_ready(); Wake::Overflow }
-                Err(e) => { warn!(error = %e, "overflow ring not pollable"); Wake::Tick }
-            },
-            r = cap.handshake_ring().readable() => match r {
-                Ok(mut guard) => { guard.clear_ready(); Wake::Handshakes }
-                Err(e) => { warn!(error = %e, "handshake ring not pollable"); Wake::Tick }
-            },
-            _ = stop.changed() => Wake::Stop,
-        };
-        match wake {
-            Wake::Overflow => {
-                cap.poll_overflow();
-                continue;
-            }
-            Wake::Handshakes => {
-                cap.poll_handshakes();
-                continue;
-            }
-            Wake::Tick if clock::unix_now_ns() < end => continue,
-            Wake::Tick => {}
-            Wake::Stop => end = clock::unix_now_ns(),
-        }
-        let window = Window {
-            start_ns: start,
-            end_ns: end,
-        };
-        match tokio::task::block_in_place(|| cap.drain()) {
-            Ok(drained) => {
-                {
-                    let r = cap.rtt_stats();
-                    let mut s = status.lock();
-                    s.rtt_measured = r.measured;
-                    s.rtt_ambiguous = r.ambiguous;
-                    s.rtt_expired = r.expired;
-                }
-                let batch = WindowBatch {
-                    window,
-                    drained,
-                    attachments: attachments.clone(),
-                    clock: ClockOffset::sample(),
-                };
-                if out.send(batch).await.is_err() {
-                    error!("window stage gone; stopping capture");
-                    return;
-                }
-            }
-            Err(e) => {
-                error!(netns = cap.netns().unwrap_or("-"), error = %e, "drain failed");
-                status.lock().drain_errors += 1;
-            }
-        }
-        if matches!(wake, Wake::Stop) {
-            return;
-        }
-        start = end;
-        end = clock::next_boundary(end, window_len);
-    }
-}
-
-/// Records of one window of one namespace.
-struct RecordBatch {
-    window: Window,
-    records: Vec<FlowLogRecord>,
-}
-
-async fn window_stage(
-    mut input: mpsc::Receiver<WindowBatch>,
-    out: mpsc::Sender<RecordBatch>,
-    id: Identity,
-    status: StatusBoard,
-) {
-    while let Some(batch) = input.recv().await {
-        let WindowBatch {
-            window,
-            drained,
-            attachments,
-            clock,
-        } = batch;
-        {
-            let mut s = status.lock();
-            s.flows_last_window = drained.window.flows.len() as u64;
-            s.overflow_events += drained.overflow_events;
-            for c in drained.window.skipped.values() {
-                s.skipped.packets += c.packets;
-                s.skipped.bytes += c.bytes;
-            }
-            for m in &drained.malformed {
-                let name = attachments
-                    .iter()
-                    .find(|a| a.ifindex == m.ifindex)
-                    .map_or_else(|| m.ifindex.to_string(), |a| a.interface.clone());
-                let key = format!("{name}/{}/{}", m.direction.as_str(), m.reason.as_str());
-                let t = s.malformed.entry(key).or_default();
-                t.packets += m.counters.packets;
-                t.bytes += m.counters.bytes;
-            }
-        }
-        let id = id.clone();
-        let built = tokio::task::spawn_blocking(move || {
-            let mut records = Vec::new();
-            drained
-                .window
-                .flush_into(window, &attachments, &id, clock, &mut records);
-            records
-        })
-        .await;
-        match built {
-            Ok(records) => {
-                if out.send(RecordBatch { window, records }).await.is_err() {
-                    error!("publisher gone; dropping window");
-                    return;
-                }
-            }
-            Err(e) => error!(error = %e, "building records failed"),
-        }
     }
 }
 
@@ -313,6 +240,7 @@ fn spawn_publisher(
                 s.last_window_end = Some(batch.window.end_secs());
             }
             info!(
+                flow_log = %batch.flow_log_id,
                 start = batch.window.start_secs(),
                 end = batch.window.end_secs(),
                 records = batch.records.len(),

@@ -23,6 +23,8 @@ pub struct AttachmentStatus {
     pub driver: String,
     pub ingress_hook: String,
     pub egress_hook: String,
+    /// Flow logs sharing this interface's hooks.
+    pub flow_logs: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]

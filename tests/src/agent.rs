@@ -203,6 +203,8 @@ pub fn run_expecting_failure(args: &[&str]) -> anyhow::Result<(i32, String)> {
     let mut child = Command::new(binary()?)
         .arg("agent")
         .args(args)
+        .arg("--data-dir")
+        .arg(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err_path)?)

@@ -234,7 +234,10 @@ fn bad_configuration_is_refused_clearly() -> anyhow::Result<()> {
             vec!["-i", "lo", "--netns", "no-such-ns"],
             "cannot open network namespace \"no-such-ns\"",
         ),
-        (vec![], "no attachment"),
+        (
+            vec!["--api-listen", "0.0.0.0:17654"],
+            "refusing to listen on 0.0.0.0:17654",
+        ),
     ];
     for (args, want) in cases {
         let (code, err) = run_expecting_failure(&args)?;

@@ -4,7 +4,9 @@ use std::fmt;
 
 use aya::{
     Ebpf,
-    programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode},
+    programs::{
+        ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId,
+    },
 };
 use flowlog_common::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP};
 use tracing::{info, warn};
@@ -91,15 +93,22 @@ where
     })
 }
 
+/// A program link on an interface, to detach it later.
+#[derive(Debug)]
+pub enum Link {
+    Xdp(XdpLinkId),
+    Tc(&'static str, SchedClassifierLinkId),
+}
+
 fn attach_tc(
     ebpf: &mut Ebpf,
     att: &Attachment,
     name: &'static str,
     kind: TcAttachType,
-) -> Result<(), CaptureError> {
+) -> Result<Link, CaptureError> {
     let tc: &mut SchedClassifier = program(ebpf, name, att)?;
     tc.attach(&att.interface, kind)
-        .map(drop)
+        .map(|id| Link::Tc(name, id))
         .map_err(|e| CaptureError::Attach {
             hook: name,
             attachment: att.to_string(),
@@ -110,15 +119,50 @@ fn attach_tc(
         })
 }
 
-fn attach_xdp(ebpf: &mut Ebpf, att: &Attachment, ifindex: u32, mode: XdpMode) -> Result<(), String> {
+fn attach_xdp(ebpf: &mut Ebpf, att: &Attachment, ifindex: u32, mode: XdpMode) -> Result<Link, String> {
     let xdp: &mut Xdp = program(ebpf, PROG_XDP, att).map_err(|e| super::chain(&e))?;
     xdp.attach_to_if_index(ifindex, mode)
-        .map(drop)
+        .map(Link::Xdp)
         .map_err(|e| describe(&e))
 }
 
+/// Detaches links (closing their fds; no namespace needed).
+pub fn detach(ebpf: &mut Ebpf, links: Vec<Link>) {
+    for link in links {
+        let result = match link {
+            Link::Xdp(id) => ebpf
+                .program_mut(PROG_XDP)
+                .and_then(|p| <&mut Xdp>::try_from(p).ok())
+                .map(|p| p.detach(id)),
+            Link::Tc(name, id) => ebpf
+                .program_mut(name)
+                .and_then(|p| <&mut SchedClassifier>::try_from(p).ok())
+                .map(|p| p.detach(id)),
+        };
+        if let Some(Err(e)) = result {
+            warn!(error = %super::chain(&e), "detaching a program link failed");
+        }
+    }
+}
+
 /// Attaches to one interface; must run inside the interface's namespace.
-pub fn attach(ebpf: &mut Ebpf, att: &Attachment) -> Result<AttachedInterface, CaptureError> {
+/// On failure, whatever was attached to the interface is detached again.
+pub fn attach(ebpf: &mut Ebpf, att: &Attachment) -> Result<(AttachedInterface, Vec<Link>), CaptureError> {
+    let mut links = Vec::new();
+    match attach_links(ebpf, att, &mut links) {
+        Ok(a) => Ok((a, links)),
+        Err(e) => {
+            detach(ebpf, links);
+            Err(e)
+        }
+    }
+}
+
+fn attach_links(
+    ebpf: &mut Ebpf,
+    att: &Attachment,
+    links: &mut Vec<Link>,
+) -> Result<AttachedInterface, CaptureError> {
     let found = iface::lookup(&att.interface).map_err(|e| CaptureError::Attach {
         hook: "lookup",
         attachment: att.to_string(),
@@ -132,36 +176,42 @@ pub fn attach(ebpf: &mut Ebpf, att: &Attachment) -> Result<AttachedInterface, Ca
     let ingress = match att.mode {
         CaptureMode::Tc => None,
         CaptureMode::Xdp => match attach_xdp(ebpf, att, info.ifindex, XdpMode::Driver) {
-            Ok(()) => Some(Hook::XdpDriver),
+            Ok(link) => Some((Hook::XdpDriver, link)),
             Err(driver_err) => {
                 warn!(interface = %att, error = %driver_err, "native XDP refused; using generic (SKB) XDP");
-                attach_xdp(ebpf, att, info.ifindex, XdpMode::Skb).map_err(|detail| CaptureError::Attach {
-                    hook: PROG_XDP,
-                    attachment: att.to_string(),
-                    detail: format!("driver mode: {driver_err}; generic mode: {detail}; try mode = \"tc\""),
+                let link = attach_xdp(ebpf, att, info.ifindex, XdpMode::Skb).map_err(|detail| {
+                    CaptureError::Attach {
+                        hook: PROG_XDP,
+                        attachment: att.to_string(),
+                        detail: format!(
+                            "driver mode: {driver_err}; generic mode: {detail}; try mode = \"tc\""
+                        ),
+                    }
                 })?;
-                Some(Hook::XdpGeneric)
+                Some((Hook::XdpGeneric, link))
             }
         },
-        CaptureMode::Auto if info.is_physical() => {
-            match attach_xdp(ebpf, att, info.ifindex, XdpMode::Driver) {
-                Ok(()) => Some(Hook::XdpDriver),
-                Err(e) => {
-                    info!(interface = %att, driver = %info.driver, error = %e, "no native XDP; using TC");
-                    None
-                }
+        CaptureMode::Auto if info.is_physical() => match attach_xdp(ebpf, att, info.ifindex, XdpMode::Driver)
+        {
+            Ok(link) => Some((Hook::XdpDriver, link)),
+            Err(e) => {
+                info!(interface = %att, driver = %info.driver, error = %e, "no native XDP; using TC");
+                None
             }
-        }
+        },
         CaptureMode::Auto => None,
     };
     let ingress = match ingress {
-        Some(h) => h,
+        Some((h, link)) => {
+            links.push(link);
+            h
+        }
         None => {
-            attach_tc(ebpf, att, PROG_TC_INGRESS, TcAttachType::Ingress)?;
+            links.push(attach_tc(ebpf, att, PROG_TC_INGRESS, TcAttachType::Ingress)?);
             Hook::Tc
         }
     };
-    attach_tc(ebpf, att, PROG_TC_EGRESS, TcAttachType::Egress)?;
+    links.push(attach_tc(ebpf, att, PROG_TC_EGRESS, TcAttachType::Egress)?);
     info!(interface = %att, ifindex = info.ifindex, driver = %info.driver, %ingress, egress = %Hook::Tc, "attached");
     Ok(AttachedInterface {
         info: AttachmentInfo {

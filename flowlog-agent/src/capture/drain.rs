@@ -134,6 +134,7 @@ impl NetnsCapture {
         )
         .map_err(|e| drain_err("the flow map")(super::chain(&e)))?;
         out.map_flows = batch.count;
+        self.last_map_flows = batch.count as u64;
         let mut flows = std::mem::take(&mut self.pending[old_idx]);
         if flows.is_empty() {
             flows = FlowTable::with_capacity(batch.count);

@@ -21,6 +21,7 @@ use flowlog_common::{
     MAP_HANDSHAKES, MAP_MALFORMED, MAP_OVERFLOW, MAP_SKIPPED, MalformedKey, SkipKey,
 };
 use tokio::io::{Interest, unix::AsyncFd};
+use tracing::info;
 
 pub use attach::Hook;
 pub use drain::{Drained, MalformedCount};
@@ -91,11 +92,29 @@ pub struct AttachedInterface {
     pub driver: String,
 }
 
+/// What capture needs from the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaptureSettings {
+    pub flow_map_entries: u32,
+    pub overflow_ring_bytes: u32,
+    pub rtt: bool,
+}
+
+impl From<&Config> for CaptureSettings {
+    fn from(c: &Config) -> Self {
+        Self {
+            flow_map_entries: c.flow_map_entries,
+            overflow_ring_bytes: c.overflow_ring_bytes,
+            rtt: c.rtt,
+        }
+    }
+}
+
 /// Programs, maps and attachments of one network namespace.
 pub struct NetnsCapture {
     netns: Option<String>,
     // Dropping it detaches every link (all are fd-based bpf_links).
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     /// Flow-map generations, as raw maps: only batch syscalls touch them.
     flows: [MapData; 2],
     control: Array<MapData, Control>,
@@ -107,7 +126,7 @@ pub struct NetnsCapture {
     control_flags: u32,
     barrier: sys::ProgramBarrier,
     generation: u32,
-    attached: Vec<AttachedInterface>,
+    attached: Vec<(AttachedInterface, Vec<attach::Link>)>,
     /// Overflow events not yet drained, per generation.
     pending: [FlowTable; 2],
     /// Overflow events dropped by the agent (pending table full), per
@@ -117,6 +136,7 @@ pub struct NetnsCapture {
     malformed_seen: Vec<(MalformedKey, Counters)>,
     cpus: usize,
     flow_map_entries: u32,
+    last_map_flows: u64,
 }
 
 /// A ring buffer registered with the async reactor.
@@ -163,20 +183,13 @@ fn flow_map(map: Map, name: &'static str) -> Result<MapData, CaptureError> {
 }
 
 impl NetnsCapture {
-    /// Loads the programs for `netns` and attaches them to `attachments`
-    /// (all in that namespace). On any error everything already attached is
-    /// detached again.
-    pub fn start(
-        netns: Option<&str>,
-        attachments: &[&Attachment],
-        config: &Config,
-    ) -> Result<Self, CaptureError> {
-        // Name the interfaces the programs were loaded for: a verifier
-        // rejection is an error "of" those attachments to the operator.
-        let names: Vec<&str> = attachments.iter().map(|a| a.interface.as_str()).collect();
+    /// Loads the programs and maps for `netns`, attached nowhere yet.
+    /// `first` names the interface that needs them, so that a verifier
+    /// rejection reads as an error of that attachment.
+    pub fn load(netns: Option<&str>, first: &str, config: &CaptureSettings) -> Result<Self, CaptureError> {
         let scope = match netns {
-            Some(n) => format!(" for {} in netns {n}", names.join(", ")),
-            None => format!(" for {}", names.join(", ")),
+            Some(n) => format!(" for {first} in netns {n}"),
+            None => format!(" for {first}"),
         };
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(MAP_FLOWS_0, config.flow_map_entries)
@@ -188,12 +201,6 @@ impl NetnsCapture {
                 source: Box::new(e),
             })?;
         attach::load_programs(&mut ebpf, &scope)?;
-        let attached = netns::run_in(netns, || {
-            attachments
-                .iter()
-                .map(|a| attach::attach(&mut ebpf, a))
-                .collect::<Result<Vec<_>, _>>()
-        })??;
         let take = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name).ok_or_else(|| CaptureError::Map {
                 name,
@@ -238,7 +245,7 @@ impl NetnsCapture {
         })?;
         Ok(Self {
             netns: netns.map(str::to_owned),
-            _ebpf: ebpf,
+            ebpf,
             flows,
             control,
             skipped,
@@ -249,13 +256,14 @@ impl NetnsCapture {
             control_flags,
             barrier,
             generation: 0,
-            attached,
+            attached: Vec::new(),
             pending: [FlowTable::default(), FlowTable::default()],
             pending_skipped: Vec::new(),
             pending_limit: config.flow_map_entries as usize,
             malformed_seen: Vec::new(),
             cpus,
             flow_map_entries: config.flow_map_entries,
+            last_map_flows: 0,
         })
     }
 
@@ -263,12 +271,46 @@ impl NetnsCapture {
         self.netns.as_deref()
     }
 
-    pub fn attached(&self) -> &[AttachedInterface] {
-        &self.attached
+    pub fn attached(&self) -> impl Iterator<Item = &AttachedInterface> {
+        self.attached.iter().map(|(a, _)| a)
     }
 
     pub fn attachment_infos(&self) -> Vec<AttachmentInfo> {
-        self.attached.iter().map(|a| a.info.clone()).collect()
+        self.attached().map(|a| a.info.clone()).collect()
+    }
+
+    /// Hooks the programs to one more interface of this namespace. On
+    /// failure nothing of it stays attached.
+    pub fn attach(&mut self, att: &Attachment) -> Result<AttachedInterface, CaptureError> {
+        if let Some(existing) = self.attached().find(|a| a.info.interface == att.interface) {
+            return Ok(existing.clone());
+        }
+        let ebpf = &mut self.ebpf;
+        let (attached, links) = netns::run_in(self.netns.as_deref(), || attach::attach(ebpf, att))??;
+        self.attached.push((attached.clone(), links));
+        Ok(attached)
+    }
+
+    /// Unhooks the programs from `interface`.
+    pub fn detach(&mut self, interface: &str) {
+        if let Some(i) = self
+            .attached
+            .iter()
+            .position(|(a, _)| a.info.interface == interface)
+        {
+            let (a, links) = self.attached.remove(i);
+            attach::detach(&mut self.ebpf, links);
+            info!(interface = %a.info.interface, netns = self.netns.as_deref().unwrap_or("-"), "detached");
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.attached.is_empty()
+    }
+
+    /// Flows read from the kernel map at the last drain.
+    pub fn last_map_flows(&self) -> u64 {
+        self.last_map_flows
     }
 
     pub fn flow_map_entries(&self) -> u32 {

@@ -1,0 +1,364 @@
+//! The control API: HTTP + JSON on a root-only Unix socket, and optionally
+//! on a TCP address (loopback unless configured otherwise) where requests
+//! must be signed (see [`auth`]).
+//!
+//! Every operation is an *action* in the product's RPC style, reachable as
+//! `POST /v1/<Action>` with a JSON object body, or `GET|POST /?Action=<Action>`
+//! with parameters in the query string (and/or a JSON body). Responses are
+//! JSON objects carrying a `RequestId`; errors add `Code` and `Message`, with
+//! the matching HTTP status. Requests are handed to the agent's control
+//! loop one at a time, so concurrent operations never interleave.
+
+pub mod auth;
+pub mod client;
+mod error;
+pub mod params;
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    os::unix::fs::PermissionsExt as _,
+    path::PathBuf,
+    sync::{Arc, RwLock},
+    time::Instant,
+};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::State,
+    http::{HeaderMap, Method, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+};
+pub use error::ApiError;
+use http_body_util::BodyExt as _;
+pub use params::Params;
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Access key id → secret, as the control loop last published it.
+pub type KeyTable = Arc<RwLock<BTreeMap<String, String>>>;
+
+/// One request for the control loop.
+pub struct Call {
+    pub action: String,
+    pub params: Params,
+    pub reply: oneshot::Sender<Result<Value, ApiError>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on Unix socket {path}")]
+    Unix {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}")]
+    Tcp {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A TCP address beyond loopback without the explicit opt-in.
+    #[error(
+        "refusing to listen on {addr}: not a loopback address; set api.allow-remote = true to expose the API"
+    )]
+    Remote { addr: SocketAddr },
+}
+
+#[derive(Clone)]
+struct App {
+    calls: mpsc::Sender<Call>,
+    keys: KeyTable,
+    require_auth: bool,
+}
+
+fn router(app: App) -> Router {
+    Router::new().fallback(handle).with_state(app)
+}
+
+/// Listeners bound and serving; dropped (or `shutdown`) to stop.
+pub struct Servers {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    socket: PathBuf,
+}
+
+impl Servers {
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// Binds the Unix socket (mode 0600) and the optional TCP listener.
+pub async fn serve(
+    socket: PathBuf,
+    tcp: Option<SocketAddr>,
+    allow_remote: bool,
+    calls: mpsc::Sender<Call>,
+    keys: KeyTable,
+) -> Result<Servers, ServeError> {
+    let unix_err = |source| ServeError::Unix {
+        path: socket.clone(),
+        source,
+    };
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(unix_err)?;
+    }
+    // A socket file left by a killed agent would make bind fail.
+    if std::fs::symlink_metadata(&socket).is_ok_and(|m| !m.is_dir()) {
+        std::fs::remove_file(&socket).map_err(unix_err)?;
+    }
+    let unix = tokio::net::UnixListener::bind(&socket).map_err(unix_err)?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map_err(unix_err)?;
+    let tcp_listener = match tcp {
+        Some(addr) if !addr.ip().is_loopback() && !allow_remote => return Err(ServeError::Remote { addr }),
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Tcp { addr, source })?,
+        ),
+        None => None,
+    };
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    let app = |require_auth| App {
+        calls: calls.clone(),
+        keys: keys.clone(),
+        require_auth,
+    };
+    let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let unix_app = router(app(false));
+    let rx = stop_rx.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(unix, unix_app)
+            .with_graceful_shutdown(signal(rx))
+            .await
+        {
+            warn!(error = %e, "Unix API listener failed");
+        }
+    }));
+    info!(socket = %socket.display(), "API listening");
+    if let Some(listener) = tcp_listener {
+        let addr = listener.local_addr().ok();
+        let tcp_app = router(app(true));
+        let rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, tcp_app)
+                .with_graceful_shutdown(signal(rx))
+                .await
+            {
+                warn!(error = %e, "TCP API listener failed");
+            }
+        }));
+        info!(addr = ?addr, "API listening on TCP (signed requests only)");
+    }
+    Ok(Servers { tasks, stop, socket })
+}
+
+/// `XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX`, uppercase hex.
+fn request_id() -> String {
+    let s = crate::state::random_string(b"0123456789ABCDEF", 32);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &s[..8],
+        &s[8..12],
+        &s[12..16],
+        &s[16..20],
+        &s[20..]
+    )
+}
+
+async fn handle(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let id = request_id();
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let result = process(&app, &method, &uri, &path_and_query, &headers, body).await;
+    let (status, mut out, action) = match result {
+        Ok((action, Value::Object(m))) => (StatusCode::OK, m, action),
+        Ok((action, other)) => {
+            let mut m = Map::new();
+            m.insert("Data".into(), other);
+            (StatusCode::OK, m, action)
+        }
+        Err((action, e)) => {
+            let mut m = Map::new();
+            m.insert("Code".into(), Value::String(e.code.clone()));
+            m.insert("Message".into(), Value::String(e.message.clone()));
+            if e.status.is_server_error()
+                || e.status == StatusCode::UNAUTHORIZED
+                || e.status == StatusCode::FORBIDDEN
+            {
+                warn!(request_id = %id, action = %action, code = %e.code, message = %e.message, "request refused");
+            }
+            (e.status, m, action)
+        }
+    };
+    out.insert("RequestId".into(), Value::String(id.clone()));
+    info!(request_id = %id, %action, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "api");
+    let body = serde_json::to_vec(&Value::Object(out)).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn process(
+    app: &App,
+    method: &Method,
+    uri: &Uri,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(String, Value), (String, ApiError)> {
+    let unknown = || "-".to_owned();
+    let bytes = match http_body_util::Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return Err((
+                unknown(),
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "InvalidParameter.BodyTooLarge",
+                    format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+                ),
+            ));
+        }
+    };
+    if app.require_auth {
+        let keys = app.keys.read().map(|k| k.clone()).unwrap_or_default();
+        auth::verify(
+            &keys,
+            headers,
+            method.as_str(),
+            path_and_query,
+            &bytes,
+            crate::state::now_secs(),
+        )
+        .map_err(|e| (unknown(), e))?;
+    }
+    let mut map: Map<String, Value> = Map::new();
+    if let Some(q) = uri.query() {
+        for pair in q.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let (k, v) = (percent_decode(k), percent_decode(v));
+            match (k, v) {
+                (Some(k), Some(v)) => {
+                    map.insert(k, Value::String(v));
+                }
+                _ => {
+                    return Err((
+                        unknown(),
+                        ApiError::invalid("Query", "the query string is not valid UTF-8 percent-encoding"),
+                    ));
+                }
+            }
+        }
+    }
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(body)) => {
+                for (k, v) in body {
+                    map.insert(k, v);
+                }
+            }
+            Ok(_) => {
+                return Err((
+                    unknown(),
+                    ApiError::invalid("Body", "the request body must be a JSON object"),
+                ));
+            }
+            Err(e) => {
+                return Err((
+                    unknown(),
+                    ApiError::invalid("Body", format!("the request body is not valid JSON: {e}")),
+                ));
+            }
+        }
+    }
+    let from_path = uri
+        .path()
+        .strip_prefix("/v1/")
+        .filter(|a| !a.is_empty() && !a.contains('/'));
+    let action = match (from_path, map.get("Action")) {
+        (Some(a), _) => a.to_owned(),
+        (None, Some(Value::String(a))) => a.clone(),
+        (None, Some(_)) => return Err((unknown(), ApiError::invalid("Action", "Action must be a string"))),
+        (None, None) => {
+            return Err((unknown(), ApiError::missing("Action")));
+        }
+    };
+    let (reply, rx) = oneshot::channel();
+    let call = Call {
+        action: action.clone(),
+        params: Params::new(map),
+        reply,
+    };
+    if app.calls.send(call).await.is_err() {
+        return Err((
+            action,
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "the agent is shutting down",
+            ),
+        ));
+    }
+    match rx.await {
+        Ok(Ok(v)) => Ok((action, v)),
+        Ok(Err(e)) => Err((action, e)),
+        Err(_) => Err((action, ApiError::internal("the control loop dropped the request"))),
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (as space) of a query component.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_components_decode() {
+        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%E4%B8%AD").as_deref(), Some("中"));
+        assert!(request_id().len() == 36);
+    }
+}

@@ -1,0 +1,653 @@
+//! The control loop's operations: the six flow-log actions of the product,
+//! Projects and Logstores, access keys and the status view, applied to the
+//! persisted [`Store`] and the running [`Engine`].
+//!
+//! Every mutation is built on a copy of the state, checked, committed
+//! durably, and only then made visible; an activation that cannot attach
+//! leaves both the kernel and the state as they were.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use serde_json::{Value, json};
+use tracing::{error, info, warn};
+
+use crate::{
+    api::{ApiError, KeyTable, Params},
+    config::{Attachment, CaptureMode, check_ifname, check_netns_name},
+    engine::{Engine, FlowLogSpec},
+    record::Identity,
+    state::{
+        self, AccessKey, AttachmentSpec, FlowLog, FlowLogStatus, Logstore, Project, State, Store, validate,
+    },
+};
+
+/// Most attachments one flow log may have.
+const MAX_ATTACHMENTS: usize = 16;
+const DEFAULT_TTL_DAYS: u64 = 30;
+const MAX_PAGE_SIZE: u64 = 100;
+
+/// Values a request may leave out.
+#[derive(Clone, Debug)]
+pub struct Defaults {
+    pub account_id: String,
+    pub interval_secs: u64,
+}
+
+pub struct Control {
+    store: Store,
+    pub engine: Engine,
+    keys: KeyTable,
+    defaults: Defaults,
+    /// Active flow logs whose interfaces could not be attached (yet).
+    unattached: BTreeSet<String>,
+}
+
+fn bad(param: &str) -> impl Fn(String) -> ApiError + '_ {
+    move |m| ApiError::invalid(param, m)
+}
+
+/// The engine's view of a persisted flow log.
+pub fn spec_of(f: &FlowLog) -> FlowLogSpec {
+    FlowLogSpec {
+        id: f.flow_log_id.clone(),
+        identity: Identity {
+            account_id: f.account_id.clone(),
+            cen_id: f.cen_id.clone(),
+            flow_log_id: f.flow_log_id.clone(),
+        },
+        attachments: f
+            .attachments
+            .iter()
+            .map(|a| Attachment {
+                interface: a.interface.clone(),
+                netns: a.netns.clone(),
+                mode: a.mode,
+            })
+            .collect(),
+        window: Duration::from_secs(f.interval),
+    }
+}
+
+fn parse_attachments(v: &Value) -> Result<Vec<AttachmentSpec>, ApiError> {
+    let err = |m: String| ApiError::invalid("Attachments", m);
+    let list = v.as_array().ok_or_else(|| {
+        err("Attachments must be a list of {\"Interface\", \"Netns\", \"Mode\"} objects".into())
+    })?;
+    if list.is_empty() || list.len() > MAX_ATTACHMENTS {
+        return Err(err(format!(
+            "a flow log has 1 to {MAX_ATTACHMENTS} attachments, got {}",
+            list.len()
+        )));
+    }
+    let mut out: Vec<AttachmentSpec> = Vec::new();
+    for item in list {
+        let obj = item
+            .as_object()
+            .ok_or_else(|| err(format!("attachment {item} is not an object")))?;
+        let mut p = Params::new(obj.clone());
+        let interface = p.str("Interface").map_err(|e| err(e.message))?;
+        let netns = p.opt_str("Netns").map_err(|e| err(e.message))?;
+        let mode = match p.opt_str("Mode").map_err(|e| err(e.message))? {
+            None => CaptureMode::Auto,
+            Some(m) => m.parse::<CaptureMode>().map_err(err)?,
+        };
+        p.finish().map_err(|e| err(e.message))?;
+        check_ifname(&interface).map_err(|e| err(e.to_string()))?;
+        if let Some(ns) = &netns {
+            check_netns_name(ns).map_err(|e| err(e.to_string()))?;
+        }
+        if out.iter().any(|a| a.interface == interface && a.netns == netns) {
+            return Err(err(format!("interface {interface} is listed twice")));
+        }
+        out.push(AttachmentSpec {
+            interface,
+            netns,
+            mode,
+        });
+    }
+    Ok(out)
+}
+
+impl Control {
+    pub fn new(store: Store, engine: Engine, keys: KeyTable, defaults: Defaults) -> Self {
+        let c = Self {
+            store,
+            engine,
+            keys,
+            defaults,
+            unattached: BTreeSet::new(),
+        };
+        c.publish_keys();
+        c
+    }
+
+    /// The key table the API's TCP listener checks signatures against.
+    pub fn keys(&self) -> KeyTable {
+        self.keys.clone()
+    }
+
+    fn publish_keys(&self) {
+        let table = self
+            .store
+            .state
+            .access_keys
+            .values()
+            .map(|k| (k.access_key_id.clone(), k.access_key_secret.clone()))
+            .collect();
+        if let Ok(mut k) = self.keys.write() {
+            *k = table;
+        }
+    }
+
+    /// Re-activates every flow log persisted as Active (after a restart).
+    pub async fn restore(&mut self) {
+        let active: Vec<FlowLog> = self
+            .store
+            .state
+            .flow_logs
+            .values()
+            .filter(|f| f.status == FlowLogStatus::Active)
+            .cloned()
+            .collect();
+        for f in active {
+            match self.engine.activate(spec_of(&f)).await {
+                Ok(()) => info!(flow_log = %f.flow_log_id, "restored active flow log"),
+                Err(e) => {
+                    error!(flow_log = %f.flow_log_id, error = %crate::capture::chain(&e), "cannot attach active flow log; retrying");
+                    self.unattached.insert(f.flow_log_id.clone());
+                }
+            }
+        }
+    }
+
+    /// Retries Active flow logs whose interfaces were missing.
+    pub async fn retry_unattached(&mut self) {
+        let ids: Vec<String> = self.unattached.iter().cloned().collect();
+        for id in ids {
+            let Some(f) = self.store.state.flow_logs.get(&id).cloned() else {
+                self.unattached.remove(&id);
+                continue;
+            };
+            if f.status != FlowLogStatus::Active {
+                self.unattached.remove(&id);
+                continue;
+            }
+            if self.engine.activate(spec_of(&f)).await.is_ok() {
+                info!(flow_log = %id, "active flow log attached");
+                self.unattached.remove(&id);
+            }
+        }
+    }
+
+    fn commit(&mut self, next: State) -> Result<(), ApiError> {
+        self.store.commit(next).map_err(|e| {
+            error!(error = %crate::capture::chain(&e), "state not saved");
+            ApiError::internal(format!(
+                "the agent could not save its state: {}",
+                crate::capture::chain(&e)
+            ))
+        })
+    }
+
+    pub async fn handle(&mut self, action: &str, p: Params) -> Result<Value, ApiError> {
+        let out = match action {
+            "CreateProject" => self.create_project(p),
+            "DeleteProject" => self.delete_project(p),
+            "ListProjects" => p.finish().map(|()| self.list_projects()),
+            "CreateLogstore" => self.create_logstore(p),
+            "DeleteLogstore" => self.delete_logstore(p),
+            "ListLogstores" => self.list_logstores(p),
+            "CreateFlowlog" => self.create_flowlog(p),
+            "ModifyFlowLogAttribute" => self.modify_flowlog(p),
+            "DescribeFlowlogs" => self.describe_flowlogs(p),
+            "ActiveFlowLog" => self.active_flowlog(p).await,
+            "DeactiveFlowLog" => self.deactive_flowlog(p).await,
+            "DeleteFlowlog" => self.delete_flowlog(p),
+            "CreateAccessKey" => self.create_access_key(p),
+            "DeleteAccessKey" => self.delete_access_key(p),
+            "ListAccessKeys" => p.finish().map(|()| self.list_access_keys()),
+            "DescribeAgentStatus" => p.finish().map(|()| self.agent_status()),
+            other => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "InvalidAction.NotFound",
+                    format!("unknown action {other:?}"),
+                ));
+            }
+        }?;
+        Ok(out)
+    }
+
+    fn project(&self, name: &str) -> Result<&Project, ApiError> {
+        self.store
+            .state
+            .projects
+            .get(name)
+            .ok_or_else(|| ApiError::not_found("Project", format!("project {name:?} does not exist")))
+    }
+
+    fn flow_log(&self, id: &str) -> Result<&FlowLog, ApiError> {
+        self.store
+            .state
+            .flow_logs
+            .get(id)
+            .ok_or_else(|| ApiError::not_found("FlowLog", format!("flow log {id:?} does not exist")))
+    }
+
+    fn create_project(&mut self, mut p: Params) -> Result<Value, ApiError> {
+        let name = p.str("ProjectName")?;
+        let description = p.opt_str("Description")?.unwrap_or_default();
+        p.finish()?;
+        validate::project_name(&name).map_err(bad("ProjectName"))?;
+        validate::description(&description).map_err(bad("Description"))?;
+        if self.store.state.projects.contains_key(&name) {
+            return Err(ApiError::exists(
+                "Project",
+                format!("project {name:?} already exists"),
+            ));
+        }
+        let mut next = self.store.state.clone();
+        next.projects.insert(
+            name.clone(),
+            Project {
+                name: name.clone(),
+                description,
+                created: state::now_secs(),
+                logstores: Default::default(),
+            },
+        );
+        self.commit(next)?;
+        Ok(json!({ "ProjectName": name }))
+    }
+
+    fn delete_project(&mut self, mut p: Params) -> Result<Value, ApiError> {
+        let name = p.str("ProjectName")?;
+        p.finish()?;
+        let project = self.project(&name)?;
+        if !project.logstores.is_empty() {
+            return Err(ApiError::in_use(
+                "Project",
+                format!(
+                    "project {name:?} still has {} logstore(s); delete them first",
+                    project.logstores.len()
+                ),
+            ));
+        }
+        let mut next = self.store.state.clone();
+        next.projects.remove(&name);
+        self.commit(next)?;
+        Ok(json!({}))
+    }
+
+    fn list_projects(&self) -> Value {
+        let projects: Vec<Value> = self
+            .store
+            .state
+            .projects
+            .values()
+            .map(|p| {
+                json!({
+                    "ProjectName": p.name,
+                    "Description": p.description,
+                    "CreationTime": p.created,
+                    "LogStoreCount": p.logstores.len(),
+                })
+            })
+            .collect();
+        json!({ "TotalCount": projects.len(), "Projects": projects })
+    }
+
+    fn create_logstore(&mut self, mut p: Params) -> Result<Value, ApiError> {
+        let project = p.str("ProjectName")?;
+        let name = p.str("LogStoreName")?;
+        let ttl = p.opt_u64("Ttl")?.unwrap_or(DEFAULT_TTL_DAYS);
+        p.finish()?;
+        validate::logstore_name(&name).map_err(bad("LogStoreName"))?;
+        let ttl = u32::try_from(ttl).unwrap_or(u32::MAX);
+        validate::ttl(ttl).map_err(bad("Ttl"))?;
+        if self.project(&project)?.logstores.contains_key(&name) {
+            return Err(ApiError::exists(
+                "LogStore",
+                format!("logstore {name:?} already exists in project {project:?}"),
+            ));
+        }
+        let mut next = self.store.state.clone();
+        if let Some(proj) = next.projects.get_mut(&project) {
+            proj.logstores.insert(
+                name.clone(),
+                Logstore {
+                    name: name.clone(),
+                    ttl,
+                    created: state::now_secs(),
+                },
+            );
+        }
+        self.commit(next)?;
+        Ok(json!({ "ProjectName": project, "LogStoreName": name }))
+    }
+
+    fn delete_logstore(&mut self, mut p: Params) -> Result<Value, ApiError> {
+        let project = p.str("ProjectName")?;
+        let name = p.str("LogStoreName")?;
+        p.finish()?;
+        if !self.project(&project)?.logstores.contains_key(&name) {
+            return Err(ApiError::not_found(
+                "LogStore",
+                format!("logstore {name:?} does not exist in project {project:?}"),
+            ));
+        }
+        if let Some(f) = self
+            .store
+            .state
+            .flow_logs
+            .values()
+            .find(|f| f.project_name == project && f.log_store_name == name)
+        {
+            return Err(ApiError::in_use(
+                "LogStore",
+                format!(
+                    "flow log {} writes to logstore {name:?}; delete it first",
+                    f.flow_log_id
+                ),
+            ));
+        }
+        let mut next = self.store.state.clone();
+        if let Some(proj) = next.projects.get_mut(&project) {
+            proj.logstores.remove(&name);
+        }
+        self.commit(next)?;
+        Ok(json!({}))
+    }
+
+    fn list_logstores(&self, mut p: Params) -> Result<Value, ApiError> {
+        let project = p.str("ProjectName")?;
+        p.finish()?;
+        let stores: Vec<Value> = self
+            .project(&project)?
+            .logstores
+            .values()
+            .map(|l| json!({ "LogStoreName": l.name, "Ttl": l.ttl, "CreationTime": l.created }))
+            .collect();
+        Ok(json!({ "ProjectName": project, "TotalCount": stores.len(), "LogStores": stores }))
+    }
+
+    fn create_flowlog(&mut self, mut p: Params) -> Result<Value, ApiError> {
+        let name = p.str("FlowLogName")?;
+        let description = p.opt_str("Description")?.unwrap_or_default();
+        let cen_id = p.str("CenId")?;
+        let project = p.str("ProjectName")?;
+        let logstore = p.str("LogStoreName")?;
+        let attachments = p
+            .opt_json("Attachments")?
+            .ok_or_else(|| ApiError::missing("Attachments"))?;
+        let interval = p.opt_u64("Interval")?.unwrap_or(self.defaults.interval_secs);
+        let account_id = p
+            .opt_str("AccountId")?
+            .unwrap_or_else(|| self.defaults.account_id.clone());
+        p.finish()?;
+        validate::flow_log_name(&name).map_err(bad("FlowLogName"))?;
+        validate::description(&description).map_err(bad("Description"))?;
+        validate::cen_id(&cen_id).map_err(bad("CenId"))?;
+        validate::interval(interval).map_err(bad("Interval"))?;
+        validate::account_id(&account_id).map_err(bad("AccountId"))?;
+        let attachments = parse_attachments(&attachments)?;
+        if !self.project(&project)?.logstores.contains_key(&logstore) {
+            return Err(ApiError::not_found(
+                "LogStore",
+                format!("logstore {logstore:?} does not exist in project {project:?}; create it first"),
+            ));
+        }
+        let id = format!("fl-{}", state::random_string(state::LOWER_ALNUM, 20));
+        let mut next = self.store.state.clone();
+        next.flow_logs.insert(
+            id.clone(),
+            FlowLog {
+                flow_log_id: id.clone(),
+                flow_log_name: name,
+                description,
+                cen_id,
+                account_id,
+                project_name: project,
+                log_store_name: logstore,
+                attachments,
+                interval,
+                status: FlowLogStatus::Inactive,
+                creation_time: state::now_secs(),
+            },
+        );
+        self.commit(next)?;
+        Ok(json!({ "FlowLogId": id, "Success": true }))
+    }
+
+    fn modify_flowlog(&mut self, mut p: Params) -> Result<Value, ApiError> {
+        let id = p.str("FlowLogId")?;
+        let name = p.opt_str("FlowLogName")?;
+        let description = p.opt_str("Description")?;
+        let interval = p.opt_u64("Interval")?;
+        p.finish()?;
+        if name.is_none() && description.is_none() && interval.is_none() {
+            return Err(ApiError::missing("FlowLogName"));
+        }
+        if let Some(n) = &name {
+            validate::flow_log_name(n).map_err(bad("FlowLogName"))?;
+        }
+        if let Some(d) = &description {
+            validate::description(d).map_err(bad("Description"))?;
+        }
+        if let Some(i) = interval {
+            validate::interval(i).map_err(bad("Interval"))?;
+        }
+        self.flow_log(&id)?;
+        let mut next = self.store.state.clone();
+        if let Some(f) = next.flow_logs.get_mut(&id) {
+            if let Some(n) = name {
+                f.flow_log_name = n;
+            }
+            if let Some(d) = description {
+                f.description = d;
+            }
+            if let Some(i) = interval {
+                f.interval = i;
+            }
+        }
+        self.commit(next)?;
+        if let Some(i) = interval {
+            // Takes effect at the running window's end.
+            self.engine.set_window(&id, Duration::from_secs(i));
+        }
+        Ok(json!({ "Success": true }))
+    }
+
+    fn describe_flowlogs(&self, mut p: Params) -> Result<Value, ApiError> {
+        let id = p.opt_str("FlowLogId")?;
+        let name = p.opt_str("FlowLogName")?;
+        let cen = p.opt_str("CenId")?;
+        let status = match p.opt_str("Status")?.as_deref() {
+            None => None,
+            Some("Active") => Some(FlowLogStatus::Active),
+            Some("Inactive") => Some(FlowLogStatus::Inactive),
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "Status",
+                    format!("Status must be Active or Inactive, got {other:?}"),
+                ));
+            }
+        };
+        let page = p.opt_u64("PageNumber")?.unwrap_or(1);
+        let size = p.opt_u64("PageSize")?.unwrap_or(20);
+        p.finish()?;
+        if page == 0 {
+            return Err(ApiError::invalid("PageNumber", "PageNumber starts at 1"));
+        }
+        if !(1..=MAX_PAGE_SIZE).contains(&size) {
+            return Err(ApiError::invalid(
+                "PageSize",
+                format!("PageSize must be between 1 and {MAX_PAGE_SIZE}"),
+            ));
+        }
+        let mut matching: Vec<&FlowLog> = self
+            .store
+            .state
+            .flow_logs
+            .values()
+            .filter(|f| id.as_ref().is_none_or(|v| &f.flow_log_id == v))
+            .filter(|f| name.as_ref().is_none_or(|v| &f.flow_log_name == v))
+            .filter(|f| cen.as_ref().is_none_or(|v| &f.cen_id == v))
+            .filter(|f| status.is_none_or(|s| f.status == s))
+            .collect();
+        matching.sort_by(|a, b| (a.creation_time, &a.flow_log_id).cmp(&(b.creation_time, &b.flow_log_id)));
+        let total = matching.len();
+        let start = usize::try_from((page - 1).saturating_mul(size)).unwrap_or(usize::MAX);
+        let logs: Vec<Value> = matching
+            .into_iter()
+            .skip(start)
+            .take(size as usize)
+            .map(|f| {
+                let mut v = serde_json::to_value(f).unwrap_or_default();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("Status".into(), Value::String(f.status.as_str().into()));
+                    o.insert(
+                        "Attached".into(),
+                        Value::Bool(self.engine.is_running(&f.flow_log_id)),
+                    );
+                }
+                v
+            })
+            .collect();
+        Ok(json!({ "TotalCount": total, "PageNumber": page, "PageSize": size, "FlowLogs": logs }))
+    }
+
+    async fn active_flowlog(&mut self, mut p: Params) -> Result<Value, ApiError> {
+        let id = p.str("FlowLogId")?;
+        p.finish()?;
+        let f = self.flow_log(&id)?.clone();
+        if f.status == FlowLogStatus::Active {
+            return Err(ApiError::incorrect_status(
+                "FlowLog",
+                format!("flow log {id} is already Active"),
+            ));
+        }
+        self.engine.activate(spec_of(&f)).await.map_err(|e| {
+            ApiError::failed(
+                "Attach",
+                format!("cannot start flow log {id}: {}", crate::capture::chain(&e)),
+            )
+        })?;
+        let mut next = self.store.state.clone();
+        if let Some(f) = next.flow_logs.get_mut(&id) {
+            f.status = FlowLogStatus::Active;
+        }
+        if let Err(e) = self.commit(next) {
+            // Not durable: undo the attach so state and kernel agree.
+            self.engine.deactivate(&id).await;
+            return Err(e);
+        }
+        Ok(json!({ "Success": true }))
+    }
+
+    async fn deactive_flowlog(&mut self, mut p: Params) -> Result<Value, ApiError> {
+        let id = p.str("FlowLogId")?;
+        p.finish()?;
+        if self.flow_log(&id)?.status == FlowLogStatus::Inactive {
+            return Err(ApiError::incorrect_status(
+                "FlowLog",
+                format!("flow log {id} is already Inactive"),
+            ));
+        }
+        let mut next = self.store.state.clone();
+        if let Some(f) = next.flow_logs.get_mut(&id) {
+            f.status = FlowLogStatus::Inactive;
+        }
+        self.commit(next)?;
+        self.unattached.remove(&id);
+        self.engine.deactivate(&id).await;
+        Ok(json!({ "Success": true }))
+    }
+
+    fn delete_flowlog(&mut self, mut p: Params) -> Result<Value, ApiError> {
+        let id = p.str("FlowLogId")?;
+        p.finish()?;
+        if self.flow_log(&id)?.status == FlowLogStatus::Active {
+            return Err(ApiError::incorrect_status(
+                "FlowLog",
+                format!("flow log {id} is Active; DeactiveFlowLog it before deleting"),
+            ));
+        }
+        let mut next = self.store.state.clone();
+        next.flow_logs.remove(&id);
+        self.commit(next)?;
+        Ok(json!({ "Success": true }))
+    }
+
+    fn create_access_key(&mut self, mut p: Params) -> Result<Value, ApiError> {
+        let description = p.opt_str("Description")?.unwrap_or_default();
+        p.finish()?;
+        validate::description(&description).map_err(bad("Description"))?;
+        let id = format!("FLAK{}", state::random_string(state::UPPER_ALNUM, 16));
+        let secret = state::random_string(state::ALNUM, 40);
+        let mut next = self.store.state.clone();
+        next.access_keys.insert(
+            id.clone(),
+            AccessKey {
+                access_key_id: id.clone(),
+                access_key_secret: secret.clone(),
+                description,
+                creation_time: state::now_secs(),
+            },
+        );
+        self.commit(next)?;
+        self.publish_keys();
+        info!(access_key_id = %id, "access key created");
+        Ok(json!({ "AccessKeyId": id, "AccessKeySecret": secret }))
+    }
+
+    fn delete_access_key(&mut self, mut p: Params) -> Result<Value, ApiError> {
+        let id = p.str("AccessKeyId")?;
+        p.finish()?;
+        if !self.store.state.access_keys.contains_key(&id) {
+            return Err(ApiError::not_found(
+                "AccessKey",
+                format!("access key {id:?} does not exist"),
+            ));
+        }
+        let mut next = self.store.state.clone();
+        next.access_keys.remove(&id);
+        self.commit(next)?;
+        self.publish_keys();
+        warn!(access_key_id = %id, "access key deleted");
+        Ok(json!({ "Success": true }))
+    }
+
+    fn list_access_keys(&self) -> Value {
+        let keys: Vec<Value> = self
+            .store
+            .state
+            .access_keys
+            .values()
+            .map(|k| json!({ "AccessKeyId": k.access_key_id, "Description": k.description, "CreationTime": k.creation_time }))
+            .collect();
+        json!({ "AccessKeys": keys })
+    }
+
+    fn agent_status(&self) -> Value {
+        let fill: Vec<Value> = self
+            .engine
+            .map_fill()
+            .into_iter()
+            .map(|(ns, flows, cap)| {
+                json!({
+                    "Netns": ns,
+                    "FlowsLastWindow": flows,
+                    "FlowMapEntries": cap,
+                    "FillRatio": if cap == 0 { 0.0 } else { flows as f64 / f64::from(cap) },
+                })
+            })
+            .collect();
+        json!({
+            "Status": serde_json::to_value(&*self.engine.status_board().lock()).unwrap_or_default(),
+            "FlowMaps": fill,
+            "FlowLogs": self.engine.runtime(),
+            "Unattached": self.unattached.iter().collect::<Vec<_>>(),
+        })
+    }
+}

@@ -1,0 +1,484 @@
+//! The data plane at run time: which flow logs are active, which
+//! interfaces they share, and when their windows end.
+//!
+//! Kernel counting is per interface, not per flow log: flow logs that share
+//! an interface share its hooks and map entries, so a packet costs the same
+//! however many flow logs watch it. At every *cut* (a window boundary of any
+//! flow log, an activation, a deactivation) the engine drains every
+//! namespace's maps once and hands each flow to every flow log using its
+//! interface; a flow log whose window has ended then turns its aggregate
+//! into records. In each flow log's aggregate a key's `ifindex` is replaced
+//! by the flow log's own attachment slot, so interfaces of different
+//! namespaces never collide.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
+
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::{
+    capture::{CaptureError, CaptureSettings, Drained, NetnsCapture},
+    config::Attachment,
+    record::{FlowLogRecord, Identity},
+    status::{AttachmentStatus, StatusBoard},
+    window::{AttachmentInfo, ClockOffset, Window, WindowAggregate, clock},
+};
+
+/// A flow log as the engine runs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowLogSpec {
+    pub id: String,
+    pub identity: Identity,
+    pub attachments: Vec<Attachment>,
+    pub window: Duration,
+}
+
+/// One window of one flow log, ready to publish.
+#[derive(Debug)]
+pub struct RecordBatch {
+    pub flow_log_id: String,
+    pub window: Window,
+    pub records: Vec<FlowLogRecord>,
+}
+
+type AttachmentKey = (Option<String>, String);
+
+fn attachment_key(a: &Attachment) -> AttachmentKey {
+    (a.netns.clone(), a.interface.clone())
+}
+
+struct Running {
+    spec: FlowLogSpec,
+    window_start: i128,
+    window_end: i128,
+    /// A new window length, applied at the next boundary.
+    next_window: Option<Duration>,
+    aggregate: WindowAggregate,
+    last_window: Option<Window>,
+}
+
+/// What the status view shows of one flow log.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FlowLogRuntime {
+    pub flow_log_id: String,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub interval: u64,
+    pub last_window_start: Option<i64>,
+    pub last_window_end: Option<i64>,
+}
+
+pub struct Engine {
+    settings: CaptureSettings,
+    captures: BTreeMap<Option<String>, NetnsCapture>,
+    /// Flow logs using each attached interface, with their slot.
+    users: BTreeMap<AttachmentKey, Vec<(String, u32)>>,
+    running: BTreeMap<String, Running>,
+    publish: mpsc::Sender<RecordBatch>,
+    status: StatusBoard,
+}
+
+impl Engine {
+    pub fn new(settings: CaptureSettings, publish: mpsc::Sender<RecordBatch>, status: StatusBoard) -> Self {
+        Self {
+            settings,
+            captures: BTreeMap::new(),
+            users: BTreeMap::new(),
+            running: BTreeMap::new(),
+            publish,
+            status,
+        }
+    }
+
+    pub fn status_board(&self) -> &StatusBoard {
+        &self.status
+    }
+
+    pub fn is_running(&self, id: &str) -> bool {
+        self.running.contains_key(id)
+    }
+
+    /// Starts capture for a flow log. Interfaces already in use by other
+    /// flow logs are shared; the others are attached, and if any of them
+    /// fails, everything this call attached is detached again.
+    pub async fn activate(&mut self, spec: FlowLogSpec) -> Result<(), CaptureError> {
+        if self.running.contains_key(&spec.id) {
+            return Ok(());
+        }
+        // Counts so far belong to the flow logs already running.
+        self.cut(false).await;
+        let mut fresh: Vec<AttachmentKey> = Vec::new();
+        let mut result = Ok(());
+        for a in &spec.attachments {
+            let key = attachment_key(a);
+            if self.users.contains_key(&key) {
+                continue;
+            }
+            match self.attach(a) {
+                Ok(()) => {
+                    self.users.insert(key.clone(), Vec::new());
+                    fresh.push(key);
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if let Err(e) = result {
+            for key in fresh {
+                self.users.remove(&key);
+                self.release(&key);
+            }
+            return Err(e);
+        }
+        for (slot, a) in spec.attachments.iter().enumerate() {
+            if let Some(u) = self.users.get_mut(&attachment_key(a)) {
+                u.push((spec.id.clone(), slot as u32));
+            }
+        }
+        let now = clock::unix_now_ns();
+        info!(flow_log = %spec.id, attachments = spec.attachments.len(), window_secs = spec.window.as_secs(), "flow log active");
+        self.running.insert(
+            spec.id.clone(),
+            Running {
+                window_start: now,
+                window_end: clock::next_boundary(now, spec.window),
+                next_window: None,
+                aggregate: WindowAggregate::default(),
+                last_window: None,
+                spec,
+            },
+        );
+        self.refresh_status();
+        Ok(())
+    }
+
+    fn attach(&mut self, a: &Attachment) -> Result<(), CaptureError> {
+        if !self.captures.contains_key(&a.netns) {
+            let cap = NetnsCapture::load(a.netns.as_deref(), &a.interface, &self.settings)?;
+            self.captures.insert(a.netns.clone(), cap);
+        }
+        let cap = self.captures.get_mut(&a.netns).ok_or_else(|| CaptureError::Map {
+            name: "capture",
+            detail: "namespace capture vanished".into(),
+        })?;
+        match cap.attach(a) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if cap.is_empty() {
+                    self.captures.remove(&a.netns);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Detaches an interface nobody uses; unloads its namespace's programs
+    /// when that was the last one.
+    fn release(&mut self, key: &AttachmentKey) {
+        let (netns, interface) = key;
+        if let Some(cap) = self.captures.get_mut(netns) {
+            cap.detach(interface);
+            if cap.is_empty() {
+                self.captures.remove(netns);
+            }
+        }
+    }
+
+    /// Stops a flow log: publishes its partial window, then releases the
+    /// interfaces no other flow log uses.
+    pub async fn deactivate(&mut self, id: &str) {
+        if !self.running.contains_key(id) {
+            return;
+        }
+        self.cut(false).await;
+        if let Some(mut r) = self.running.remove(id) {
+            let now = clock::unix_now_ns();
+            self.flush(&mut r, now).await;
+            for a in &r.spec.attachments {
+                let key = attachment_key(a);
+                let empty = self.users.get_mut(&key).is_some_and(|u| {
+                    u.retain(|(uid, _)| uid != id);
+                    u.is_empty()
+                });
+                if empty {
+                    self.users.remove(&key);
+                    self.release(&key);
+                }
+            }
+            info!(flow_log = %id, "flow log inactive");
+        }
+        self.refresh_status();
+    }
+
+    /// A new window length for a running flow log, from its next boundary.
+    pub fn set_window(&mut self, id: &str, window: Duration) {
+        if let Some(r) = self.running.get_mut(id) {
+            r.next_window = Some(window);
+        }
+    }
+
+    /// The next window boundary of any flow log (Unix ns).
+    pub fn next_deadline(&self) -> Option<i128> {
+        self.running.values().map(|r| r.window_end).min()
+    }
+
+    /// Called at (or after) `next_deadline`: cuts and publishes every window
+    /// that has ended.
+    pub async fn tick(&mut self) {
+        self.cut(true).await;
+    }
+
+    /// Waits until some namespace's overflow or handshake ring has events.
+    pub async fn rings_ready(&self) -> Option<Option<String>> {
+        if self.captures.is_empty() {
+            return std::future::pending().await;
+        }
+        let waits = self.captures.iter().flat_map(|(ns, c)| {
+            let a = Box::pin(async move {
+                c.ring()
+                    .readable()
+                    .await
+                    .map(|mut g| g.clear_ready())
+                    .ok()
+                    .map(|()| ns.clone())
+            })
+                as std::pin::Pin<Box<dyn std::future::Future<Output = Option<Option<String>>> + Send + '_>>;
+            let b = Box::pin(async move {
+                c.handshake_ring()
+                    .readable()
+                    .await
+                    .map(|mut g| g.clear_ready())
+                    .ok()
+                    .map(|()| ns.clone())
+            })
+                as std::pin::Pin<Box<dyn std::future::Future<Output = Option<Option<String>>> + Send + '_>>;
+            [a, b]
+        });
+        let (ready, _, _) = futures_util::future::select_all(waits).await;
+        ready
+    }
+
+    /// Reads the rings of one namespace.
+    pub fn poll_rings(&mut self, netns: &Option<String>) {
+        if let Some(c) = self.captures.get_mut(netns) {
+            c.poll_overflow();
+            c.poll_handshakes();
+        }
+    }
+
+    /// Publishes every partial window and detaches everything.
+    pub async fn shutdown(&mut self) {
+        self.cut(false).await;
+        let now = clock::unix_now_ns();
+        let ids: Vec<String> = self.running.keys().cloned().collect();
+        for id in ids {
+            if let Some(mut r) = self.running.remove(&id) {
+                self.flush(&mut r, now).await;
+            }
+        }
+        self.users.clear();
+        self.captures.clear();
+        self.refresh_status();
+    }
+
+    /// Drains every namespace once and hands the flows to the flow logs;
+    /// with `publish_due`, then publishes the windows that have ended.
+    async fn cut(&mut self, publish_due: bool) {
+        let mut drained: Vec<(Option<String>, Drained)> = Vec::new();
+        for (ns, cap) in &mut self.captures {
+            match tokio::task::block_in_place(|| cap.drain()) {
+                Ok(d) => drained.push((ns.clone(), d)),
+                Err(e) => {
+                    error!(netns = ns.as_deref().unwrap_or("-"), error = %e, "drain failed");
+                    self.status.lock().drain_errors += 1;
+                }
+            }
+        }
+        for (ns, d) in drained {
+            self.distribute(&ns, d);
+        }
+        if !publish_due {
+            return;
+        }
+        let now = clock::unix_now_ns();
+        let due: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.window_end <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let Some(mut r) = self.running.remove(&id) else {
+                continue;
+            };
+            let end = r.window_end;
+            self.flush(&mut r, end).await;
+            if let Some(w) = r.next_window.take() {
+                r.spec.window = w;
+            }
+            r.window_start = end;
+            r.window_end = clock::next_boundary(end.max(now), r.spec.window);
+            self.running.insert(id, r);
+        }
+    }
+
+    /// Gives each flow log its share of one namespace's drained window.
+    fn distribute(&mut self, ns: &Option<String>, d: Drained) {
+        let Some(cap) = self.captures.get(ns) else { return };
+        // ifindex → (flow log, slot) for this namespace.
+        let mut targets: HashMap<u32, Vec<(String, u32)>> = HashMap::new();
+        for a in cap.attached() {
+            if let Some(u) = self.users.get(&(ns.clone(), a.info.interface.clone())) {
+                targets.insert(a.info.ifindex, u.clone());
+            }
+        }
+        {
+            let mut s = self.status.lock();
+            s.flows_last_window = d.window.flows.len() as u64;
+            s.overflow_events += d.overflow_events;
+            for c in d.window.skipped.values() {
+                s.skipped.packets += c.packets;
+                s.skipped.bytes += c.bytes;
+            }
+            for m in &d.malformed {
+                let name = cap
+                    .attached()
+                    .find(|a| a.info.ifindex == m.ifindex)
+                    .map_or_else(|| m.ifindex.to_string(), |a| a.info.interface.clone());
+                let key = format!("{name}/{}/{}", m.direction.as_str(), m.reason.as_str());
+                let t = s.malformed.entry(key).or_default();
+                t.packets += m.counters.packets;
+                t.bytes += m.counters.bytes;
+            }
+            let r = cap.rtt_stats();
+            s.rtt_measured = r.measured;
+            s.rtt_ambiguous = r.ambiguous;
+            s.rtt_expired = r.expired;
+        }
+        for (key, stats) in d.window.flows.iter() {
+            let Some(users) = targets.get(&key.ifindex) else {
+                continue;
+            };
+            let rtt = d.window.rtt.get(key);
+            for (id, slot) in users {
+                if let Some(r) = self.running.get_mut(id) {
+                    let mut k = *key;
+                    k.ifindex = *slot;
+                    r.aggregate.flows.add(k, stats);
+                    if let Some(rtt) = rtt {
+                        r.aggregate.rtt.insert(k, *rtt);
+                    }
+                }
+            }
+        }
+        for ((ifindex, dir), c) in &d.window.skipped {
+            for (id, slot) in targets.get(ifindex).into_iter().flatten() {
+                if let Some(r) = self.running.get_mut(id) {
+                    r.aggregate.add_skipped(*slot, *dir, c);
+                }
+            }
+        }
+    }
+
+    /// Turns a flow log's aggregate into records for `[window_start, end)`
+    /// and hands them to the publisher.
+    async fn flush(&mut self, r: &mut Running, end: i128) {
+        let window = Window {
+            start_ns: r.window_start,
+            end_ns: end,
+        };
+        let attachments: Vec<AttachmentInfo> = r
+            .spec
+            .attachments
+            .iter()
+            .enumerate()
+            .map(|(slot, a)| AttachmentInfo {
+                ifindex: slot as u32,
+                interface: a.interface.clone(),
+                netns: a.netns.clone(),
+            })
+            .collect();
+        let aggregate = std::mem::take(&mut r.aggregate);
+        let identity = r.spec.identity.clone();
+        let clock = ClockOffset::sample();
+        let records = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            aggregate.flush_into(window, &attachments, &identity, clock, &mut out);
+            out
+        })
+        .await
+        .unwrap_or_else(|e| {
+            error!(error = %e, "building records failed");
+            Vec::new()
+        });
+        r.last_window = Some(window);
+        let batch = RecordBatch {
+            flow_log_id: r.spec.id.clone(),
+            window,
+            records,
+        };
+        if self.publish.send(batch).await.is_err() {
+            warn!(flow_log = %r.spec.id, "publisher gone; window dropped");
+        }
+    }
+
+    /// What is attached where, for status.json and the status view.
+    fn refresh_status(&self) {
+        let attachments = self
+            .captures
+            .values()
+            .flat_map(|c| c.attached())
+            .map(|a| AttachmentStatus {
+                interface: a.info.interface.clone(),
+                netns: a.info.netns.clone(),
+                ifindex: a.info.ifindex,
+                driver: a.driver.clone(),
+                ingress_hook: a.ingress.to_string(),
+                egress_hook: a.egress.to_string(),
+                flow_logs: self
+                    .users
+                    .get(&(a.info.netns.clone(), a.info.interface.clone()))
+                    .map(|u| u.iter().map(|(id, _)| id.clone()).collect())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        self.status.lock().attachments = attachments;
+    }
+
+    /// Per-flow-log window state for the status view.
+    pub fn runtime(&self) -> Vec<FlowLogRuntime> {
+        self.running
+            .values()
+            .map(|r| FlowLogRuntime {
+                flow_log_id: r.spec.id.clone(),
+                window_start: Window {
+                    start_ns: r.window_start,
+                    end_ns: r.window_end,
+                }
+                .start_secs(),
+                window_end: Window {
+                    start_ns: r.window_start,
+                    end_ns: r.window_end,
+                }
+                .end_secs(),
+                interval: r.spec.window.as_secs(),
+                last_window_start: r.last_window.map(|w| w.start_secs()),
+                last_window_end: r.last_window.map(|w| w.end_secs()),
+            })
+            .collect()
+    }
+
+    /// Flow-map fill per namespace: (netns, flows in the last window, capacity).
+    pub fn map_fill(&self) -> Vec<(Option<String>, u64, u32)> {
+        self.captures
+            .iter()
+            .map(|(ns, c)| (ns.clone(), c.last_map_flows(), c.flow_map_entries()))
+            .collect()
+    }
+}

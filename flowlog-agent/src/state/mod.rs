@@ -1,0 +1,277 @@
+//! Persisted control-plane state: Projects → Logstores, flow logs, access
+//! keys. One JSON document in the data directory, replaced atomically
+//! (temporary file, fsync, rename, fsync of the directory) after every
+//! change, readable only by root.
+
+pub mod validate;
+
+use std::{
+    collections::BTreeMap,
+    io::Write as _,
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::CaptureMode;
+
+/// File name inside the data directory.
+pub const STATE_FILE: &str = "state.json";
+/// Layout version of the file; a different one is refused, not guessed at.
+pub const STATE_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The state file exists but cannot be read.
+    #[error("cannot read state file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state file is not valid JSON of the expected layout.
+    #[error("state file {path} is corrupt ({message}); move it aside to start empty")]
+    Corrupt { path: PathBuf, message: String },
+    /// The state file was written by an incompatible version.
+    #[error("state file {path} has layout version {found}, this agent reads {STATE_VERSION}")]
+    Version { path: PathBuf, found: u32 },
+    /// Writing the new state failed; the previous file is untouched.
+    #[error("cannot write state file {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlowLogStatus {
+    Active,
+    Inactive,
+}
+
+impl FlowLogStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "Active",
+            Self::Inactive => "Inactive",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Logstore {
+    pub name: String,
+    /// Retention in days.
+    pub ttl: u32,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Project {
+    pub name: String,
+    pub description: String,
+    pub created: i64,
+    pub logstores: BTreeMap<String, Logstore>,
+}
+
+/// One interface a flow log captures on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct AttachmentSpec {
+    pub interface: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    #[serde(default)]
+    pub mode: CaptureMode,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct FlowLog {
+    pub flow_log_id: String,
+    pub flow_log_name: String,
+    pub description: String,
+    pub cen_id: String,
+    pub account_id: String,
+    pub project_name: String,
+    pub log_store_name: String,
+    pub attachments: Vec<AttachmentSpec>,
+    /// Capture window length, seconds.
+    pub interval: u64,
+    pub status: FlowLogStatus,
+    pub creation_time: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct AccessKey {
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    pub description: String,
+    pub creation_time: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct State {
+    pub version: u32,
+    pub projects: BTreeMap<String, Project>,
+    pub flow_logs: BTreeMap<String, FlowLog>,
+    pub access_keys: BTreeMap<String, AccessKey>,
+}
+
+/// The state and where it lives.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    pub state: State,
+}
+
+impl Store {
+    /// Loads `<dir>/state.json`, or starts empty when there is none.
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        let path = dir.join(STATE_FILE);
+        let state = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let state: State = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                if state.version != STATE_VERSION {
+                    return Err(StateError::Version {
+                        path,
+                        found: state.version,
+                    });
+                }
+                state
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State {
+                version: STATE_VERSION,
+                ..State::default()
+            },
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        Ok(Self { path, state })
+    }
+
+    /// Writes `next` durably, then adopts it. On error nothing changes,
+    /// neither on disk nor in memory.
+    pub fn commit(&mut self, next: State) -> Result<(), StateError> {
+        let err = |source| StateError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let json = serde_json::to_vec_pretty(&next).map_err(|e| err(std::io::Error::other(e)))?;
+        let tmp = self.path.with_extension("json.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(err)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(err)?;
+        f.write_all(&json).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        std::fs::rename(&tmp, &self.path).map_err(err)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+        }
+        self.state = next;
+        Ok(())
+    }
+}
+
+/// Unix seconds now.
+pub fn now_secs() -> i64 {
+    (crate::window::clock::unix_now_ns() / 1_000_000_000) as i64
+}
+
+/// `n` random characters from `alphabet`, from the OS random source.
+pub fn random_string(alphabet: &[u8], n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    // The OS source failing is not recoverable; fall back to the clock so
+    // ids stay unique rather than aborting a request.
+    if getrandom::fill(&mut bytes).is_err() {
+        let seed = crate::window::clock::unix_now_ns() as u64;
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (seed.rotate_left(i as u32 * 7) ^ (i as u64 * 0x9e37_79b9)) as u8;
+        }
+    }
+    bytes
+        .iter()
+        .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
+        .collect()
+}
+
+pub const LOWER_ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+pub const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+pub const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "flowlog-state-{}-{}",
+            std::process::id(),
+            random_string(LOWER_ALNUM, 8)
+        ));
+        std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
+        d
+    }
+
+    #[test]
+    fn round_trips_and_is_private() {
+        let dir = scratch();
+        let mut store = Store::open(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let mut next = store.state.clone();
+        next.projects.insert(
+            "p1".into(),
+            Project {
+                name: "p1".into(),
+                description: String::new(),
+                created: 1,
+                logstores: BTreeMap::new(),
+            },
+        );
+        store.commit(next.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let again = Store::open(&dir).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.state, next);
+        let mode = std::fs::metadata(dir.join(STATE_FILE)).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o600));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn corrupt_or_foreign_files_are_refused() {
+        let dir = scratch();
+        std::fs::write(dir.join(STATE_FILE), b"{\"Version\": 1, \"Projects\": ")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let e = Store::open(&dir).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("corrupt"), "{e}");
+        std::fs::write(
+            dir.join(STATE_FILE),
+            b"{\"Version\": 9, \"Projects\": {}, \"FlowLogs\": {}, \"AccessKeys\": {}}",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let e = Store::open(&dir).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("layout version 9"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn random_ids_use_the_alphabet() {
+        let s = random_string(LOWER_ALNUM, 20);
+        assert_eq!(s.len(), 20);
+        assert!(s.bytes().all(|b| LOWER_ALNUM.contains(&b)));
+        assert_ne!(s, random_string(LOWER_ALNUM, 20));
+    }
+}
