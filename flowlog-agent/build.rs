@@ -32,6 +32,10 @@ fn build_ebpf() -> anyhow::Result<()> {
     let root_dir = manifest
         .to_str()
         .ok_or_else(|| anyhow!("non-UTF-8 path {}", manifest.display()))?;
+    // aya-build relays every line the nested cargo prints as a build
+    // warning; a quiet nested cargo leaves only real compiler messages.
+    // SAFETY: single-threaded build script, before spawning anything.
+    unsafe { std::env::set_var("CARGO_TERM_QUIET", "true") };
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "flowlog-ebpf",

@@ -57,10 +57,11 @@ impl Drop for TempDir {
     }
 }
 
-/// A running agent writing JSON records to a file in its own directory.
+/// A running agent writing JSON records to a file in its directory.
 pub struct Agent {
     child: Option<Child>,
-    pub dir: TempDir,
+    dir: PathBuf,
+    _owned: Option<TempDir>,
 }
 
 /// What a stopped agent left behind.
@@ -76,21 +77,36 @@ impl Agent {
     /// running (status.json), or fails with its stderr.
     pub fn start(args: &[&str]) -> anyhow::Result<Self> {
         let dir = TempDir::new()?;
-        let records = dir.path().join("records.jsonl");
+        let mut agent = Self::start_in(dir.path(), args)?;
+        agent._owned = Some(dir);
+        Ok(agent)
+    }
+
+    /// Starts an agent on an existing data directory (restarts keep state,
+    /// records and logs there).
+    pub fn start_in(dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        let records = dir.join("records.jsonl");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("stderr.log"))?;
         let mut cmd = Command::new(binary()?);
         cmd.arg("agent")
             .args(args)
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(dir)
             .arg("--json-file")
             .arg(&records)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("stderr.log"))?);
+            .stderr(log);
+        // A previous run's status must not pass for this one's.
+        let _ = std::fs::remove_file(dir.join("status.json"));
         let child = cmd.spawn().context("spawning flowlog")?;
         let mut agent = Self {
             child: Some(child),
-            dir,
+            dir: dir.to_owned(),
+            _owned: None,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -113,19 +129,42 @@ impl Agent {
             .ok_or_else(|| anyhow::anyhow!("agent already stopped"))
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The API socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("api.sock")
+    }
+
+    /// Calls an API action over the Unix socket.
+    pub fn call(&self, action: &str, params: Value) -> anyhow::Result<(u16, Value)> {
+        crate::api::call_unix(&self.socket(), action, &params)
+    }
+
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no partial window, no detach by the agent itself.
+    pub fn kill9(mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
     }
 
     /// The agent's status.json.
     pub fn status(&self) -> anyhow::Result<Value> {
-        let text = std::fs::read_to_string(self.dir.path().join("status.json"))?;
+        let text = std::fs::read_to_string(self.dir.join("status.json"))?;
         Ok(serde_json::from_str(&text)?)
     }
 
     /// Records published so far.
     pub fn records(&self) -> anyhow::Result<Vec<Value>> {
-        read_json_lines(&self.dir.path().join("records.jsonl"))
+        read_json_lines(&self.dir.join("records.jsonl"))
     }
 
     /// Waits until at least `n` windows have been published.

@@ -6,6 +6,7 @@
 //! Everything here works on real kernels objects; tests need root.
 
 pub mod agent;
+pub mod api;
 pub mod netns;
 pub mod packet;
 pub mod topology;

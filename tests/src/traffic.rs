@@ -18,11 +18,24 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Sends one datagram per entry of `sizes` (payload bytes) from `from` to
 /// `dst`, and checks `to` received them all. Returns the sender's port.
 pub fn udp(from: &Netns, to: &Netns, dst: SocketAddr, sizes: &[usize]) -> anyhow::Result<u16> {
-    let bind: SocketAddr = if dst.is_ipv4() {
-        "0.0.0.0:0".parse()?
+    udp_from_port(from, to, 0, dst, sizes)
+}
+
+/// [`udp`] from a given source port (0: any), so several calls can continue
+/// one flow.
+pub fn udp_from_port(
+    from: &Netns,
+    to: &Netns,
+    port: u16,
+    dst: SocketAddr,
+    sizes: &[usize],
+) -> anyhow::Result<u16> {
+    let any: std::net::IpAddr = if dst.is_ipv4() {
+        "0.0.0.0".parse()?
     } else {
-        "[::]:0".parse()?
+        "::".parse()?
     };
+    let bind = SocketAddr::new(any, port);
     let listen = SocketAddr::new(
         if dst.is_ipv4() {
             "0.0.0.0".parse()?

@@ -1,11 +1,7 @@
 //! Exact counting on a real kernel: a router namespace between two hosts,
 //! the agent attached to the router's interfaces, known traffic.
 
-use std::{
-    collections::HashSet,
-    net::{IpAddr, SocketAddr},
-    time::Duration,
-};
+use std::{collections::HashSet, net::SocketAddr, time::Duration};
 
 use flowlog_tests::{
     Filter,
@@ -309,7 +305,7 @@ fn windows_partition_traffic_without_loss_or_duplicates() -> anyhow::Result<()> 
     let started = std::time::Instant::now();
     while started.elapsed() < Duration::from_secs(4) {
         let sizes = [64, 700, 1300, 90, 400];
-        port = udp_from(&t, port, dst, &sizes)?;
+        port = traffic::udp_from_port(&t.a, &t.b, port, dst, &sizes)?;
         sent += sizes.len() as u64;
         bytes += sizes.iter().map(|s| (s + 28) as u64).sum::<u64>();
         std::thread::sleep(Duration::from_millis(100));
@@ -336,57 +332,6 @@ fn windows_partition_traffic_without_loss_or_duplicates() -> anyhow::Result<()> 
         assert!(e - s >= 1 && e - s <= 2, "window {s}..{e}");
     }
     Ok(())
-}
-
-/// Sends `sizes` from a fixed source port (0 = pick one), returning it.
-fn udp_from(t: &RouterTopology, port: u16, dst: SocketAddr, sizes: &[usize]) -> anyhow::Result<u16> {
-    use std::net::UdpSocket;
-    let bind = SocketAddr::new(IpAddr::V4("0.0.0.0".parse()?), port);
-    let sock = t.a.run(move || {
-        let s = socket_reuse(bind)?;
-        Ok::<UdpSocket, anyhow::Error>(s)
-    })??;
-    let p = sock.local_addr()?.port();
-    for &size in sizes {
-        sock.send_to(&vec![1u8; size], dst)?;
-    }
-    Ok(p)
-}
-
-fn socket_reuse(bind: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: socket/setsockopt/bind on a fresh fd we own.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let sock = std::net::UdpSocket::from_raw_fd(fd);
-        let one: libc::c_int = 1;
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            std::ptr::from_ref(&one).cast(),
-            4,
-        );
-        let IpAddr::V4(ip) = bind.ip() else {
-            anyhow::bail!("IPv4 only")
-        };
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: bind.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(ip.octets()),
-            },
-            sin_zero: [0; 8],
-        };
-        let rc = libc::bind(
-            fd,
-            std::ptr::from_ref(&sin).cast(),
-            size_of::<libc::sockaddr_in>() as u32,
-        );
-        anyhow::ensure!(rc == 0, "bind {bind}: {}", std::io::Error::last_os_error());
-        Ok(sock)
-    }
 }
 
 #[test]

@@ -1,0 +1,629 @@
+//! The control API's contract against a real agent: every operation, every
+//! error code, both request styles, the signed TCP listener, and no
+//! half-applied state when something fails.
+
+use flowlog_tests::{
+    agent::Agent,
+    api::{self, raw_tcp, raw_unix, request, signature_headers},
+    hooks_on, privileged,
+    topology::RouterTopology,
+};
+use serde_json::{Value, json};
+
+/// Calls and checks the status and (for errors) the code.
+fn expect(agent: &Agent, action: &str, params: Value, status: u16, code: Option<&str>) -> Value {
+    let (got, v) = agent
+        .call(action, params.clone())
+        .unwrap_or_else(|e| panic!("{action} {params}: {e:#}"));
+    assert_eq!(got, status, "{action} {params}: {v}");
+    if let Some(code) = code {
+        assert_eq!(v["Code"], code, "{action} {params}: {v}");
+        assert!(v["Message"].as_str().is_some_and(|m| m.len() > 10), "{v}");
+    }
+    v
+}
+
+fn ok(agent: &Agent, action: &str, params: Value) -> Value {
+    expect(agent, action, params, 200, None)
+}
+
+fn flowlog_params(name: &str, netns: &str) -> Value {
+    json!({
+        "FlowLogName": name, "CenId": "cen-test1", "ProjectName": "proj-a", "LogStoreName": "store-a",
+        "Interval": 600, "Description": "router flows",
+        "Attachments": [{"Interface": "r-a", "Netns": netns, "Mode": "tc"}, {"Interface": "r-b", "Netns": netns}],
+    })
+}
+
+fn setup(agent: &Agent) {
+    ok(
+        agent,
+        "CreateProject",
+        json!({"ProjectName": "proj-a", "Description": "test"}),
+    );
+    ok(
+        agent,
+        "CreateLogstore",
+        json!({"ProjectName": "proj-a", "LogStoreName": "store-a", "Ttl": 7}),
+    );
+}
+
+#[test]
+fn projects_and_logstores() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let a = Agent::start(&[])?;
+    setup(&a);
+    expect(
+        &a,
+        "CreateProject",
+        json!({"ProjectName": "proj-a"}),
+        409,
+        Some("ResourceAlreadyExists.Project"),
+    );
+    expect(
+        &a,
+        "CreateProject",
+        json!({"ProjectName": "Proj A"}),
+        400,
+        Some("InvalidParameter.ProjectName"),
+    );
+    expect(
+        &a,
+        "CreateProject",
+        json!({}),
+        400,
+        Some("MissingParameter.ProjectName"),
+    );
+    expect(
+        &a,
+        "CreateProject",
+        json!({"ProjectName": 5}),
+        400,
+        Some("InvalidParameter.ProjectName"),
+    );
+    expect(
+        &a,
+        "CreateProject",
+        json!({"ProjectName": "ok-1", "Description": "https://x"}),
+        400,
+        Some("InvalidParameter.Description"),
+    );
+    expect(
+        &a,
+        "CreateLogstore",
+        json!({"ProjectName": "nope", "LogStoreName": "abc"}),
+        404,
+        Some("ResourceNotFound.Project"),
+    );
+    expect(
+        &a,
+        "CreateLogstore",
+        json!({"ProjectName": "proj-a", "LogStoreName": "store-a"}),
+        409,
+        Some("ResourceAlreadyExists.LogStore"),
+    );
+    expect(
+        &a,
+        "CreateLogstore",
+        json!({"ProjectName": "proj-a", "LogStoreName": "_x"}),
+        400,
+        Some("InvalidParameter.LogStoreName"),
+    );
+    expect(
+        &a,
+        "CreateLogstore",
+        json!({"ProjectName": "proj-a", "LogStoreName": "abc", "Ttl": 0}),
+        400,
+        Some("InvalidParameter.Ttl"),
+    );
+    let list = ok(&a, "ListLogstores", json!({"ProjectName": "proj-a"}));
+    assert_eq!(list["LogStores"][0]["LogStoreName"], "store-a");
+    assert_eq!(list["LogStores"][0]["Ttl"], 7);
+    let projects = ok(&a, "ListProjects", json!({}));
+    assert_eq!(projects["TotalCount"], 1);
+    assert_eq!(projects["Projects"][0]["LogStoreCount"], 1);
+    expect(
+        &a,
+        "DeleteProject",
+        json!({"ProjectName": "proj-a"}),
+        409,
+        Some("DependencyViolation.Project"),
+    );
+    expect(
+        &a,
+        "DeleteLogstore",
+        json!({"ProjectName": "proj-a", "LogStoreName": "zzz"}),
+        404,
+        Some("ResourceNotFound.LogStore"),
+    );
+    ok(
+        &a,
+        "DeleteLogstore",
+        json!({"ProjectName": "proj-a", "LogStoreName": "store-a"}),
+    );
+    ok(&a, "DeleteProject", json!({"ProjectName": "proj-a"}));
+    expect(
+        &a,
+        "DeleteProject",
+        json!({"ProjectName": "proj-a"}),
+        404,
+        Some("ResourceNotFound.Project"),
+    );
+    assert_eq!(ok(&a, "ListProjects", json!({}))["TotalCount"], 0);
+    let done = a.stop()?;
+    assert!(done.status.success());
+    Ok(())
+}
+
+#[test]
+fn flow_log_lifecycle_and_its_errors() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let t = RouterTopology::new()?;
+    let ns = t.router.name().to_owned();
+    let a = Agent::start(&[])?;
+    setup(&a);
+    // A flow log must point at an existing Project and Logstore.
+    let mut p = flowlog_params("rt1", &ns);
+    p["LogStoreName"] = json!("missing");
+    expect(&a, "CreateFlowlog", p, 404, Some("ResourceNotFound.LogStore"));
+    let mut p = flowlog_params("rt1", &ns);
+    p["ProjectName"] = json!("missing");
+    expect(&a, "CreateFlowlog", p, 404, Some("ResourceNotFound.Project"));
+    for (field, value, code) in [
+        ("FlowLogName", json!("1bad"), "InvalidParameter.FlowLogName"),
+        ("CenId", json!("vpc-1"), "InvalidParameter.CenId"),
+        ("Interval", json!(0), "InvalidParameter.Interval"),
+        ("Interval", json!("ten"), "InvalidParameter.Interval"),
+        ("Attachments", json!([]), "InvalidParameter.Attachments"),
+        (
+            "Attachments",
+            json!([{"Interface": "a/b"}]),
+            "InvalidParameter.Attachments",
+        ),
+        (
+            "Attachments",
+            json!([{"Interface": "r-a", "Mode": "fast"}]),
+            "InvalidParameter.Attachments",
+        ),
+        (
+            "Attachments",
+            json!([{"Interface": "r-a"}, {"Interface": "r-a"}]),
+            "InvalidParameter.Attachments",
+        ),
+        (
+            "Attachments",
+            json!([{"Interface": "r-a", "Speed": 1}]),
+            "InvalidParameter.Attachments",
+        ),
+        ("Attachments", json!("not json"), "InvalidParameter.Attachments"),
+        ("Bogus", json!(1), "InvalidParameter.Bogus"),
+    ] {
+        let mut p = flowlog_params("rt1", &ns);
+        p[field] = value;
+        expect(&a, "CreateFlowlog", p, 400, Some(code));
+    }
+    let mut p = flowlog_params("rt1", &ns);
+    p.as_object_mut().map(|o| o.remove("CenId"));
+    expect(&a, "CreateFlowlog", p, 400, Some("MissingParameter.CenId"));
+    // Nothing above created anything.
+    assert_eq!(ok(&a, "DescribeFlowlogs", json!({}))["TotalCount"], 0);
+
+    let id = ok(&a, "CreateFlowlog", flowlog_params("rt1", &ns))["FlowLogId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(id.starts_with("fl-") && id.len() == 23, "{id}");
+    let d = ok(&a, "DescribeFlowlogs", json!({"FlowLogId": id}));
+    let f = &d["FlowLogs"][0];
+    assert_eq!(
+        (
+            f["Status"].as_str(),
+            f["FlowLogName"].as_str(),
+            f["Interval"].as_u64()
+        ),
+        (Some("Inactive"), Some("rt1"), Some(600))
+    );
+    assert_eq!(f["Attachments"][0]["Netns"], ns.as_str());
+    assert_eq!(
+        hooks_on(&t.router, "r-a")?,
+        (0, 0, false),
+        "created flow logs do not capture"
+    );
+
+    expect(
+        &a,
+        "DeactiveFlowLog",
+        json!({"FlowLogId": id}),
+        409,
+        Some("IncorrectStatus.FlowLog"),
+    );
+    ok(&a, "ActiveFlowLog", json!({"FlowLogId": id}));
+    assert_eq!(hooks_on(&t.router, "r-a")?, (1, 1, false));
+    assert_eq!(hooks_on(&t.router, "r-b")?, (1, 1, false));
+    expect(
+        &a,
+        "ActiveFlowLog",
+        json!({"FlowLogId": id}),
+        409,
+        Some("IncorrectStatus.FlowLog"),
+    );
+    expect(
+        &a,
+        "DeleteFlowlog",
+        json!({"FlowLogId": id}),
+        409,
+        Some("IncorrectStatus.FlowLog"),
+    );
+    expect(
+        &a,
+        "DeleteLogstore",
+        json!({"ProjectName": "proj-a", "LogStoreName": "store-a"}),
+        409,
+        Some("DependencyViolation.LogStore"),
+    );
+
+    ok(
+        &a,
+        "ModifyFlowLogAttribute",
+        json!({"FlowLogId": id, "FlowLogName": "renamed", "Description": "new", "Interval": 60}),
+    );
+    let f = ok(&a, "DescribeFlowlogs", json!({"FlowLogId": id}))["FlowLogs"][0].clone();
+    assert_eq!(
+        (
+            f["FlowLogName"].as_str(),
+            f["Description"].as_str(),
+            f["Interval"].as_u64()
+        ),
+        (Some("renamed"), Some("new"), Some(60))
+    );
+    expect(
+        &a,
+        "ModifyFlowLogAttribute",
+        json!({"FlowLogId": id}),
+        400,
+        Some("MissingParameter.FlowLogName"),
+    );
+    expect(
+        &a,
+        "ModifyFlowLogAttribute",
+        json!({"FlowLogId": id, "Interval": 100000}),
+        400,
+        Some("InvalidParameter.Interval"),
+    );
+    expect(
+        &a,
+        "ModifyFlowLogAttribute",
+        json!({"FlowLogId": "fl-nope", "Description": "x"}),
+        404,
+        Some("ResourceNotFound.FlowLog"),
+    );
+
+    ok(&a, "DeactiveFlowLog", json!({"FlowLogId": id}));
+    assert_eq!(hooks_on(&t.router, "r-a")?, (0, 0, false));
+    ok(&a, "DeleteFlowlog", json!({"FlowLogId": id}));
+    for action in ["ActiveFlowLog", "DeactiveFlowLog", "DeleteFlowlog"] {
+        expect(
+            &a,
+            action,
+            json!({"FlowLogId": id}),
+            404,
+            Some("ResourceNotFound.FlowLog"),
+        );
+    }
+    expect(
+        &a,
+        "ActiveFlowLog",
+        json!({}),
+        400,
+        Some("MissingParameter.FlowLogId"),
+    );
+    assert!(a.stop()?.status.success());
+    Ok(())
+}
+
+#[test]
+fn failed_activation_leaves_nothing_half_applied() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let t = RouterTopology::new()?;
+    let ns = t.router.name().to_owned();
+    let a = Agent::start(&[])?;
+    setup(&a);
+    // r-a exists, ghost does not: r-a gets attached first, then must be undone.
+    let mut p = flowlog_params("half", &ns);
+    p["Attachments"] = json!([{"Interface": "r-a", "Netns": ns}, {"Interface": "ghost", "Netns": ns}]);
+    let id = ok(&a, "CreateFlowlog", p)["FlowLogId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let v = expect(
+        &a,
+        "ActiveFlowLog",
+        json!({"FlowLogId": id}),
+        422,
+        Some("OperationFailed.Attach"),
+    );
+    assert!(
+        v["Message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ghost") && m.contains("does not exist")),
+        "{v}"
+    );
+    assert_eq!(hooks_on(&t.router, "r-a")?, (0, 0, false), "r-a left attached");
+    let f = ok(&a, "DescribeFlowlogs", json!({"FlowLogId": id}))["FlowLogs"][0].clone();
+    assert_eq!(f["Status"], "Inactive");
+    // A flow log already running on r-a keeps its hooks through the failure.
+    let good = ok(&a, "CreateFlowlog", flowlog_params("good", &ns))["FlowLogId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    ok(&a, "ActiveFlowLog", json!({"FlowLogId": good}));
+    expect(
+        &a,
+        "ActiveFlowLog",
+        json!({"FlowLogId": id}),
+        422,
+        Some("OperationFailed.Attach"),
+    );
+    assert_eq!(hooks_on(&t.router, "r-a")?, (1, 1, false));
+    assert!(a.stop()?.status.success());
+    assert_eq!(hooks_on(&t.router, "r-a")?, (0, 0, false));
+    Ok(())
+}
+
+#[test]
+fn describe_pages_and_filters() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let a = Agent::start(&[])?;
+    setup(&a);
+    for i in 0..25 {
+        let mut p = flowlog_params(&format!("fl{i:02}"), "nowhere");
+        p["CenId"] = json!(if i % 5 == 0 { "cen-five" } else { "cen-other" });
+        ok(&a, "CreateFlowlog", p);
+    }
+    let page3 = ok(&a, "DescribeFlowlogs", json!({"PageSize": 10, "PageNumber": 3}));
+    assert_eq!(
+        (
+            page3["TotalCount"].as_u64(),
+            page3["FlowLogs"].as_array().map(Vec::len)
+        ),
+        (Some(25), Some(5))
+    );
+    let all: Vec<String> = (1..=3)
+        .flat_map(|n| {
+            ok(&a, "DescribeFlowlogs", json!({"PageSize": 10, "PageNumber": n}))["FlowLogs"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|f| f["FlowLogId"].as_str().map(str::to_owned))
+        .collect();
+    let unique: std::collections::BTreeSet<_> = all.iter().collect();
+    assert_eq!((all.len(), unique.len()), (25, 25), "pages overlap or miss items");
+    assert_eq!(
+        ok(&a, "DescribeFlowlogs", json!({"CenId": "cen-five"}))["TotalCount"],
+        5
+    );
+    assert_eq!(
+        ok(&a, "DescribeFlowlogs", json!({"FlowLogName": "fl07"}))["TotalCount"],
+        1
+    );
+    assert_eq!(
+        ok(&a, "DescribeFlowlogs", json!({"Status": "Inactive"}))["TotalCount"],
+        25
+    );
+    assert_eq!(
+        ok(&a, "DescribeFlowlogs", json!({"Status": "Active"}))["TotalCount"],
+        0
+    );
+    assert_eq!(
+        ok(&a, "DescribeFlowlogs", json!({"PageNumber": 9}))["FlowLogs"],
+        json!([])
+    );
+    expect(
+        &a,
+        "DescribeFlowlogs",
+        json!({"Status": "Running"}),
+        400,
+        Some("InvalidParameter.Status"),
+    );
+    expect(
+        &a,
+        "DescribeFlowlogs",
+        json!({"PageSize": 0}),
+        400,
+        Some("InvalidParameter.PageSize"),
+    );
+    expect(
+        &a,
+        "DescribeFlowlogs",
+        json!({"PageSize": 101}),
+        400,
+        Some("InvalidParameter.PageSize"),
+    );
+    expect(
+        &a,
+        "DescribeFlowlogs",
+        json!({"PageNumber": 0}),
+        400,
+        Some("InvalidParameter.PageNumber"),
+    );
+    assert!(a.stop()?.status.success());
+    Ok(())
+}
+
+#[test]
+fn malformed_requests_get_clear_4xx() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let a = Agent::start(&[])?;
+    let sock = a.socket();
+    let mode = std::fs::metadata(&sock)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)?;
+    assert_eq!(mode, 0o600, "the API socket must be root-only");
+    let cases: [(Vec<u8>, u16, &str); 7] = [
+        (
+            request("POST", "/v1/ListProjects", "", b"{not json"),
+            400,
+            "InvalidParameter.Body",
+        ),
+        (
+            request("POST", "/v1/ListProjects", "", b"[1,2]"),
+            400,
+            "InvalidParameter.Body",
+        ),
+        (
+            request("POST", "/v1/NoSuchAction", "", b"{}"),
+            400,
+            "InvalidAction.NotFound",
+        ),
+        (request("POST", "/", "", b"{}"), 400, "MissingParameter.Action"),
+        (
+            request("POST", "/v1/ListProjects", "", &vec![b' '; 70 * 1024]),
+            413,
+            "InvalidParameter.BodyTooLarge",
+        ),
+        (
+            request("GET", "/?Action=DescribeFlowlogs&PageSize=x", "", b""),
+            400,
+            "InvalidParameter.PageSize",
+        ),
+        (
+            request("GET", "/?Action=ListProjects&Extra=1", "", b""),
+            400,
+            "InvalidParameter.Extra",
+        ),
+    ];
+    for (req, status, code) in cases {
+        let r = raw_unix(&sock, &req)?;
+        let v = r.json()?;
+        assert_eq!((r.status, v["Code"].as_str()), (status, Some(code)), "{v}");
+        assert!(v["RequestId"].as_str().is_some_and(|s| s.len() == 36), "{v}");
+    }
+    // RPC style in the query string, the product's way.
+    let r = raw_unix(
+        &sock,
+        &request(
+            "GET",
+            "/?Action=CreateProject&ProjectName=q-style&Description=a%20b",
+            "",
+            b"",
+        ),
+    )?;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = a.call("ListProjects", json!({}))?.1;
+    assert_eq!(v["Projects"][0]["Description"], "a b");
+    // The agent is unaffected.
+    assert_eq!(a.call("ListProjects", json!({}))?.0, 200);
+    assert!(a.stop()?.status.success());
+    Ok(())
+}
+
+#[test]
+fn tcp_listener_requires_a_valid_signature() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let addr = format!("127.0.0.1:{port}");
+    let a = Agent::start(&["--api-listen", &addr])?;
+    let key = ok(&a, "CreateAccessKey", json!({"Description": "test key"}));
+    let (id, secret) = (
+        key["AccessKeyId"].as_str().unwrap_or_default(),
+        key["AccessKeySecret"].as_str().unwrap_or_default(),
+    );
+    assert!(id.starts_with("FLAK") && secret.len() == 40);
+    let listed = ok(&a, "ListAccessKeys", json!({}));
+    assert_eq!(listed["AccessKeys"][0]["AccessKeyId"], id);
+    assert!(!listed.to_string().contains(secret), "secrets are never listed");
+
+    let body = br#"{"Action":"ListProjects"}"#;
+    let target = "/";
+    let send = |headers: &str| -> anyhow::Result<(u16, Value)> {
+        let r = raw_tcp(&addr, &request("POST", target, headers, body))?;
+        Ok((r.status, r.json()?))
+    };
+    let now = api::now();
+    let (s, v) = send(&signature_headers(id, secret, "POST", target, now, body))?;
+    assert_eq!(s, 200, "{v}");
+    for (headers, status, code) in [
+        (String::new(), 401, "Unauthorized"),
+        (
+            signature_headers("FLAKNOSUCHKEY", secret, "POST", target, now, body),
+            401,
+            "InvalidAccessKeyId.NotFound",
+        ),
+        (
+            signature_headers(id, "wrong-secret", "POST", target, now, body),
+            403,
+            "Forbidden.SignatureDoesNotMatch",
+        ),
+        (
+            signature_headers(id, secret, "POST", target, now, b"{}"),
+            403,
+            "Forbidden.SignatureDoesNotMatch",
+        ),
+        (
+            signature_headers(id, secret, "POST", target, now - 3600, body),
+            403,
+            "Forbidden.RequestExpired",
+        ),
+    ] {
+        let (s, v) = send(&headers)?;
+        assert_eq!((s, v["Code"].as_str()), (status, Some(code)), "{v}");
+    }
+    // Refusals are logged without the secret.
+    let log = a.stderr();
+    assert!(log.contains("Forbidden.SignatureDoesNotMatch") && !log.contains(secret));
+    ok(&a, "DeleteAccessKey", json!({"AccessKeyId": id}));
+    let (s, v) = send(&signature_headers(id, secret, "POST", target, api::now(), body))?;
+    assert_eq!(
+        (s, v["Code"].as_str()),
+        (401, Some("InvalidAccessKeyId.NotFound"))
+    );
+    expect(
+        &a,
+        "DeleteAccessKey",
+        json!({"AccessKeyId": id}),
+        404,
+        Some("ResourceNotFound.AccessKey"),
+    );
+    assert!(a.stop()?.status.success());
+    Ok(())
+}
+
+#[test]
+fn status_view_shows_attachments_and_windows() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let t = RouterTopology::new()?;
+    let a = Agent::start(&[])?;
+    setup(&a);
+    let id = ok(&a, "CreateFlowlog", flowlog_params("st", t.router.name()))["FlowLogId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    ok(&a, "ActiveFlowLog", json!({"FlowLogId": id}));
+    let s = ok(&a, "DescribeAgentStatus", json!({}));
+    let atts = s["Status"]["attachments"].as_array().cloned().unwrap_or_default();
+    assert_eq!(atts.len(), 2, "{s}");
+    assert!(
+        atts.iter()
+            .all(|x| x["flow-logs"] == json!([id.clone()]) && x["egress-hook"] == "tc"),
+        "{s}"
+    );
+    assert_eq!(s["FlowMaps"][0]["FlowMapEntries"], 65536);
+    assert_eq!(s["FlowLogs"][0]["FlowLogId"], id.as_str());
+    assert_eq!(s["FlowLogs"][0]["Interval"], 600);
+    assert!(a.stop()?.status.success());
+    Ok(())
+}
