@@ -87,11 +87,16 @@ struct AgentArgs {
 }
 
 impl AgentArgs {
-    fn into_config(self) -> anyhow::Result<Config> {
+    /// `socket`: the global `--socket` flag, which names the API socket
+    /// for the agent as it does for the control commands.
+    fn into_config(self, socket: Option<PathBuf>) -> anyhow::Result<Config> {
         let mut file = match &self.config {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
         };
+        if socket.is_some() {
+            file.api.get_or_insert_with(ApiFile::default).socket = socket;
+        }
         for interface in self.interfaces {
             file.attachments.push(Attachment {
                 interface,
@@ -174,7 +179,7 @@ fn run() -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Agent(args) => {
-            let config = args.into_config()?;
+            let config = args.into_config(cli.conn.socket.clone())?;
             rt.block_on(flowlog_agent::run(config, shutdown_signal()))?;
         }
         Command::Control(cmd) => rt.block_on(cli::run(&cli.conn, &cmd))?,

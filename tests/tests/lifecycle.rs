@@ -328,3 +328,48 @@ fn fifty_parallel_operations_leave_consistent_state() -> anyhow::Result<()> {
     assert!(a.stop()?.status.success());
     Ok(())
 }
+
+#[test]
+fn interval_changes_at_the_next_window_boundary() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let t = RouterTopology::new()?;
+    let a = Agent::start(&[])?;
+    base(&a);
+    let atts = json!([{"Interface": "r-a", "Netns": t.router.name(), "Mode": "tc"}]);
+    let v = ok(
+        &a,
+        "CreateFlowlog",
+        json!({"FlowLogName": "w", "CenId": "cen-w", "ProjectName": "proj", "LogStoreName": "flows", "Attachments": atts, "Interval": 1}),
+    );
+    let id = v["FlowLogId"].as_str().unwrap_or_default().to_owned();
+    ok(&a, "ActiveFlowLog", json!({"FlowLogId": id}));
+    a.wait_windows(2, std::time::Duration::from_secs(10))?;
+    ok(
+        &a,
+        "ModifyFlowLogAttribute",
+        json!({"FlowLogId": id, "Interval": 2}),
+    );
+    a.wait_windows(6, std::time::Duration::from_secs(20))?;
+    let done = a.stop()?;
+    assert!(done.status.success());
+    let mut windows: Vec<(i64, i64)> = of(&done.records, &id)
+        .iter()
+        .map(|r| (r["start"].as_i64().unwrap_or(0), r["end"].as_i64().unwrap_or(0)))
+        .collect();
+    windows.sort_unstable();
+    windows.dedup();
+    // Whole windows are 1 s, then 2 s aligned to even seconds once the
+    // change took effect; the first and last are partial.
+    let inner = &windows[1..windows.len() - 1];
+    let lens: Vec<i64> = inner.iter().map(|(s, e)| e - s).collect();
+    let first_two = lens.iter().position(|l| *l == 2).unwrap_or(lens.len());
+    assert!(first_two > 0 && first_two < lens.len(), "{windows:?}");
+    assert!(lens[..first_two].iter().all(|l| *l == 1), "{windows:?}");
+    assert!(
+        inner[first_two..].iter().all(|(s, e)| e - s == 2 && s % 2 == 0),
+        "{windows:?}"
+    );
+    Ok(())
+}
