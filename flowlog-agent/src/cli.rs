@@ -11,6 +11,10 @@ use serde_json::{Map, Value, json};
 use crate::{
     api::client::{self, Endpoint},
     config::{API_SOCKET, DEFAULT_DATA_DIR},
+    store::{
+        analyses::{self, Metric},
+        query::{self, Format, TimeRange},
+    },
 };
 
 /// Where and how to reach the agent.
@@ -135,6 +139,171 @@ pub enum Command {
     /// Call any action with `Key=Value` parameters (values that parse as
     /// JSON are sent as JSON).
     Call { action: String, params: Vec<String> },
+    /// Run SQL over a Logstore, reading the data directory directly. Tables:
+    /// `logs` (record names; quote hyphenated ones: "log-status") and
+    /// `logs_raw` (snake_case, as stored).
+    Query {
+        #[command(flatten)]
+        target: LogstoreArgs,
+        sql: String,
+    },
+    /// Built-in analyses over a Logstore.
+    Analyze {
+        #[command(flatten)]
+        target: LogstoreArgs,
+        #[command(subcommand)]
+        analysis: Analysis,
+    },
+}
+
+/// Which Logstore, which time range, which output.
+#[derive(Args, Debug)]
+pub struct LogstoreArgs {
+    #[arg(long)]
+    pub project: String,
+    #[arg(long)]
+    pub logstore: String,
+    /// Only windows that started within this long before now: 30m, 1h, 7d…
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub since: Option<String>,
+    /// Window start at or after this time (Unix seconds or YYYY-MM-DDTHH:MM:SSZ).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Window start before this time.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// table, json or csv.
+    #[arg(long, default_value = "table")]
+    pub format: Format,
+    /// The agent's data directory.
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Analysis {
+    /// Largest sources, per direction.
+    TopTalkers {
+        /// bytes or packets.
+        #[arg(long, default_value = "bytes")]
+        by: Metric,
+        /// Only in or out.
+        #[arg(long)]
+        direction: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+    },
+    /// Traffic between attachments (in on one, out on another), or between
+    /// /24 networks with --by-subnet.
+    TrafficMatrix {
+        #[arg(long, default_value = "bytes")]
+        by: Metric,
+        #[arg(long)]
+        by_subnet: bool,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Windows with NODATA or SKIPDATA.
+    Gaps {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// TCP connections with the longest handshake RTT.
+    Slowest {
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+    },
+}
+
+/// Seconds in a `30s`/`15m`/`1h`/`7d` duration.
+pub fn parse_duration(s: &str) -> anyhow::Result<i64> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("bad duration {s:?}: expected e.g. 30m, 1h, 7d"))?;
+    let mult = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("bad duration {s:?}: units are s, m, h, d"),
+    };
+    Ok(n * mult)
+}
+
+/// Unix seconds from `1796040000`, `2026-11-30T10:00:00Z` or `2026-11-30 10:00:00` (UTC).
+pub fn parse_time(s: &str) -> anyhow::Result<i64> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    let bad = || anyhow::anyhow!("bad time {s:?}: use Unix seconds or YYYY-MM-DDTHH:MM:SSZ (UTC)");
+    let t = s.trim_end_matches('Z');
+    let (date, clock) = t.split_once(['T', ' ']).ok_or_else(bad)?;
+    let d: Vec<&str> = date.split('-').collect();
+    let c: Vec<&str> = clock.split(':').collect();
+    if d.len() != 3 || c.len() != 3 {
+        return Err(bad());
+    }
+    let num = |x: &str| x.parse::<i64>().map_err(|_| bad());
+    let (y, m, day) = (num(d[0])?, num(d[1])?, num(d[2])?);
+    let (h, mi, sec) = (num(c[0])?, num(c[1])?, num(c[2])?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || mi > 59 || sec > 60 {
+        return Err(bad());
+    }
+    let days = crate::store::days_from_civil(y, m as u32, day as u32);
+    Ok(days * 86_400 + h * 3600 + mi * 60 + sec)
+}
+
+impl LogstoreArgs {
+    fn range(&self) -> anyhow::Result<TimeRange> {
+        let now = crate::state::now_secs();
+        if let Some(since) = &self.since {
+            return Ok(TimeRange {
+                from: Some(now - parse_duration(since)?),
+                to: None,
+            });
+        }
+        Ok(TimeRange {
+            from: self.from.as_deref().map(parse_time).transpose()?,
+            to: self.to.as_deref().map(parse_time).transpose()?,
+        })
+    }
+
+    /// Runs `sql` over this Logstore and prints the result.
+    async fn run(&self, sql: &str) -> anyhow::Result<()> {
+        let dir = crate::store::logstore_dir(
+            &self.data_dir,
+            &crate::store::LogstoreRef {
+                project: self.project.clone(),
+                logstore: self.logstore.clone(),
+            },
+        );
+        if !dir.is_dir() {
+            bail!(
+                "logstore {}/{} does not exist in {} (flowlog list-logstores --project {} lists them)",
+                self.project,
+                self.logstore,
+                self.data_dir.display(),
+                self.project
+            );
+        }
+        let result = query::run(&dir, self.range()?, sql).await?;
+        print!("{}", query::render(&result.batches, self.format)?);
+        if self.format == Format::Table {
+            println!();
+        }
+        for (file, why) in &result.skipped {
+            eprintln!("warning: skipped {}: {why}", file.display());
+        }
+        if !result.skipped.is_empty() {
+            eprintln!(
+                "warning: partial result: {} of {} file(s) skipped",
+                result.skipped.len(),
+                result.skipped.len() + result.files
+            );
+        }
+        Ok(())
+    }
 }
 
 fn attachment(spec: &str) -> anyhow::Result<Value> {
@@ -264,6 +433,7 @@ fn request(cmd: &Command) -> anyhow::Result<(String, Map<String, Value>)> {
         }
         Command::ListAccessKeys => "ListAccessKeys",
         Command::Status => "DescribeAgentStatus",
+        Command::Query { .. } | Command::Analyze { .. } => bail!("local commands need no agent"),
         Command::Call { action, params } => {
             for kv in params {
                 let (k, v) = kv
@@ -298,6 +468,23 @@ fn endpoint(c: &Connection) -> anyhow::Result<Endpoint> {
 
 /// Runs one control command; the process exit code is non-zero on errors.
 pub async fn run(conn: &Connection, cmd: &Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Query { target, sql } => return target.run(sql).await,
+        Command::Analyze { target, analysis } => {
+            let sql = match analysis {
+                Analysis::TopTalkers { by, direction, limit } => {
+                    analyses::top_talkers(*by, direction.as_deref(), *limit).map_err(anyhow::Error::msg)?
+                }
+                Analysis::TrafficMatrix { by, by_subnet, limit } => {
+                    analyses::traffic_matrix(*by, *by_subnet, *limit)
+                }
+                Analysis::Gaps { limit } => analyses::gaps(*limit),
+                Analysis::Slowest { limit } => analyses::slowest(*limit),
+            };
+            return target.run(&sql).await;
+        }
+        _ => {}
+    }
     let (action, params) = request(cmd)?;
     let (status, answer) = client::call(&endpoint(conn)?, &action, &Value::Object(params)).await?;
     if conn.json {
@@ -483,5 +670,22 @@ fn print_human(cmd: &Command, a: &Value) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_times() {
+        assert_eq!(parse_duration("90").ok(), Some(90));
+        assert_eq!(parse_duration("15m").ok(), Some(900));
+        assert_eq!(parse_duration("7d").ok(), Some(604_800));
+        assert!(parse_duration("1w").is_err() && parse_duration("h").is_err());
+        assert_eq!(parse_time("1796040000").ok(), Some(1_796_040_000));
+        assert_eq!(parse_time("2026-11-30T12:00:00Z").ok(), Some(1_796_040_000));
+        assert_eq!(parse_time("2026-11-30 12:00:00").ok(), Some(1_796_040_000));
+        assert!(parse_time("2026-13-30T12:00:00Z").is_err() && parse_time("yesterday").is_err());
     }
 }

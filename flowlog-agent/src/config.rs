@@ -18,6 +18,9 @@ pub const DEFAULT_WINDOW_SECS: u64 = 600;
 pub const DEFAULT_FLOW_MAP_ENTRIES: u32 = 65_536;
 pub const DEFAULT_OVERFLOW_RING_BYTES: u32 = 1 << 20;
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/flowlog";
+/// Where the configured flow log's records go in the embedded log service.
+pub const DEFAULT_PROJECT: &str = "default";
+pub const DEFAULT_LOGSTORE: &str = "flowlogs";
 /// API socket file name inside the data directory.
 pub const API_SOCKET: &str = "api.sock";
 /// Ceiling on per-generation flow-map entries (two generations exist).
@@ -138,6 +141,9 @@ pub struct FileConfig {
     pub account_id: Option<String>,
     pub cen_id: Option<String>,
     pub flow_log_id: Option<String>,
+    /// Project and Logstore the configured flow log writes to.
+    pub project: Option<String>,
+    pub logstore: Option<String>,
     pub window_secs: Option<u64>,
     pub data_dir: Option<PathBuf>,
     pub flow_map_entries: Option<u32>,
@@ -192,6 +198,8 @@ pub struct Config {
     pub account_id: String,
     pub cen_id: String,
     pub flow_log_id: String,
+    pub project: String,
+    pub logstore: String,
     pub window: Duration,
     pub data_dir: PathBuf,
     /// Entries of each flow-map generation (per-CPU hash).
@@ -267,7 +275,13 @@ impl Config {
                 api_socket.display()
             ));
         }
+        let project = file.project.unwrap_or_else(|| DEFAULT_PROJECT.into());
+        let logstore = file.logstore.unwrap_or_else(|| DEFAULT_LOGSTORE.into());
+        crate::state::validate::project_name(&project).map_err(ConfigError::Invalid)?;
+        crate::state::validate::logstore_name(&logstore).map_err(ConfigError::Invalid)?;
         Ok(Self {
+            project,
+            logstore,
             account_id,
             cen_id,
             flow_log_id,

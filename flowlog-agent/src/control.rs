@@ -6,19 +6,24 @@
 //! durably, and only then made visible; an activation that cannot attach
 //! leaves both the kernel and the state as they were.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde_json::{Value, json};
 use tracing::{error, info, warn};
 
 use crate::{
-    api::{ApiError, KeyTable, Params},
+    api::{ApiError, KeyTable, Params, QuerySpec},
     config::{Attachment, CaptureMode, check_ifname, check_netns_name},
     engine::{Engine, FlowLogSpec},
     record::Identity,
     state::{
         self, AccessKey, AttachmentSpec, FlowLog, FlowLogStatus, Logstore, Project, State, Store, validate,
     },
+    store::{self, LogstoreRef, query::TimeRange},
 };
 
 /// Most attachments one flow log may have.
@@ -34,6 +39,7 @@ pub struct Defaults {
 }
 
 pub struct Control {
+    data_dir: PathBuf,
     store: Store,
     pub engine: Engine,
     keys: KeyTable,
@@ -65,6 +71,10 @@ pub fn spec_of(f: &FlowLog) -> FlowLogSpec {
             })
             .collect(),
         window: Duration::from_secs(f.interval),
+        logstore: Some(LogstoreRef {
+            project: f.project_name.clone(),
+            logstore: f.log_store_name.clone(),
+        }),
     }
 }
 
@@ -109,8 +119,9 @@ fn parse_attachments(v: &Value) -> Result<Vec<AttachmentSpec>, ApiError> {
 }
 
 impl Control {
-    pub fn new(store: Store, engine: Engine, keys: KeyTable, defaults: Defaults) -> Self {
+    pub fn new(data_dir: &Path, store: Store, engine: Engine, keys: KeyTable, defaults: Defaults) -> Self {
         let c = Self {
+            data_dir: data_dir.to_owned(),
             store,
             engine,
             keys,
@@ -218,6 +229,117 @@ impl Control {
         Ok(out)
     }
 
+    /// Creates a Project and Logstore if they do not exist yet (for the
+    /// flow log the agent's own configuration defines).
+    pub fn ensure_logstore(&mut self, l: &LogstoreRef) -> Result<(), ApiError> {
+        validate::project_name(&l.project).map_err(bad("ProjectName"))?;
+        validate::logstore_name(&l.logstore).map_err(bad("LogStoreName"))?;
+        if self
+            .store
+            .state
+            .projects
+            .get(&l.project)
+            .is_some_and(|p| p.logstores.contains_key(&l.logstore))
+        {
+            return Ok(());
+        }
+        let mut next = self.store.state.clone();
+        let now = state::now_secs();
+        let project = next.projects.entry(l.project.clone()).or_insert_with(|| Project {
+            name: l.project.clone(),
+            description: "created by the agent for its configured flow log".into(),
+            created: now,
+            logstores: Default::default(),
+        });
+        project.logstores.insert(
+            l.logstore.clone(),
+            Logstore {
+                name: l.logstore.clone(),
+                ttl: DEFAULT_TTL_DAYS as u32,
+                created: now,
+            },
+        );
+        self.commit(next)?;
+        self.make_logstore_dir(l);
+        info!(project = %l.project, logstore = %l.logstore, "created the default Logstore");
+        Ok(())
+    }
+
+    fn make_logstore_dir(&self, l: &LogstoreRef) {
+        let dir = store::logstore_dir(&self.data_dir, l);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            warn!(dir = %dir.display(), error = %e, "cannot create the Logstore directory");
+        }
+    }
+
+    /// Removes partitions older than each Logstore's retention.
+    pub fn expire_logstores(&self) {
+        let now = state::now_secs();
+        for p in self.store.state.projects.values() {
+            for l in p.logstores.values() {
+                let r = LogstoreRef {
+                    project: p.name.clone(),
+                    logstore: l.name.clone(),
+                };
+                match store::expire(&store::logstore_dir(&self.data_dir, &r), l.ttl, now) {
+                    Ok(removed) => {
+                        for dir in removed {
+                            info!(dir = %dir.display(), ttl_days = l.ttl, "expired Logstore partition removed");
+                        }
+                    }
+                    Err(e) => {
+                        warn!(project = %p.name, logstore = %l.name, error = %e, "retention sweep failed")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Validates a GetLogs request into a query for the API task to run.
+    pub fn get_logs(&self, mut p: Params) -> Result<QuerySpec, ApiError> {
+        let project = p.str("ProjectName")?;
+        let logstore = p.str("LogStoreName")?;
+        let from = p.opt_u64("From")?;
+        let to = p.opt_u64("To")?;
+        let sql = p.opt_str("Query")?;
+        let line = p.opt_u64("Line")?.unwrap_or(100);
+        p.finish()?;
+        if !self.project(&project)?.logstores.contains_key(&logstore) {
+            return Err(ApiError::not_found(
+                "LogStore",
+                format!("logstore {logstore:?} does not exist in project {project:?}"),
+            ));
+        }
+        if !(1..=10_000).contains(&line) {
+            return Err(ApiError::invalid("Line", "Line must be between 1 and 10000"));
+        }
+        let as_secs = |v: Option<u64>, name: &str| -> Result<Option<i64>, ApiError> {
+            v.map(|x| {
+                i64::try_from(x).map_err(|_| ApiError::invalid(name, format!("{name} is out of range")))
+            })
+            .transpose()
+        };
+        let range = TimeRange {
+            from: as_secs(from, "From")?,
+            to: as_secs(to, "To")?,
+        };
+        let sql = sql.unwrap_or_else(|| format!("SELECT * FROM logs ORDER BY start, interface LIMIT {line}"));
+        let dir = store::logstore_dir(
+            &self.data_dir,
+            &LogstoreRef {
+                project: project.clone(),
+                logstore: logstore.clone(),
+            },
+        );
+        Ok(QuerySpec {
+            dir,
+            range,
+            sql,
+            project,
+            logstore,
+        })
+    }
+
     fn project(&self, name: &str) -> Result<&Project, ApiError> {
         self.store
             .state
@@ -276,6 +398,7 @@ impl Control {
         let mut next = self.store.state.clone();
         next.projects.remove(&name);
         self.commit(next)?;
+        let _ = std::fs::remove_dir_all(self.data_dir.join(store::LOGSTORES_DIR).join(&name));
         Ok(json!({}))
     }
 
@@ -323,6 +446,10 @@ impl Control {
             );
         }
         self.commit(next)?;
+        self.make_logstore_dir(&LogstoreRef {
+            project: project.clone(),
+            logstore: name.clone(),
+        });
         Ok(json!({ "ProjectName": project, "LogStoreName": name }))
     }
 
@@ -356,6 +483,19 @@ impl Control {
             proj.logstores.remove(&name);
         }
         self.commit(next)?;
+        // The Logstore's data goes with it, as in the product.
+        let dir = store::logstore_dir(
+            &self.data_dir,
+            &LogstoreRef {
+                project,
+                logstore: name,
+            },
+        );
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(dir = %dir.display(), error = %e, "cannot remove the deleted Logstore's data");
+        }
         Ok(json!({}))
     }
 

@@ -24,6 +24,7 @@ use crate::{
     config::Attachment,
     record::{FlowLogRecord, Identity},
     status::{AttachmentStatus, StatusBoard},
+    store::LogstoreRef,
     window::{AttachmentInfo, ClockOffset, Window, WindowAggregate, clock},
 };
 
@@ -34,12 +35,15 @@ pub struct FlowLogSpec {
     pub identity: Identity,
     pub attachments: Vec<Attachment>,
     pub window: Duration,
+    pub logstore: Option<LogstoreRef>,
 }
 
 /// One window of one flow log, ready to publish.
 #[derive(Debug)]
-pub struct RecordBatch {
+pub struct WindowRecords {
     pub flow_log_id: String,
+    /// The Logstore the flow log writes to, if any.
+    pub logstore: Option<LogstoreRef>,
     pub window: Window,
     pub records: Vec<FlowLogRecord>,
 }
@@ -78,12 +82,12 @@ pub struct Engine {
     /// Flow logs using each attached interface, with their slot.
     users: BTreeMap<AttachmentKey, Vec<(String, u32)>>,
     running: BTreeMap<String, Running>,
-    publish: mpsc::Sender<RecordBatch>,
+    publish: mpsc::Sender<WindowRecords>,
     status: StatusBoard,
 }
 
 impl Engine {
-    pub fn new(settings: CaptureSettings, publish: mpsc::Sender<RecordBatch>, status: StatusBoard) -> Self {
+    pub fn new(settings: CaptureSettings, publish: mpsc::Sender<WindowRecords>, status: StatusBoard) -> Self {
         Self {
             settings,
             captures: BTreeMap::new(),
@@ -418,8 +422,9 @@ impl Engine {
             Vec::new()
         });
         r.last_window = Some(window);
-        let batch = RecordBatch {
+        let batch = WindowRecords {
             flow_log_id: r.spec.id.clone(),
+            logstore: r.spec.logstore.clone(),
             window,
             records,
         };

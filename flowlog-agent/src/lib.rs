@@ -14,6 +14,7 @@
 //! - [`record`]: the protobuf record type (from `proto/flowlog.proto`) and
 //!   its builders.
 //! - [`publish`]: sinks records go to (stdout JSON, JSON file, protobuf file).
+//! - [`store`]: the embedded Logstores (Parquet), retention, SQL queries.
 //! - [`status`]: attachments and running totals, in `status.json`.
 //! - [`engine`]: active flow logs on shared interfaces; window cuts.
 //! - [`state`]: persisted Projects, Logstores, flow logs, access keys.
@@ -34,6 +35,7 @@ pub mod record;
 pub mod rtt;
 pub mod state;
 pub mod status;
+pub mod store;
 pub mod window;
 
 pub use pipeline::{RunError, run};

@@ -56,6 +56,12 @@ struct AgentArgs {
     cen_id: Option<String>,
     #[arg(long)]
     flow_log_id: Option<String>,
+    /// Project the configured flow log writes to (created if missing).
+    #[arg(long)]
+    project: Option<String>,
+    /// Logstore the configured flow log writes to (created if missing).
+    #[arg(long)]
+    logstore: Option<String>,
     /// Flow-map entries per generation.
     #[arg(long)]
     flow_map_entries: Option<u32>,
@@ -108,6 +114,8 @@ impl AgentArgs {
             ($($f:ident),*) => { $( if self.$f.is_some() { file.$f = self.$f; } )* };
         }
         overlay!(
+            project,
+            logstore,
             window_secs,
             account_id,
             cen_id,

@@ -6,7 +6,7 @@
 //!  window deadlines ──────────────────────►├─ control: state.json, actions
 //!  ring readiness (overflow, handshakes) ─►└─ engine: captures per netns,
 //!                                               cuts, per-flow-log windows
-//!                                                   │ RecordBatch (bounded)
+//!                                                   │ WindowRecords (bounded)
 //!                                                   ▼
 //!                                          publisher thread: sinks, status.json
 //! ```
@@ -22,15 +22,19 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::{
-    api::{self, Call, KeyTable, ServeError},
+    api::{self, Call, KeyTable, Reply, ServeError},
     capture::{CaptureError, CaptureSettings},
     config::Config,
     control::{Control, Defaults},
-    engine::{Engine, FlowLogSpec, RecordBatch},
-    publish::{self, PublishError, Sink},
+    engine::{Engine, FlowLogSpec, WindowRecords},
+    publish::{
+        self, PublishError, Sink,
+        logstore::{DEFAULT_MAX_PENDING_RECORDS, LogstoreSink},
+    },
     record::Identity,
     state::{StateError, Store},
     status::{Status, StatusBoard},
+    store::{self, LogstoreRef},
     window::clock,
 };
 
@@ -44,6 +48,9 @@ pub enum RunError {
     State(#[from] StateError),
     #[error(transparent)]
     Api(#[from] ServeError),
+    /// The configured flow log's Logstore could not be set up.
+    #[error("default Logstore {0}")]
+    Logstore(String),
     /// The data directory could not be created or written.
     #[error("data directory {path}")]
     DataDir {
@@ -55,12 +62,15 @@ pub enum RunError {
 
 /// How often Active flow logs whose interfaces were missing are retried.
 const RETRY_EVERY: Duration = Duration::from_secs(10);
+/// How often expired Logstore partitions are removed.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 enum Wake {
     Deadline,
     Rings(Option<String>),
     Call(Call),
     Retry,
+    Retention,
     Stop,
 }
 
@@ -83,12 +93,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             ..Default::default()
         },
     );
-    let (batch_tx, batch_rx) = mpsc::channel::<RecordBatch>(8);
-    let publisher = spawn_publisher(sinks, batch_rx, status.clone());
-    let mut engine = Engine::new(CaptureSettings::from(&config), batch_tx, status.clone());
-
-    let result = start(&config, &mut engine).await;
+    let (batch_tx, batch_rx) = mpsc::channel::<WindowRecords>(8);
+    let logstores = LogstoreSink::new(store::Writer::new(&config.data_dir), DEFAULT_MAX_PENDING_RECORDS);
+    let publisher = spawn_publisher(sinks, logstores, batch_rx, status.clone());
+    let engine = Engine::new(CaptureSettings::from(&config), batch_tx, status.clone());
     let mut control = Control::new(
+        &config.data_dir,
         store,
         engine,
         KeyTable::default(),
@@ -97,9 +107,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             interval_secs: config.window.as_secs(),
         },
     );
+    let result = start(&config, &mut control).await;
     let servers = match result {
         Ok(()) => {
             control.restore().await;
+            control.expire_logstores();
             let (call_tx, call_rx) = mpsc::channel::<Call>(64);
             match api::serve(
                 config.api_socket.clone(),
@@ -131,6 +143,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     tokio::pin!(shutdown);
     let mut retry = tokio::time::interval(RETRY_EVERY);
+    let mut retention = tokio::time::interval(RETENTION_EVERY);
+    retention.tick().await;
     loop {
         let wait = control
             .engine
@@ -149,6 +163,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 None => Wake::Stop,
             },
             _ = retry.tick() => Wake::Retry,
+            _ = retention.tick() => Wake::Retention,
             () = &mut shutdown => Wake::Stop,
         };
         match wake {
@@ -163,9 +178,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
             Wake::Rings(ns) => control.engine.poll_rings(&ns),
             Wake::Call(c) => {
-                let out = control.handle(&c.action, c.params).await;
-                let _ = c.reply.send(out);
+                let reply = if c.action == "GetLogs" {
+                    match control.get_logs(c.params) {
+                        Ok(q) => Reply::Query(q),
+                        Err(e) => Reply::Done(Err(e)),
+                    }
+                } else {
+                    Reply::Done(control.handle(&c.action, c.params).await)
+                };
+                let _ = c.reply.send(reply);
             }
+            Wake::Retention => control.expire_logstores(),
             Wake::Retry => control.retry_unattached().await,
             Wake::Stop => break,
         }
@@ -177,11 +200,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
-/// Activates the flow log the configuration itself defines, if any.
-async fn start(config: &Config, engine: &mut Engine) -> Result<(), RunError> {
+/// Activates the flow log the configuration itself defines, if any, writing
+/// to its Logstore (created when missing).
+async fn start(config: &Config, control: &mut Control) -> Result<(), RunError> {
     if config.attachments.is_empty() {
         return Ok(());
     }
+    let logstore = LogstoreRef {
+        project: config.project.clone(),
+        logstore: config.logstore.clone(),
+    };
+    control.ensure_logstore(&logstore).map_err(|e| {
+        RunError::Logstore(format!(
+            "{}/{}: {}",
+            logstore.project, logstore.logstore, e.message
+        ))
+    })?;
     let spec = FlowLogSpec {
         id: config.flow_log_id.clone(),
         identity: Identity {
@@ -191,8 +225,9 @@ async fn start(config: &Config, engine: &mut Engine) -> Result<(), RunError> {
         },
         attachments: config.attachments.clone(),
         window: config.window,
+        logstore: Some(logstore),
     };
-    engine.activate(spec).await?;
+    control.engine.activate(spec).await?;
     Ok(())
 }
 
@@ -219,11 +254,30 @@ fn persist(status: &StatusBoard) {
 
 fn spawn_publisher(
     mut sinks: Vec<Box<dyn Sink>>,
-    mut input: mpsc::Receiver<RecordBatch>,
+    mut logstores: LogstoreSink,
+    mut input: mpsc::Receiver<WindowRecords>,
     status: StatusBoard,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        while let Some(batch) = input.blocking_recv() {
+        loop {
+            // With windows kept for retry, wake up every second to retry.
+            let batch = if logstores.pending_records() > 0 {
+                match input.try_recv() {
+                    Ok(b) => b,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        std::thread::sleep(Duration::from_secs(1));
+                        let o = logstores.retry();
+                        record_logstore(&status, o, logstores.pending_records());
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                }
+            } else {
+                match input.blocking_recv() {
+                    Some(b) => b,
+                    None => break,
+                }
+            };
             let mut errors = 0u64;
             for sink in &mut sinks {
                 if let Err(e) = sink.write(&batch.records).and_then(|()| sink.flush()) {
@@ -231,6 +285,8 @@ fn spawn_publisher(
                     errors += 1;
                 }
             }
+            let o = logstores.publish(&batch);
+            record_logstore(&status, o, logstores.pending_records());
             {
                 let mut s = status.lock();
                 s.windows_published += 1;
@@ -248,5 +304,22 @@ fn spawn_publisher(
             );
             persist(&status);
         }
+        // Last chance for kept windows before the agent exits.
+        let o = logstores.retry();
+        record_logstore(&status, o, logstores.pending_records());
+        if logstores.pending_records() > 0 {
+            error!(
+                records = logstores.pending_records(),
+                "exiting with records the Logstore could not take"
+            );
+        }
     })
+}
+
+fn record_logstore(status: &StatusBoard, o: crate::publish::logstore::Outcome, pending: usize) {
+    let mut s = status.lock();
+    s.logstore_files_written += o.files_written;
+    s.logstore_write_errors += o.write_errors;
+    s.logstore_dropped_records += o.dropped_records;
+    s.logstore_pending_records = pending as u64;
 }

@@ -58,6 +58,12 @@ pub struct Status {
     pub rtt_ambiguous: u64,
     pub rtt_expired: u64,
     pub drain_errors: u64,
+    /// Parquet files written to Logstores, failed writes, records kept for
+    /// retry, and records dropped because the kept backlog hit its bound.
+    pub logstore_files_written: u64,
+    pub logstore_write_errors: u64,
+    pub logstore_pending_records: u64,
+    pub logstore_dropped_records: u64,
     pub publish_errors: u64,
 }
 

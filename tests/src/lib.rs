@@ -31,6 +31,22 @@ pub fn privileged() -> bool {
     false
 }
 
+/// The Python interpreter of the venv `cargo xtask test` prepares (with
+/// DuckDB, for reading Logstore files with another engine). `None` skips
+/// those checks outside CI; under `CI=true` a missing venv is a failure.
+pub fn python() -> Option<std::path::PathBuf> {
+    match std::env::var_os("FLOWLOG_PYTHON") {
+        Some(p) => Some(p.into()),
+        None if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
+            panic!("FLOWLOG_PYTHON is not set: run the tests through `cargo xtask test`, which prepares it")
+        }
+        None => {
+            eprintln!("note: FLOWLOG_PYTHON not set; skipping the DuckDB interop check");
+            None
+        }
+    }
+}
+
 /// Which records to add up.
 #[derive(Clone, Debug, Default)]
 pub struct Filter<'a> {

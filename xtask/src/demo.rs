@@ -73,6 +73,10 @@ pub fn run(agent: &Path, window_secs: u64, duration: Option<Duration>) -> anyhow
     let _ = generator.join();
     drop(topo);
     eprintln!("demo: agent exited ({status}); namespaces removed");
+    eprintln!(
+        "demo: the records are in {}; try:\n  target/debug/flowlog query --data-dir target/demo --project default --logstore flowlogs 'SELECT interface, direction, sum(bytes) AS b FROM logs GROUP BY 1, 2'",
+        data_dir.join("logstores/default/flowlogs").display()
+    );
     if !status.success() && !INTERRUPTED.load(Ordering::Relaxed) && duration.is_none() {
         anyhow::bail!("agent failed: {status}");
     }

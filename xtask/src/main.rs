@@ -1,6 +1,7 @@
 //! `cargo xtask`: build, run and test flowlog, installing what they need
 //! first (see `setup`).
 
+mod bench;
 mod demo;
 mod setup;
 
@@ -49,6 +50,13 @@ enum Cmd {
     Test {
         /// Only run tests whose name contains this.
         filter: Option<String>,
+    },
+    /// Benchmarks (release builds): Logstore write rate, bytes per record
+    /// and a day-sized query. Prints a table, saves target/bench/results.json.
+    Bench {
+        /// Records for the Logstore benchmark.
+        #[arg(long, default_value_t = 10_000_000)]
+        records: u64,
     },
 }
 
@@ -112,6 +120,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Test { filter } => test(filter),
+        Cmd::Bench { records } => bench::run(records),
     }
 }
 
@@ -123,9 +132,12 @@ fn test(filter: Option<String>) -> anyhow::Result<()> {
     if !is_root() {
         eprintln!("note: not root; the kernel integration tests will skip (and fail when CI=true)");
     }
+    // DuckDB reads the Logstore's Parquet files in the interop test.
+    let python = setup::python_venv(&workspace_root(), &["duckdb"])?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--", "--test-threads=2"])
-        .env("FLOWLOG_BIN", &bin);
+        .env("FLOWLOG_BIN", &bin)
+        .env("FLOWLOG_PYTHON", &python);
     if let Some(f) = filter {
         cmd.arg(f);
     }

@@ -158,3 +158,31 @@ fn bpf_linker(sysroot: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A virtualenv in `target/venv` with the Python tools the tests use;
+/// returns its interpreter.
+pub fn python_venv(root: &Path, packages: &[&str]) -> anyhow::Result<PathBuf> {
+    let venv = root.join("target/venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        eprintln!("setup: creating the Python virtualenv {}", venv.display());
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    let modules: Vec<String> = packages.iter().map(|p| p.replace('-', "_")).collect();
+    let probe = format!("import {}", modules.join(", "));
+    let present = Command::new(&python)
+        .args(["-c", &probe])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        eprintln!(
+            "setup: installing Python packages from PyPI into {}: {}",
+            venv.display(),
+            packages.join(" ")
+        );
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+            .args(packages))?;
+    }
+    Ok(python)
+}

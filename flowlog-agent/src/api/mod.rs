@@ -47,7 +47,49 @@ pub type KeyTable = Arc<RwLock<BTreeMap<String, String>>>;
 pub struct Call {
     pub action: String,
     pub params: Params,
-    pub reply: oneshot::Sender<Result<Value, ApiError>>,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// The control loop's answer: a result, or a query for the API task to run
+/// (queries run outside the control loop so they never hold it up).
+pub enum Reply {
+    Done(Result<Value, ApiError>),
+    Query(QuerySpec),
+}
+
+/// A validated GetLogs request.
+#[derive(Debug)]
+pub struct QuerySpec {
+    pub dir: PathBuf,
+    pub range: crate::store::query::TimeRange,
+    pub sql: String,
+    pub project: String,
+    pub logstore: String,
+}
+
+async fn run_query(q: QuerySpec) -> Result<Value, ApiError> {
+    use crate::store::query::{QueryError, run, to_json_rows};
+    let result = run(&q.dir, q.range, &q.sql).await.map_err(|e| match e {
+        QueryError::Sql(m) => ApiError::invalid("Query", m),
+        QueryError::Range { .. } => ApiError::invalid("From", e.to_string()),
+        QueryError::NoLogstore(_) => ApiError::not_found("LogStore", e.to_string()),
+        QueryError::Engine(m) => ApiError::internal(m),
+    })?;
+    let rows = to_json_rows(&result.batches).map_err(|e| ApiError::internal(e.to_string()))?;
+    let skipped: Vec<Value> = result
+        .skipped
+        .iter()
+        .map(|(p, why)| serde_json::json!({ "File": p.display().to_string(), "Reason": why }))
+        .collect();
+    Ok(serde_json::json!({
+        "ProjectName": q.project,
+        "LogStoreName": q.logstore,
+        "Count": rows.len(),
+        "Logs": rows,
+        "FilesRead": result.files,
+        "SkippedFiles": skipped,
+        "Complete": skipped.is_empty(),
+    }))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -319,8 +361,12 @@ async fn process(
         ));
     }
     match rx.await {
-        Ok(Ok(v)) => Ok((action, v)),
-        Ok(Err(e)) => Err((action, e)),
+        Ok(Reply::Done(Ok(v))) => Ok((action, v)),
+        Ok(Reply::Done(Err(e))) => Err((action, e)),
+        Ok(Reply::Query(q)) => run_query(q)
+            .await
+            .map(|v| (action.clone(), v))
+            .map_err(|e| (action, e)),
         Err(_) => Err((action, ApiError::internal("the control loop dropped the request"))),
     }
 }

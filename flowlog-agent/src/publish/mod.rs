@@ -3,6 +3,7 @@
 //! Logstore and the message-bus sinks plug in here.
 
 mod json;
+pub mod logstore;
 mod protobuf;
 
 use std::{

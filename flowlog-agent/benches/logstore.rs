@@ -1,0 +1,179 @@
+//! Logstore benchmark (run by `cargo xtask bench`): write rate, on-disk
+//! bytes per record, and a day-sized top-10 query. Prints one JSON object.
+//!
+//! Synthetic records follow a router's shape: a few thousand skewed source
+//! and destination addresses, ephemeral and well-known ports, mostly TCP,
+//! heavy-tailed packet counts. One Parquet file per window, as the agent
+//! writes them.
+
+use std::time::Instant;
+
+use flowlog_agent::{
+    record::FlowLogRecord,
+    store::{LogstoreRef, Writer, logstore_dir, query},
+    window::Window,
+};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*: deterministic, good enough for synthetic data.
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// Skewed index in 0..n: small indexes are much more likely.
+    fn skewed(&mut self, n: u64) -> u64 {
+        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
+        ((u * u * u) * n as f64) as u64
+    }
+}
+
+fn addr(prefix: u8, i: u64) -> String {
+    format!("10.{prefix}.{}.{}", (i >> 8) & 0xff, i & 0xff)
+}
+
+fn window_records(rng: &mut Rng, n: usize, start: i64) -> Vec<FlowLogRecord> {
+    const PORTS: [u32; 12] = [443, 80, 53, 22, 8080, 3306, 5432, 6379, 123, 9092, 8443, 25];
+    const IFACES: [&str; 4] = ["eth0", "eth1", "eth2", "eth3"];
+    (0..n)
+        .map(|_| {
+            let proto = match rng.below(100) {
+                0..80 => 6,
+                80..98 => 17,
+                _ => 1,
+            };
+            let (sport, dport) = if proto == 1 {
+                (0, 0)
+            } else if rng.below(2) == 0 {
+                (
+                    32_768 + rng.below(28_000) as u32,
+                    PORTS[rng.skewed(PORTS.len() as u64) as usize],
+                )
+            } else {
+                (
+                    PORTS[rng.skewed(PORTS.len() as u64) as usize],
+                    32_768 + rng.below(28_000) as u32,
+                )
+            };
+            let packets = 1 + rng.skewed(5_000);
+            let bytes = packets * (40 + rng.below(1460));
+            let first = start * 1000 + rng.below(600_000) as i64;
+            FlowLogRecord {
+                version: 1,
+                account_id: "1234567890".into(),
+                cen_id: "cen-7x1abc".into(),
+                flow_log_id: "fl-bench".into(),
+                interface: IFACES[rng.below(4) as usize].into(),
+                netns: None,
+                srcaddr: Some(addr(1, rng.skewed(5_000))),
+                srcport: Some(sport),
+                dstaddr: Some(addr(2, rng.skewed(20_000))),
+                dstport: Some(dport),
+                protocol: Some(proto),
+                direction: Some(if rng.below(2) == 0 { "in" } else { "out" }.into()),
+                packets,
+                bytes,
+                rtt: (proto == 6 && rng.below(10) < 3).then(|| 1_000 + rng.below(100_000) as u32),
+                start,
+                end: start + 600,
+                log_status: "OK".into(),
+                tcp_flags: (proto == 6).then(|| [0x18, 0x10, 0x1b, 0x12, 0x11][rng.skewed(5) as usize]),
+                first_seen: Some(first),
+                last_seen: Some(first + rng.below(600_000) as i64),
+                rtt_server_side: None,
+                rtt_client_side: None,
+            }
+        })
+        .collect()
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn dir_size(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let total = arg("--records", 10_000_000) as usize;
+    let per_window = arg("--per-window", 100_000) as usize;
+    let data = std::env::temp_dir().join(format!("flowlog-bench-logstore-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let dest = LogstoreRef {
+        project: "bench".into(),
+        logstore: "flows".into(),
+    };
+    let writer = Writer::new(&data);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let day_start = 1_796_000_400i64;
+    let mut written = 0usize;
+    let mut write_secs = 0.0;
+    let mut files = 0;
+    while written < total {
+        let n = per_window.min(total - written);
+        let start = day_start + (files as i64) * 600;
+        let records = window_records(&mut rng, n, start);
+        let window = Window {
+            start_ns: i128::from(start) * 1_000_000_000,
+            end_ns: i128::from(start + 600) * 1_000_000_000,
+        };
+        let t = Instant::now();
+        writer.write(&dest, "fl-bench", window, &records)?;
+        write_secs += t.elapsed().as_secs_f64();
+        written += n;
+        files += 1;
+    }
+    let dir = logstore_dir(&data, &dest);
+    let disk = dir_size(&dir);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let sql = "SELECT srcaddr, sum(bytes) AS bytes FROM logs GROUP BY srcaddr ORDER BY bytes DESC LIMIT 10";
+    let mut best = f64::MAX;
+    let mut rows = 0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = rt.block_on(query::run(&dir, query::TimeRange::default(), sql))?;
+        best = best.min(t.elapsed().as_secs_f64());
+        rows = r.batches.iter().map(|b| b.num_rows()).sum();
+    }
+    if std::env::var_os("FLOWLOG_BENCH_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&data);
+    } else {
+        eprintln!("kept {}", data.display());
+    }
+    let out = serde_json::json!({
+        "logstore": {
+            "records": written,
+            "files": files,
+            "write_seconds": write_secs,
+            "write_records_per_s": written as f64 / write_secs,
+            "disk_bytes": disk,
+            "bytes_per_record": disk as f64 / written as f64,
+            "top10_query_seconds": best,
+            "top10_rows": rows,
+        }
+    });
+    println!("{out}");
+    Ok(())
+}

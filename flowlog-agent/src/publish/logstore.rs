@@ -1,0 +1,114 @@
+//! Writing windows into the embedded Logstores, with retry: a window that
+//! cannot be written (disk full, permissions) is kept and written again
+//! later, in order, up to a bound on kept records; beyond it the oldest
+//! windows are dropped with an error log and counted in the status.
+
+use std::collections::VecDeque;
+
+use tracing::{error, info, warn};
+
+use crate::{
+    engine::WindowRecords,
+    store::{LogstoreRef, Writer},
+    window::Window,
+};
+
+/// Records kept for retry before the oldest kept window is dropped.
+pub const DEFAULT_MAX_PENDING_RECORDS: usize = 5_000_000;
+
+struct Pending {
+    dest: LogstoreRef,
+    flow_log_id: String,
+    window: Window,
+    records: Vec<crate::record::FlowLogRecord>,
+}
+
+/// What one call did, for the status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub files_written: u64,
+    pub write_errors: u64,
+    pub dropped_records: u64,
+}
+
+pub struct LogstoreSink {
+    writer: Writer,
+    pending: VecDeque<Pending>,
+    pending_records: usize,
+    max_pending_records: usize,
+}
+
+impl LogstoreSink {
+    pub fn new(writer: Writer, max_pending_records: usize) -> Self {
+        Self {
+            writer,
+            pending: VecDeque::new(),
+            pending_records: 0,
+            max_pending_records,
+        }
+    }
+
+    pub fn pending_records(&self) -> usize {
+        self.pending_records
+    }
+
+    /// Queues a window (if it has a Logstore) and writes whatever can be
+    /// written, oldest first.
+    pub fn publish(&mut self, batch: &WindowRecords) -> Outcome {
+        let mut out = Outcome::default();
+        if let Some(dest) = &batch.logstore {
+            self.pending_records += batch.records.len();
+            self.pending.push_back(Pending {
+                dest: dest.clone(),
+                flow_log_id: batch.flow_log_id.clone(),
+                window: batch.window,
+                records: batch.records.clone(),
+            });
+            while self.pending_records > self.max_pending_records && self.pending.len() > 1 {
+                if let Some(old) = self.pending.pop_front() {
+                    self.pending_records -= old.records.len();
+                    out.dropped_records += old.records.len() as u64;
+                    error!(
+                        flow_log = %old.flow_log_id,
+                        start = old.window.start_secs(),
+                        records = old.records.len(),
+                        "Logstore write backlog over its bound: window dropped"
+                    );
+                }
+            }
+        }
+        let retried = self.retry();
+        out.files_written += retried.files_written;
+        out.write_errors += retried.write_errors;
+        out
+    }
+
+    /// Writes kept windows until one fails.
+    pub fn retry(&mut self) -> Outcome {
+        let mut out = Outcome::default();
+        while let Some(p) = self.pending.front() {
+            match self.writer.write(&p.dest, &p.flow_log_id, p.window, &p.records) {
+                Ok(path) => {
+                    if out.write_errors > 0 || self.pending.len() > 1 {
+                        info!(file = %path.display(), "kept window written");
+                    }
+                    self.pending_records -= p.records.len();
+                    self.pending.pop_front();
+                    out.files_written += 1;
+                }
+                Err(e) => {
+                    warn!(
+                        logstore = %format!("{}/{}", p.dest.project, p.dest.logstore),
+                        kept_windows = self.pending.len(),
+                        kept_records = self.pending_records,
+                        error = %crate::capture::chain(&e),
+                        "Logstore write failed; keeping the records to retry"
+                    );
+                    out.write_errors += 1;
+                    break;
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,96 @@
+//! Built-in analyses for the product's three uses — cross-region traffic,
+//! cost, troubleshooting — as SQL over the `logs` table.
+
+/// Which counter orders the results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    Bytes,
+    Packets,
+}
+
+impl Metric {
+    const fn column(self) -> &'static str {
+        match self {
+            Self::Bytes => "bytes",
+            Self::Packets => "packets",
+        }
+    }
+}
+
+impl std::str::FromStr for Metric {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "bytes" => Ok(Self::Bytes),
+            "packets" => Ok(Self::Packets),
+            other => Err(format!("unknown metric {other:?} (bytes or packets)")),
+        }
+    }
+}
+
+fn direction_filter(direction: Option<&str>) -> Result<String, String> {
+    match direction {
+        None => Ok(String::new()),
+        Some(d @ ("in" | "out")) => Ok(format!(" AND direction = '{d}'")),
+        Some(other) => Err(format!("unknown direction {other:?} (in or out)")),
+    }
+}
+
+/// Largest sources by bytes or packets, per direction.
+pub fn top_talkers(metric: Metric, direction: Option<&str>, limit: u32) -> Result<String, String> {
+    let order = metric.column();
+    let dir = direction_filter(direction)?;
+    Ok(format!(
+        "SELECT srcaddr, direction, sum(bytes) AS bytes, sum(packets) AS packets, count(DISTINCT dstaddr) AS peers \
+         FROM logs WHERE \"log-status\" = 'OK'{dir} \
+         GROUP BY srcaddr, direction ORDER BY {order} DESC, srcaddr LIMIT {limit}"
+    ))
+}
+
+/// Traffic between attachments: each flow that entered on one interface
+/// and left on another in the same window, summed per pair. With
+/// `by_subnet`, between IPv4 /24 source and destination networks instead.
+pub fn traffic_matrix(metric: Metric, by_subnet: bool, limit: u32) -> String {
+    let order = metric.column();
+    if by_subnet {
+        let net = |col: &str| format!("regexp_replace({col}, '^(\\d+\\.\\d+\\.\\d+)\\.\\d+$', '\\1.0/24')");
+        return format!(
+            "SELECT {} AS src_net, {} AS dst_net, sum(bytes) AS bytes, sum(packets) AS packets \
+             FROM logs WHERE \"log-status\" = 'OK' AND direction = 'in' \
+             GROUP BY 1, 2 ORDER BY {order} DESC LIMIT {limit}",
+            net("srcaddr"),
+            net("dstaddr")
+        );
+    }
+    format!(
+        "SELECT i.interface AS ingress, o.interface AS egress, sum(i.bytes) AS bytes, sum(i.packets) AS packets \
+         FROM logs i JOIN logs o \
+           ON i.\"flow-log-id\" = o.\"flow-log-id\" AND i.start = o.start \
+          AND i.srcaddr = o.srcaddr AND i.dstaddr = o.dstaddr AND i.protocol = o.protocol \
+          AND i.srcport = o.srcport AND i.dstport = o.dstport \
+         WHERE i.direction = 'in' AND o.direction = 'out' AND i.interface <> o.interface \
+           AND i.\"log-status\" = 'OK' AND o.\"log-status\" = 'OK' \
+         GROUP BY 1, 2 ORDER BY {order} DESC LIMIT {limit}"
+    )
+}
+
+/// Windows where an attachment saw nothing (NODATA) or lost packets
+/// (SKIPDATA).
+pub fn gaps(limit: u32) -> String {
+    format!(
+        "SELECT \"flow-log-id\", interface, direction, start, \"end\", \"log-status\", packets, bytes \
+         FROM logs WHERE \"log-status\" IN ('NODATA', 'SKIPDATA') \
+         ORDER BY start DESC, interface LIMIT {limit}"
+    )
+}
+
+/// TCP connections with the longest handshake round trips.
+pub fn slowest(limit: u32) -> String {
+    format!(
+        "SELECT srcaddr, srcport, dstaddr, dstport, interface, max(rtt) AS rtt_us, \
+                max(\"rtt-server-side\") AS server_side_us, max(\"rtt-client-side\") AS client_side_us, sum(bytes) AS bytes \
+         FROM logs WHERE rtt IS NOT NULL AND direction = 'in' \
+         GROUP BY srcaddr, srcport, dstaddr, dstport, interface \
+         ORDER BY rtt_us DESC LIMIT {limit}"
+    )
+}

@@ -1,0 +1,260 @@
+//! The embedded log service: Logstores as directories of Parquet files,
+//! partitioned by time, that other engines (DuckDB, Spark, Trino, pandas)
+//! read as they are.
+//!
+//! ```text
+//! <data-dir>/logstores/<project>/<logstore>/dt=YYYY-MM-DD/hour=HH/<start>-<end>-<flow-log-id>-<rand>.parquet
+//! ```
+//!
+//! One file per flow log and window, in the partition of the window's start
+//! (UTC). A file is written under a hidden temporary name, fsynced, renamed
+//! into place and the directory fsynced, so a crash never exposes a partial
+//! file; readers ignore names starting with a dot.
+
+pub mod analyses;
+pub mod query;
+pub mod schema;
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use datafusion::parquet::{
+    arrow::ArrowWriter,
+    basic::{Compression, Encoding, ZstdLevel},
+    file::properties::{EnabledStatistics, WriterProperties},
+    schema::types::ColumnPath,
+};
+
+use crate::{record::FlowLogRecord, window::Window};
+
+/// Directory of all Logstores inside the data directory.
+pub const LOGSTORES_DIR: &str = "logstores";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("writing {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("encoding Parquet for {path}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: datafusion::parquet::errors::ParquetError,
+    },
+    #[error("building the record batch")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+}
+
+/// Which Logstore a flow log writes to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LogstoreRef {
+    pub project: String,
+    pub logstore: String,
+}
+
+pub fn logstore_dir(data_dir: &Path, l: &LogstoreRef) -> PathBuf {
+    data_dir.join(LOGSTORES_DIR).join(&l.project).join(&l.logstore)
+}
+
+/// (year, month, day) of a count of days since 1970-01-01 (proleptic
+/// Gregorian; Howard Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Days since 1970-01-01 of a civil date (inverse of [`civil_from_days`]).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `dt=YYYY-MM-DD/hour=HH` of a Unix second (UTC).
+pub fn partition(unix_secs: i64) -> PathBuf {
+    let days = unix_secs.div_euclid(86_400);
+    let hour = unix_secs.rem_euclid(86_400) / 3600;
+    let (y, m, d) = civil_from_days(days);
+    PathBuf::from(format!("dt={y:04}-{m:02}-{d:02}")).join(format!("hour={hour:02}"))
+}
+
+/// Parses `dt=YYYY-MM-DD` to days since the epoch.
+pub fn parse_dt(name: &str) -> Option<i64> {
+    let date = name.strip_prefix("dt=")?;
+    let mut it = date.split('-');
+    let y: i64 = it.next()?.parse().ok()?;
+    let m: u32 = it.next()?.parse().ok()?;
+    let d: u32 = it.next()?.parse().ok()?;
+    if it.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d))
+}
+
+/// FNV-1a of interface and source address.
+fn group_key(r: &FlowLogRecord) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in r
+        .interface
+        .bytes()
+        .chain([0])
+        .chain(r.srcaddr.as_deref().unwrap_or("").bytes())
+    {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Writes windows of records as Parquet files.
+pub struct Writer {
+    data_dir: PathBuf,
+    props: Arc<WriterProperties>,
+}
+
+impl Writer {
+    pub fn new(data_dir: &Path) -> Self {
+        let mut props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+            .set_dictionary_enabled(true);
+        // High-cardinality integers: delta bit-packing beats a dictionary
+        // that overflows into plain 8-byte values (half the bytes per record).
+        for col in ["first_seen", "last_seen", "bytes", "packets"] {
+            props = props
+                .set_column_dictionary_enabled(ColumnPath::from(col), false)
+                .set_column_encoding(ColumnPath::from(col), Encoding::DELTA_BINARY_PACKED);
+        }
+        let props = props
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_max_row_group_row_count(Some(1 << 20))
+            .build();
+        Self {
+            data_dir: data_dir.to_owned(),
+            props: Arc::new(props),
+        }
+    }
+
+    /// Writes one window of one flow log; returns the file's path.
+    pub fn write(
+        &self,
+        dest: &LogstoreRef,
+        flow_log_id: &str,
+        window: Window,
+        records: &[FlowLogRecord],
+    ) -> Result<PathBuf, StoreError> {
+        let dir = logstore_dir(&self.data_dir, dest).join(partition(window.start_secs()));
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { path, source }
+        };
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let name = format!(
+            "{}-{}-{flow_log_id}-{}.parquet",
+            window.start_secs(),
+            window.end_secs(),
+            crate::state::random_string(crate::state::LOWER_ALNUM, 6)
+        );
+        let path = dir.join(&name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        // Rows of one interface and source sit together (grouped by a hash,
+        // cheaper than sorting strings): long runs for the dictionary and
+        // run-length encodings.
+        let mut order: Vec<(u64, &FlowLogRecord)> = records.iter().map(|r| (group_key(r), r)).collect();
+        order.sort_unstable_by_key(|(k, _)| *k);
+        let batch = schema::to_batch(order.into_iter().map(|(_, r)| r))?;
+        let result = (|| {
+            let file = File::create(&tmp).map_err(io(&tmp))?;
+            let pq = |source| StoreError::Parquet {
+                path: tmp.clone(),
+                source,
+            };
+            let mut w =
+                ArrowWriter::try_new(file, schema::schema(), Some((*self.props).clone())).map_err(pq)?;
+            w.write(&batch).map_err(pq)?;
+            let file = w.into_inner().map_err(pq)?;
+            file.sync_all().map_err(io(&tmp))?;
+            std::fs::rename(&tmp, &path).map_err(io(&path))?;
+            File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result.map(|()| path)
+    }
+}
+
+/// Removes the day partitions of a Logstore that lie wholly more than
+/// `ttl_days` before `now` (Unix seconds). Returns what it removed.
+pub fn expire(dir: &Path, ttl_days: u32, now: i64) -> std::io::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(removed);
+    };
+    let cutoff_day = now.div_euclid(86_400) - i64::from(ttl_days);
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // A day is expired once its last second is older than the TTL.
+        if parse_dt(&name).is_some_and(|day| day < cutoff_day) {
+            std::fs::remove_dir_all(entry.path())?;
+            removed.push(entry.path());
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar_round_trips() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_787), (2026, 11, 30));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        for d in [-1000, 0, 59, 60, 11_016, 20_787, 100_000] {
+            let (y, m, dd) = civil_from_days(d);
+            assert_eq!(days_from_civil(y, m, dd), d);
+        }
+        assert_eq!(partition(1_796_042_504), PathBuf::from("dt=2026-11-30/hour=12"));
+        assert_eq!(parse_dt("dt=2026-11-30"), Some(20_787));
+        assert_eq!(parse_dt("dt=2026-13-01"), None);
+        assert_eq!(parse_dt("hour=12"), None);
+    }
+
+    #[test]
+    fn expiry_removes_whole_old_days_only() -> std::io::Result<()> {
+        let dir = std::env::temp_dir().join(format!(
+            "flowlog-expire-{}",
+            crate::state::random_string(crate::state::LOWER_ALNUM, 8)
+        ));
+        for d in [
+            "dt=2026-11-20",
+            "dt=2026-11-22",
+            "dt=2026-11-30",
+            "not-a-partition",
+        ] {
+            std::fs::create_dir_all(dir.join(d).join("hour=00"))?;
+        }
+        // now = 2026-11-30 12:00 UTC, ttl 8 days: the cutoff day is 11-22.
+        let removed = expire(&dir, 8, 1_796_040_000)?;
+        assert_eq!(removed, vec![dir.join("dt=2026-11-20")]);
+        assert!(dir.join("dt=2026-11-22").exists() && dir.join("not-a-partition").exists());
+        std::fs::remove_dir_all(&dir)
+    }
+}

@@ -1,0 +1,324 @@
+//! SQL over a Logstore with DataFusion.
+//!
+//! Two tables are registered for each query:
+//! - `logs`: the record table's names (DESIGN.md): `srcaddr`, `bytes`, …
+//!   and the hyphenated ones, which SQL needs double-quoted:
+//!   `"log-status"`, `"account-id"`, `"end"` (a keyword), …
+//! - `logs_raw`: the columns as stored in the Parquet files, in snake_case
+//!   (`log_status`, `account_id`, …) — what DuckDB or Spark see.
+//!
+//! Both hold only records whose window starts in the requested time range;
+//! files outside it are never opened (their partition and name carry the
+//! window start). A file that cannot be read is skipped, named in the
+//! result, and the query answers from the rest.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use datafusion::{
+    arrow::{array::RecordBatch, datatypes::SchemaRef},
+    datasource::{
+        MemTable,
+        file_format::parquet::ParquetFormat,
+        listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
+    },
+    execution::context::SessionContext,
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder,
+    prelude::SessionConfig,
+};
+
+use super::schema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The Logstore is not there.
+    #[error("logstore {0} does not exist")]
+    NoLogstore(String),
+    /// The SQL does not parse or plan (syntax, unknown column or table).
+    #[error("invalid query: {0}")]
+    Sql(String),
+    /// Reading the data failed in a way skipping files could not fix.
+    #[error("query failed: {0}")]
+    Engine(String),
+    /// `from` is not before `to`.
+    #[error("empty time range: from {from} is not before to {to}")]
+    Range { from: i64, to: i64 },
+}
+
+/// What a query returned.
+#[derive(Debug)]
+pub struct QueryResult {
+    pub batches: Vec<RecordBatch>,
+    /// Files read.
+    pub files: usize,
+    /// Files skipped, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// A time range `[from, to)` in Unix seconds; `None` ends are open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+impl TimeRange {
+    fn contains(&self, start: i64) -> bool {
+        self.from.is_none_or(|f| start >= f) && self.to.is_none_or(|t| start < t)
+    }
+
+    /// Could an hour partition beginning at `hour_start` hold a window start in range?
+    fn overlaps_hour(&self, hour_start: i64) -> bool {
+        self.from.is_none_or(|f| hour_start + 3600 > f) && self.to.is_none_or(|t| hour_start < t)
+    }
+}
+
+/// Window start encoded at the front of a data file's name.
+fn file_start(name: &str) -> Option<i64> {
+    name.split('-').next()?.parse().ok()
+}
+
+/// The Logstore's data files whose window starts in `range`.
+pub fn files_in_range(dir: &Path, range: TimeRange) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(days) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for day in days.flatten() {
+        let Some(day_no) = super::parse_dt(&day.file_name().to_string_lossy()) else {
+            continue;
+        };
+        let Ok(hours) = std::fs::read_dir(day.path()) else {
+            continue;
+        };
+        for hour in hours.flatten() {
+            let name = hour.file_name().to_string_lossy().into_owned();
+            let Some(h) = name.strip_prefix("hour=").and_then(|h| h.parse::<i64>().ok()) else {
+                continue;
+            };
+            if !range.overlaps_hour(day_no * 86_400 + h * 3600) {
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(hour.path()) else {
+                continue;
+            };
+            for f in entries.flatten() {
+                let fname = f.file_name().to_string_lossy().into_owned();
+                if fname.starts_with('.') || !fname.ends_with(".parquet") {
+                    continue;
+                }
+                if file_start(&fname).is_none_or(|s| range.contains(s)) {
+                    files.push(f.path());
+                }
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Reads a file's footer (cheap); a truncated or foreign file fails here.
+fn check_footer(path: &Path) -> Result<(), String> {
+    let f = File::open(path).map_err(|e| e.to_string())?;
+    ParquetRecordBatchReaderBuilder::try_new(f)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Reads a whole file; used only to find the culprit after a failed query.
+fn check_all(path: &Path) -> Result<(), String> {
+    let f = File::open(path).map_err(|e| e.to_string())?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+        .and_then(|b| b.build())
+        .map_err(|e| e.to_string())?;
+    for batch in reader {
+        batch.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The `logs` view's select list: record-table names for every column.
+fn record_names(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let name = f.name();
+            let shown = schema::ALIASES
+                .iter()
+                .find(|(c, _)| c == name)
+                .map_or(name.as_str(), |(_, a)| a);
+            format!("{} AS {}", quoted(name), quoted(shown))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn session(files: &[PathBuf], range: TimeRange) -> Result<SessionContext, QueryError> {
+    let config = SessionConfig::new()
+        .with_target_partitions(2)
+        .with_information_schema(true);
+    let ctx = SessionContext::new_with_config(config);
+    let schema = schema::schema();
+    let engine = |e: datafusion::error::DataFusionError| QueryError::Engine(e.to_string());
+    if files.is_empty() {
+        let empty = MemTable::try_new(schema.clone(), vec![vec![]]).map_err(engine)?;
+        ctx.register_table("stored", Arc::new(empty)).map_err(engine)?;
+    } else {
+        let urls = files
+            .iter()
+            .map(|p| ListingTableUrl::parse(p.to_string_lossy()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(engine)?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(schema.clone());
+        let table = ListingTable::try_new(config).map_err(engine)?;
+        ctx.register_table("stored", Arc::new(table)).map_err(engine)?;
+    }
+    let mut filter = Vec::new();
+    if let Some(f) = range.from {
+        filter.push(format!("\"start\" >= {f}"));
+    }
+    if let Some(t) = range.to {
+        filter.push(format!("\"start\" < {t}"));
+    }
+    let filter = if filter.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", filter.join(" AND "))
+    };
+    for ddl in [
+        format!("CREATE VIEW logs_raw AS SELECT * FROM stored{filter}"),
+        format!(
+            "CREATE VIEW logs AS SELECT {} FROM logs_raw",
+            record_names(&schema)
+        ),
+    ] {
+        ctx.sql(&ddl).await.map_err(engine)?;
+    }
+    Ok(ctx)
+}
+
+/// Runs `sql` over the Logstore in `dir`, limited to `range`.
+pub async fn run(dir: &Path, range: TimeRange, sql: &str) -> Result<QueryResult, QueryError> {
+    if let (Some(from), Some(to)) = (range.from, range.to)
+        && from >= to
+    {
+        return Err(QueryError::Range { from, to });
+    }
+    if !dir.is_dir() {
+        return Err(QueryError::NoLogstore(dir.display().to_string()));
+    }
+    let mut skipped: Vec<(PathBuf, String)> = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::new();
+    for f in files_in_range(dir, range) {
+        match check_footer(&f) {
+            Ok(()) => files.push(f),
+            Err(why) => {
+                tracing::warn!(file = %f.display(), reason = %why, "skipping unreadable Logstore file");
+                skipped.push((f, why));
+            }
+        }
+    }
+    // Planning errors are the user's; execution errors may be a bad file.
+    let ctx = session(&files, range).await?;
+    let df = ctx.sql(sql).await.map_err(|e| QueryError::Sql(e.to_string()))?;
+    match df.collect().await {
+        Ok(batches) => Ok(QueryResult {
+            batches,
+            files: files.len(),
+            skipped,
+        }),
+        Err(first) => {
+            let (good, bad): (Vec<PathBuf>, Vec<PathBuf>) =
+                files.into_iter().partition(|f| check_all(f).is_ok());
+            if bad.is_empty() {
+                return Err(QueryError::Engine(first.to_string()));
+            }
+            for b in bad {
+                tracing::warn!(file = %b.display(), "skipping corrupt Logstore file");
+                skipped.push((b, "corrupt data".into()));
+            }
+            let ctx = session(&good, range).await?;
+            let df = ctx.sql(sql).await.map_err(|e| QueryError::Sql(e.to_string()))?;
+            let batches = df
+                .collect()
+                .await
+                .map_err(|e| QueryError::Engine(e.to_string()))?;
+            Ok(QueryResult {
+                batches,
+                files: good.len(),
+                skipped,
+            })
+        }
+    }
+}
+
+/// Output formats of query results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "table" => Ok(Self::Table),
+            "json" => Ok(Self::Json),
+            "csv" => Ok(Self::Csv),
+            other => Err(format!("unknown format {other:?} (table, json or csv)")),
+        }
+    }
+}
+
+/// Renders batches in `format`.
+pub fn render(batches: &[RecordBatch], format: Format) -> Result<String, QueryError> {
+    let err = |e: datafusion::arrow::error::ArrowError| QueryError::Engine(e.to_string());
+    match format {
+        Format::Table => datafusion::arrow::util::pretty::pretty_format_batches(batches)
+            .map(|t| t.to_string())
+            .map_err(err),
+        Format::Json => {
+            let mut w = datafusion::arrow::json::ArrayWriter::new(Vec::new());
+            for b in batches {
+                w.write(b).map_err(err)?;
+            }
+            w.finish().map_err(err)?;
+            let out = w.into_inner();
+            let text = if out.is_empty() {
+                "[]".into()
+            } else {
+                String::from_utf8_lossy(&out).into_owned()
+            };
+            Ok(text + "\n")
+        }
+        Format::Csv => {
+            let mut w = datafusion::arrow::csv::Writer::new(Vec::new());
+            for b in batches {
+                w.write(b).map_err(err)?;
+            }
+            Ok(String::from_utf8_lossy(&w.into_inner()).into_owned())
+        }
+    }
+}
+
+/// Rows as JSON objects (for the API).
+pub fn to_json_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Value>, QueryError> {
+    let text = render(batches, Format::Json)?;
+    serde_json::from_str::<Vec<serde_json::Value>>(&text).map_err(|e| QueryError::Engine(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+//! Write → read round trips through real Parquet files and DataFusion.
+use super::*;
+use crate::{
+    record::FlowLogRecord,
+    store::{LogstoreRef, Writer},
+    window::Window,
+};
+
+fn scratch() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "flowlog-query-{}",
+        crate::state::random_string(crate::state::LOWER_ALNUM, 10)
+    ));
+    let _ = std::fs::create_dir_all(&d);
+    d
+}
+
+fn rec(src: &str, bytes: u64, start: i64, status: &str) -> FlowLogRecord {
+    FlowLogRecord {
+        version: 1,
+        account_id: "acct".into(),
+        cen_id: "cen-1".into(),
+        flow_log_id: "fl-1".into(),
+        interface: "eth0".into(),
+        srcaddr: (status == "OK").then(|| src.to_owned()),
+        srcport: Some(1000),
+        dstaddr: Some("10.9.9.9".into()),
+        dstport: Some(53),
+        protocol: Some(17),
+        direction: Some("in".into()),
+        packets: 1,
+        bytes,
+        start,
+        end: start + 60,
+        log_status: status.into(),
+        ..Default::default()
+    }
+}
+
+fn window(start: i64) -> Window {
+    Window {
+        start_ns: i128::from(start) * 1_000_000_000,
+        end_ns: i128::from(start + 60) * 1_000_000_000,
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn round_trip_names_ranges_and_corrupt_files() {
+    let data = scratch();
+    let dest = LogstoreRef {
+        project: "p".into(),
+        logstore: "l".into(),
+    };
+    let w = Writer::new(&data);
+    // Two windows an hour apart (two partitions).
+    let t0 = 1_796_040_000;
+    let paths = [
+        w.write(
+            &dest,
+            "fl-1",
+            window(t0),
+            &[rec("10.0.0.1", 100, t0, "OK"), rec("10.0.0.2", 50, t0, "OK")],
+        ),
+        w.write(
+            &dest,
+            "fl-1",
+            window(t0 + 3600),
+            &[
+                rec("10.0.0.1", 7, t0 + 3600, "OK"),
+                rec("", 0, t0 + 3600, "NODATA"),
+            ],
+        ),
+    ]
+    .map(|p| p.unwrap_or_else(|e| panic!("{e}")));
+    assert!(paths[0].to_string_lossy().contains("dt=2026-11-30/hour=12"));
+    let dir = crate::store::logstore_dir(&data, &dest);
+    let q = |range: TimeRange, sql: &str| rt().block_on(run(&dir, range, sql));
+    let sum_sql = "SELECT srcaddr, sum(bytes) AS b FROM logs WHERE \"log-status\" = 'OK' GROUP BY srcaddr ORDER BY srcaddr";
+    let all = q(TimeRange::default(), sum_sql).unwrap_or_else(|e| panic!("{e}"));
+    let rows = to_json_rows(&all.batches).unwrap_or_default();
+    assert_eq!(
+        rows,
+        vec![
+            serde_json::json!({"srcaddr": "10.0.0.1", "b": 107}),
+            serde_json::json!({"srcaddr": "10.0.0.2", "b": 50})
+        ]
+    );
+    assert_eq!((all.files, all.skipped.len()), (2, 0));
+    // snake_case names in logs_raw, the same data.
+    let raw = q(
+        TimeRange::default(),
+        "SELECT count(*) AS n FROM logs_raw WHERE log_status = 'NODATA'",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        to_json_rows(&raw.batches).unwrap_or_default(),
+        vec![serde_json::json!({"n": 1})]
+    );
+    // Time range: only the second window; the first file is not even opened.
+    let late = q(
+        TimeRange {
+            from: Some(t0 + 1800),
+            to: None,
+        },
+        "SELECT sum(bytes) AS b FROM logs",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(late.files, 1);
+    assert_eq!(
+        to_json_rows(&late.batches).unwrap_or_default(),
+        vec![serde_json::json!({"b": 7})]
+    );
+    // A truncated file and a foreign one are skipped and named.
+    let bytes = std::fs::read(&paths[0]).unwrap_or_default();
+    let part = paths[0].parent().map(Path::to_path_buf).unwrap_or_default();
+    let _ = std::fs::write(
+        part.join("1796040000-1796040060-fl-1-trunc.parquet"),
+        &bytes[..bytes.len() / 2],
+    );
+    let _ = std::fs::write(
+        part.join("1796040000-1796040060-fl-1-junk.parquet"),
+        b"not parquet at all",
+    );
+    // A temporary file of a write in progress is invisible.
+    let _ = std::fs::write(part.join(".1796040000-x.parquet.tmp"), b"partial");
+    let partial = q(TimeRange::default(), sum_sql).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(partial.skipped.len(), 2, "{:?}", partial.skipped);
+    assert!(
+        partial
+            .skipped
+            .iter()
+            .all(|(p, _)| p.to_string_lossy().contains("trunc") || p.to_string_lossy().contains("junk"))
+    );
+    assert_eq!(to_json_rows(&partial.batches).unwrap_or_default(), rows);
+    // Bad SQL and missing stores are errors of their own kind.
+    assert!(matches!(
+        q(TimeRange::default(), "SELEC 1"),
+        Err(QueryError::Sql(_))
+    ));
+    assert!(matches!(
+        q(TimeRange::default(), "SELECT nope FROM logs"),
+        Err(QueryError::Sql(_))
+    ));
+    assert!(matches!(
+        rt().block_on(run(&data.join("none"), TimeRange::default(), "SELECT 1")),
+        Err(QueryError::NoLogstore(_))
+    ));
+    assert!(matches!(
+        q(
+            TimeRange {
+                from: Some(5),
+                to: Some(5)
+            },
+            "SELECT 1"
+        ),
+        Err(QueryError::Range { .. })
+    ));
+    // Rendering.
+    let csv = render(&all.batches, Format::Csv).unwrap_or_default();
+    assert!(csv.starts_with("srcaddr,b\n10.0.0.1,107\n"), "{csv}");
+    assert!(
+        render(&all.batches, Format::Table)
+            .unwrap_or_default()
+            .contains("| 10.0.0.1 | 107 |")
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn empty_logstore_answers_with_no_rows() {
+    let data = scratch();
+    let dir = data.join("empty");
+    let _ = std::fs::create_dir_all(&dir);
+    let r = rt()
+        .block_on(run(&dir, TimeRange::default(), "SELECT count(*) AS n FROM logs"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        to_json_rows(&r.batches).unwrap_or_default(),
+        vec![serde_json::json!({"n": 0})]
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}
