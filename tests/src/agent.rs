@@ -143,6 +143,16 @@ impl Agent {
         crate::api::call_unix(&self.socket(), action, &params)
     }
 
+    /// Calls an action that must succeed (HTTP 200); panics with the answer
+    /// otherwise.
+    pub fn ok(&self, action: &str, params: Value) -> Value {
+        let (status, v) = self
+            .call(action, params.clone())
+            .unwrap_or_else(|e| panic!("{action} {params}: {e:#}"));
+        assert_eq!(status, 200, "{action} {params}: {v}");
+        v
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }

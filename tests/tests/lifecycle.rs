@@ -15,21 +15,12 @@ use flowlog_tests::{
 };
 use serde_json::{Value, json};
 
-fn ok(a: &Agent, action: &str, params: Value) -> Value {
-    let (s, v) = a
-        .call(action, params.clone())
-        .unwrap_or_else(|e| panic!("{action}: {e:#}"));
-    assert_eq!(s, 200, "{action} {params}: {v}");
-    v
-}
-
 fn create(a: &Agent, name: &str, netns: &str, ifaces: &[&str]) -> String {
     let atts: Vec<Value> = ifaces
         .iter()
         .map(|i| json!({"Interface": i, "Netns": netns, "Mode": "tc"}))
         .collect();
-    let v = ok(
-        a,
+    let v = a.ok(
         "CreateFlowlog",
         json!({"FlowLogName": name, "CenId": "cen-life", "ProjectName": "proj", "LogStoreName": "flows", "Attachments": atts}),
     );
@@ -37,9 +28,8 @@ fn create(a: &Agent, name: &str, netns: &str, ifaces: &[&str]) -> String {
 }
 
 fn base(a: &Agent) {
-    ok(a, "CreateProject", json!({"ProjectName": "proj"}));
-    ok(
-        a,
+    a.ok("CreateProject", json!({"ProjectName": "proj"}));
+    a.ok(
         "CreateLogstore",
         json!({"ProjectName": "proj", "LogStoreName": "flows"}),
     );
@@ -73,7 +63,7 @@ fn restart_keeps_flow_logs(kill: bool) -> anyhow::Result<()> {
     base(&a);
     let on = create(&a, "on", &ns, &["r-a"]);
     let off = create(&a, "off", &ns, &["r-b"]);
-    ok(&a, "ActiveFlowLog", json!({"FlowLogId": on}));
+    a.ok("ActiveFlowLog", json!({"FlowLogId": on}));
     let dst = SocketAddr::new(B_V4.parse()?, 9300);
     let port = traffic::udp(&t.a, &t.b, dst, &[100, 100])?;
     if kill {
@@ -94,7 +84,7 @@ fn restart_keeps_flow_logs(kill: bool) -> anyhow::Result<()> {
         (0, 0, false),
         "Inactive flow log stays detached"
     );
-    let d = ok(&b, "DescribeFlowlogs", json!({}));
+    let d = b.ok("DescribeFlowlogs", json!({}));
     let status = |id: &str| {
         d["FlowLogs"]
             .as_array()
@@ -147,8 +137,8 @@ fn flow_logs_sharing_an_interface_share_one_hook() -> anyhow::Result<()> {
     base(&a);
     let x = create(&a, "x", &ns, &["r-a"]);
     let y = create(&a, "y", &ns, &["r-b", "r-a"]);
-    ok(&a, "ActiveFlowLog", json!({"FlowLogId": x}));
-    ok(&a, "ActiveFlowLog", json!({"FlowLogId": y}));
+    a.ok("ActiveFlowLog", json!({"FlowLogId": x}));
+    a.ok("ActiveFlowLog", json!({"FlowLogId": y}));
     assert_eq!(
         hooks_on(&t.router, "r-a")?,
         (1, 1, false),
@@ -156,13 +146,13 @@ fn flow_logs_sharing_an_interface_share_one_hook() -> anyhow::Result<()> {
     );
     let dst = SocketAddr::new(B_V4.parse()?, 9400);
     let port = traffic::udp(&t.a, &t.b, dst, &[10, 20, 30])?;
-    ok(&a, "DeactiveFlowLog", json!({"FlowLogId": x}));
+    a.ok("DeactiveFlowLog", json!({"FlowLogId": x}));
     assert_eq!(hooks_on(&t.router, "r-a")?, (1, 1, false), "y still uses r-a");
     traffic::udp_from_port(&t.a, &t.b, port, dst, &[40])?;
     // x's partial window was published when it was deactivated.
     let mid = a.records()?;
     assert_eq!(sum(&of(&mid, &x), &udp_flow(&x, 9400)), (3, 60 + 3 * 28, 1));
-    ok(&a, "DeactiveFlowLog", json!({"FlowLogId": y}));
+    a.ok("DeactiveFlowLog", json!({"FlowLogId": y}));
     assert_eq!(hooks_on(&t.router, "r-a")?, (0, 0, false));
     let done = a.stop()?;
     assert!(done.status.success());
@@ -314,13 +304,13 @@ fn fifty_parallel_operations_leave_consistent_state() -> anyhow::Result<()> {
             _ => assert!(*status == 200 || *status == 409, "{action}: {status}"),
         }
     }
-    assert_eq!(ok(&a, "ListProjects", json!({}))["TotalCount"], 21);
+    assert_eq!(a.ok("ListProjects", json!({}))["TotalCount"], 21);
     assert_eq!(
-        ok(&a, "ListLogstores", json!({"ProjectName": "proj"}))["TotalCount"],
+        a.ok("ListLogstores", json!({"ProjectName": "proj"}))["TotalCount"],
         11
     );
     // Whatever order the toggles ran in, state and kernel agree.
-    let st = ok(&a, "DescribeFlowlogs", json!({"FlowLogId": fl}))["FlowLogs"][0]["Status"].clone();
+    let st = a.ok("DescribeFlowlogs", json!({"FlowLogId": fl}))["FlowLogs"][0]["Status"].clone();
     let hooked = hooks_on(&t.router, "r-a")? == (1, 1, false);
     assert_eq!(st == "Active", hooked, "status {st} vs hooks");
     let state: Value = serde_json::from_slice(&std::fs::read(a.dir().join("state.json"))?)?;
@@ -338,19 +328,14 @@ fn interval_changes_at_the_next_window_boundary() -> anyhow::Result<()> {
     let a = Agent::start(&[])?;
     base(&a);
     let atts = json!([{"Interface": "r-a", "Netns": t.router.name(), "Mode": "tc"}]);
-    let v = ok(
-        &a,
+    let v = a.ok(
         "CreateFlowlog",
         json!({"FlowLogName": "w", "CenId": "cen-w", "ProjectName": "proj", "LogStoreName": "flows", "Attachments": atts, "Interval": 1}),
     );
     let id = v["FlowLogId"].as_str().unwrap_or_default().to_owned();
-    ok(&a, "ActiveFlowLog", json!({"FlowLogId": id}));
+    a.ok("ActiveFlowLog", json!({"FlowLogId": id}));
     a.wait_windows(2, std::time::Duration::from_secs(10))?;
-    ok(
-        &a,
-        "ModifyFlowLogAttribute",
-        json!({"FlowLogId": id, "Interval": 2}),
-    );
+    a.ok("ModifyFlowLogAttribute", json!({"FlowLogId": id, "Interval": 2}));
     a.wait_windows(6, std::time::Duration::from_secs(20))?;
     let done = a.stop()?;
     assert!(done.status.success());

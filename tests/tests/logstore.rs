@@ -19,19 +19,10 @@ use flowlog_tests::{
 };
 use serde_json::{Value, json};
 
-fn ok(a: &Agent, action: &str, params: Value) -> Value {
-    let (s, v) = a
-        .call(action, params.clone())
-        .unwrap_or_else(|e| panic!("{action}: {e:#}"));
-    assert_eq!(s, 200, "{action} {params}: {v}");
-    v
-}
-
 /// Project "lproj", Logstore "flows" (ttl days), and an Active flow log on r-a/r-b.
 fn flow_log(a: &Agent, t: &RouterTopology, ttl: u64, interval: u64) -> String {
-    ok(a, "CreateProject", json!({"ProjectName": "lproj"}));
-    ok(
-        a,
+    a.ok("CreateProject", json!({"ProjectName": "lproj"}));
+    a.ok(
         "CreateLogstore",
         json!({"ProjectName": "lproj", "LogStoreName": "flows", "Ttl": ttl}),
     );
@@ -39,13 +30,12 @@ fn flow_log(a: &Agent, t: &RouterTopology, ttl: u64, interval: u64) -> String {
         {"Interface": "r-a", "Netns": t.router.name(), "Mode": "tc"},
         {"Interface": "r-b", "Netns": t.router.name(), "Mode": "tc"},
     ]);
-    let v = ok(
-        a,
+    let v = a.ok(
         "CreateFlowlog",
         json!({"FlowLogName": "ls", "CenId": "cen-ls", "ProjectName": "lproj", "LogStoreName": "flows", "Attachments": atts, "Interval": interval}),
     );
     let id = v["FlowLogId"].as_str().unwrap_or_default().to_owned();
-    ok(a, "ActiveFlowLog", json!({"FlowLogId": id}));
+    a.ok("ActiveFlowLog", json!({"FlowLogId": id}));
     id
 }
 
@@ -89,7 +79,7 @@ fn records_land_in_the_logstore_and_query_back_exactly() -> anyhow::Result<()> {
     let sizes = [10, 200, 1400, 33, 700];
     let port = traffic::udp(&t.a, &t.b, SocketAddr::new(B_V4.parse()?, 9600), &sizes)?;
     let tcp = traffic::tcp(&t.a, &t.b, SocketAddr::new(B_V4.parse()?, 9601), 1 << 20)?;
-    ok(&a, "DeactiveFlowLog", json!({"FlowLogId": id}));
+    a.ok("DeactiveFlowLog", json!({"FlowLogId": id}));
     let records: Vec<Value> = a
         .records()?
         .into_iter()
@@ -148,23 +138,20 @@ fn records_land_in_the_logstore_and_query_back_exactly() -> anyhow::Result<()> {
     assert_eq!((p, b), (5, sizes.iter().map(|s| *s as u64 + 28).sum()));
 
     // The API reads the same back; record field names are columns.
-    let v = ok(
-        &a,
+    let v = a.ok(
         "GetLogs",
         json!({"ProjectName": "lproj", "LogStoreName": "flows",
                "Query": format!("SELECT \"log-status\", sum(bytes) AS b FROM logs WHERE srcport = {port} AND interface = 'r-a' GROUP BY 1")}),
     );
     assert_eq!(v["Logs"], json!([{"log-status": "OK", "b": b}]), "{v}");
     assert_eq!(v["Complete"], true);
-    let v = ok(
-        &a,
+    let v = a.ok(
         "GetLogs",
         json!({"ProjectName": "lproj", "LogStoreName": "flows", "Line": 3}),
     );
     assert_eq!(v["Count"], 3);
     // A time range before the capture finds nothing.
-    let v = ok(
-        &a,
+    let v = a.ok(
         "GetLogs",
         json!({"ProjectName": "lproj", "LogStoreName": "flows", "To": 1_000_000, "Query": "SELECT count(*) AS n FROM logs"}),
     );
@@ -209,8 +196,7 @@ fn records_land_in_the_logstore_and_query_back_exactly() -> anyhow::Result<()> {
         stderr.contains("junk01") && stderr.contains("partial result"),
         "{stderr}"
     );
-    let v = ok(
-        &a,
+    let v = a.ok(
         "GetLogs",
         json!({"ProjectName": "lproj", "LogStoreName": "flows", "Query": "SELECT count(*) AS n FROM logs"}),
     );
@@ -373,7 +359,7 @@ fn failed_writes_are_kept_and_retried() -> anyhow::Result<()> {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    ok(&a, "DeactiveFlowLog", json!({"FlowLogId": id}));
+    a.ok("DeactiveFlowLog", json!({"FlowLogId": id}));
     let records: Vec<Value> = a
         .records()?
         .into_iter()
