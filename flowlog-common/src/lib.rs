@@ -10,11 +10,9 @@
 
 pub mod parse;
 
-/// Per-CPU hash of flows, generation 0.
-pub const MAP_FLOWS_0: &str = "FLOWS_0";
-/// Per-CPU hash of flows, generation 1.
-pub const MAP_FLOWS_1: &str = "FLOWS_1";
-/// Array with one [`Control`] entry: which flow-map generation is active.
+/// Per-CPU hash of flows, keyed by [`FlowKey`] (generation included).
+pub const MAP_FLOWS: &str = "FLOWS";
+/// Array with one [`Control`] entry: which generation is active.
 pub const MAP_CONTROL: &str = "CONTROL";
 /// Ring buffer of [`OverflowEvent`]s: packets that found their flow map full.
 pub const MAP_OVERFLOW: &str = "OVERFLOW";
@@ -89,7 +87,9 @@ pub struct FlowKey {
     pub direction: u8,
     /// 4 or 6.
     pub ip_version: u8,
-    pub _pad: u8,
+    /// Window generation the entry counts for (0 or 1): both generations
+    /// share one map, so a window needs no second copy of it.
+    pub generation: u8,
 }
 
 /// What a flow accumulated on one CPU.
@@ -114,7 +114,7 @@ pub struct FlowStats {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Control {
-    /// Active flow-map generation: 0 → [`MAP_FLOWS_0`], 1 → [`MAP_FLOWS_1`].
+    /// Active generation: programs stamp it into every key they touch.
     pub generation: u32,
     /// [`CONTROL_RTT`] and future switches.
     pub flags: u32,

@@ -267,7 +267,7 @@ const fn empty_key(ip_version: u8, protocol: u8) -> FlowKey {
         protocol,
         direction: 0,
         ip_version,
-        _pad: 0,
+        generation: 0,
     }
 }
 

@@ -2,9 +2,10 @@
 //!
 //! The agent flips `CONTROL.generation` at each window boundary, waits for
 //! every program still running on the old generation to finish (an RCU
-//! grace period), then drains the old map. A program reads the generation
-//! once and uses it for everything it touches, so each packet lands wholly in
-//! one window.
+//! grace period), then drains the old generation's entries. A program reads
+//! the generation once and stamps it into the key and everything else it
+//! touches, so each packet lands wholly in one window; both generations
+//! share one map.
 //!
 //! When the flow map is full, the packet goes to the `OVERFLOW` ring with its
 //! key; when the ring is full too, it is added to `SKIPPED` for its
@@ -21,7 +22,7 @@ use flowlog_common::{
     parse::{FrameMeta, IPPROTO_TCP, Packet, Parsed, parse},
 };
 
-use crate::maps::{CONTROL, FLOWS_0, FLOWS_1, HANDSHAKES, MALFORMED, OVERFLOW, SKIPPED};
+use crate::maps::{CONTROL, FLOWS, HANDSHAKES, MALFORMED, OVERFLOW, SKIPPED};
 
 const EEXIST: i32 = 17;
 
@@ -50,30 +51,25 @@ pub fn observe<P: Packet>(
             let bytes = p.ip_len as u64 + (segs as u64 - 1) * p.header_len as u64;
             p.key.ifindex = ifindex;
             p.key.direction = direction as u8;
-            account(&p, segs, bytes);
+            account(&mut p, segs, bytes);
         }
         Err(reason) => count_malformed(ifindex, direction, reason, pkt.frame_len() as u64),
     }
 }
 
 #[inline(always)]
-fn account(p: &Parsed, packets: u32, bytes: u64) {
-    let key = &p.key;
+fn account(p: &mut Parsed, packets: u32, bytes: u64) {
     let (generation, rtt) = match CONTROL.get(0) {
         Some(c) => (c.generation & 1, c.flags & CONTROL_RTT != 0),
         None => (0, false),
     };
+    p.key.generation = generation as u8;
+    let p = &*p;
+    let key = &p.key;
     let tcp_flags = p.tcp_flags;
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    // Two explicit call paths (rather than a pointer chosen at run time) let
-    // the verifier inline each map's lookup.
-    let before = if generation == 0 {
-        add_to_map(&FLOWS_0, key, packets, bytes, tcp_flags, now)
-    } else {
-        add_to_map(&FLOWS_1, key, packets, bytes, tcp_flags, now)
-    };
-    let before = match before {
+    let before = match add_to_map(&FLOWS, key, packets, bytes, tcp_flags, now) {
         Some(b) => b,
         None => {
             let meta = (u64::from(generation) << 48) | (u64::from(tcp_flags) << 32) | u64::from(packets);

@@ -9,10 +9,7 @@ use aya_ebpf::{
 use flowlog_common::{COUNTER_MAP_ENTRIES, Control, Counters, FlowKey, FlowStats, MalformedKey, SkipKey};
 
 #[map]
-pub static FLOWS_0: PerCpuHashMap<FlowKey, FlowStats> = PerCpuHashMap::with_max_entries(1024, 0);
-
-#[map]
-pub static FLOWS_1: PerCpuHashMap<FlowKey, FlowStats> = PerCpuHashMap::with_max_entries(1024, 0);
+pub static FLOWS: PerCpuHashMap<FlowKey, FlowStats> = PerCpuHashMap::with_max_entries(1024, 0);
 
 #[map]
 pub static CONTROL: Array<Control> = Array::with_max_entries(1, 0);

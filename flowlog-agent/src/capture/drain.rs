@@ -58,7 +58,9 @@ impl NetnsCapture {
             }
             // SAFETY: the kernel wrote a whole OverflowEvent (checked length);
             // every bit pattern is a valid OverflowEvent.
-            let e: OverflowEvent = unsafe { item.as_ptr().cast::<OverflowEvent>().read_unaligned() };
+            let mut e: OverflowEvent = unsafe { item.as_ptr().cast::<OverflowEvent>().read_unaligned() };
+            // Keys merge across windows without their generation.
+            e.key.generation = 0;
             let table = &mut self.pending[usize::from(e.generation & 1)];
             if table.len() < limit || table.contains(&e.key) {
                 table.add_overflow(&e);
@@ -125,21 +127,20 @@ impl NetnsCapture {
             ..Default::default()
         };
         let old_idx = old as usize;
-        let batch = sys::drain_percpu_hash(
-            self.flows[old_idx].fd().as_fd(),
-            size_of::<FlowKey>(),
-            size_of::<FlowStats>(),
-            self.cpus,
-            BATCH,
-        )
-        .map_err(|e| drain_err("the flow map")(super::chain(&e)))?;
-        out.map_flows = batch.count;
-        self.last_map_flows = batch.count as u64;
+        let fd = self.flows.fd().as_fd();
+        let batch = sys::read_percpu_hash(fd, size_of::<FlowKey>(), size_of::<FlowStats>(), self.cpus, BATCH)
+            .map_err(|e| drain_err("the flow map")(super::chain(&e)))?;
         let mut flows = std::mem::take(&mut self.pending[old_idx]);
         if flows.is_empty() {
             flows = FlowTable::with_capacity(batch.count);
         }
-        fold_batch(&batch, self.cpus, &mut flows);
+        // Entries of the new generation are left alone: programs are
+        // writing them. No program writes the old one's any more.
+        let old_keys = fold_batch(&batch, self.cpus, old as u8, &mut flows);
+        sys::delete_keys(fd, &old_keys, size_of::<FlowKey>(), BATCH)
+            .map_err(|e| drain_err("the flow map")(super::chain(&e)))?;
+        out.map_flows = old_keys.len() / size_of::<FlowKey>();
+        self.last_map_flows = out.map_flows as u64;
         for (key, _) in flows.iter() {
             if key.protocol == IPPROTO_TCP
                 && let Some(rtt) = self.rtt.lookup(key)
@@ -241,28 +242,31 @@ fn add_skip(list: &mut Vec<(SkipKey, Counters)>, key: SkipKey, packets: u64, byt
     }
 }
 
-/// Sums each key's per-CPU values into `flows`.
-fn fold_batch(batch: &sys::PerCpuBatch, cpus: usize, flows: &mut FlowTable) {
+/// Sums the per-CPU values of each `generation` key into `flows` (with the
+/// generation cleared, so windows merge), and returns those keys' raw bytes
+/// for deletion.
+fn fold_batch(batch: &sys::PerCpuBatch, cpus: usize, generation: u8, flows: &mut FlowTable) -> Vec<u8> {
     let key_size = size_of::<FlowKey>();
     let value_size = size_of::<FlowStats>().next_multiple_of(8);
+    let mut keys = Vec::with_capacity(batch.keys.len());
     for i in 0..batch.count {
-        // SAFETY: the batch holds `count` keys of key_size bytes and
-        // count * cpus values of value_size bytes; both types accept any bits.
-        let key: FlowKey = unsafe {
-            batch
-                .keys
-                .as_ptr()
-                .add(i * key_size)
-                .cast::<FlowKey>()
-                .read_unaligned()
-        };
+        let raw = &batch.keys[i * key_size..(i + 1) * key_size];
+        // SAFETY: `raw` is key_size bytes; FlowKey accepts any bits.
+        let mut key: FlowKey = unsafe { raw.as_ptr().cast::<FlowKey>().read_unaligned() };
+        if key.generation != generation {
+            continue;
+        }
+        keys.extend_from_slice(raw);
+        key.generation = 0;
         let mut total = FlowStats::default();
         for cpu in 0..cpus {
             let at = (i * cpus + cpu) * value_size;
-            // SAFETY: as above.
+            // SAFETY: the batch holds count * cpus values of value_size
+            // bytes; FlowStats accepts any bits.
             let v: FlowStats = unsafe { batch.values.as_ptr().add(at).cast::<FlowStats>().read_unaligned() };
             merge(&mut total, &v);
         }
         flows.add(key, &total);
     }
+    keys
 }

@@ -4,7 +4,7 @@
 //! unique within a namespace, so each namespace gets its own programs and
 //! maps. Draining a window is [`NetnsCapture::drain`]: flip the active
 //! generation, wait for programs still on the old one ([`sys::ProgramBarrier`]),
-//! then empty the old generation's maps with batch syscalls.
+//! then read and delete the old generation's entries with batch syscalls.
 
 mod attach;
 mod drain;
@@ -17,8 +17,8 @@ use aya::{
     maps::{Array, Map, MapData, PerCpuHashMap, RingBuf},
 };
 use flowlog_common::{
-    CONTROL_RTT, Control, Counters, FlowKey, FlowStats, MAP_CONTROL, MAP_FLOWS_0, MAP_FLOWS_1,
-    MAP_HANDSHAKES, MAP_MALFORMED, MAP_OVERFLOW, MAP_SKIPPED, MalformedKey, SkipKey,
+    CONTROL_RTT, Control, Counters, FlowKey, FlowStats, MAP_CONTROL, MAP_FLOWS, MAP_HANDSHAKES,
+    MAP_MALFORMED, MAP_OVERFLOW, MAP_SKIPPED, MalformedKey, SkipKey,
 };
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::info;
@@ -115,8 +115,8 @@ pub struct NetnsCapture {
     netns: Option<String>,
     // Dropping it detaches every link (all are fd-based bpf_links).
     ebpf: Ebpf,
-    /// Flow-map generations, as raw maps: only batch syscalls touch them.
-    flows: [MapData; 2],
+    /// The flow map, as a raw map: only batch syscalls touch it.
+    flows: MapData,
     control: Array<MapData, Control>,
     skipped: PerCpuHashMap<MapData, SkipKey, Counters>,
     malformed: PerCpuHashMap<MapData, MalformedKey, Counters>,
@@ -192,8 +192,7 @@ impl NetnsCapture {
             None => format!(" for {first}"),
         };
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_FLOWS_0, config.flow_map_entries)
-            .map_max_entries(MAP_FLOWS_1, config.flow_map_entries)
+            .map_max_entries(MAP_FLOWS, config.flow_map_entries)
             .map_max_entries(MAP_OVERFLOW, config.overflow_ring_bytes)
             .load(PROGRAMS)
             .map_err(|e| CaptureError::Load {
@@ -213,10 +212,7 @@ impl NetnsCapture {
                 detail: chain(&e),
             }
         };
-        let flows = [
-            flow_map(take(&mut ebpf, MAP_FLOWS_0)?, MAP_FLOWS_0)?,
-            flow_map(take(&mut ebpf, MAP_FLOWS_1)?, MAP_FLOWS_1)?,
-        ];
+        let flows = flow_map(take(&mut ebpf, MAP_FLOWS)?, MAP_FLOWS)?;
         let mut control: Array<MapData, Control> =
             Array::try_from(take(&mut ebpf, MAP_CONTROL)?).map_err(map_err(MAP_CONTROL))?;
         let control_flags = if config.rtt { CONTROL_RTT } else { 0 };

@@ -8,7 +8,8 @@ use std::{
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
-const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_ARRAY_OF_MAPS: u32 = 12;
 
@@ -132,7 +133,7 @@ impl ProgramBarrier {
     }
 }
 
-/// Raw contents of a per-CPU hash map, removed from the map.
+/// Raw contents of a per-CPU hash map.
 pub struct PerCpuBatch {
     pub keys: Vec<u8>,
     /// For each key, `cpus` values of `value_stride` bytes.
@@ -140,12 +141,13 @@ pub struct PerCpuBatch {
     pub count: usize,
 }
 
-/// Reads and deletes every entry of a per-CPU hash map with
-/// BPF_MAP_LOOKUP_AND_DELETE_BATCH, `chunk` entries per syscall.
+/// Reads every entry of a per-CPU hash map with BPF_MAP_LOOKUP_BATCH,
+/// `chunk` entries per syscall.
 ///
-/// Only call this on a map no program writes to any more: the batch walk is
-/// bucket by bucket, so concurrent inserts could be missed.
-pub fn drain_percpu_hash(
+/// The walk goes bucket by bucket and entries never move between buckets,
+/// so an entry nobody inserts or deletes during the walk is read exactly
+/// once, whatever happens to other entries meanwhile.
+pub fn read_percpu_hash(
     map: BorrowedFd<'_>,
     key_size: usize,
     value_size: usize,
@@ -174,11 +176,7 @@ pub fn drain_percpu_hash(
             map_fd: map.as_fd().as_raw_fd() as u32,
             ..Default::default()
         };
-        let res = bpf(
-            BPF_MAP_LOOKUP_AND_DELETE_BATCH,
-            &mut attr,
-            "map_lookup_and_delete_batch",
-        );
+        let res = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr, "map_lookup_batch");
         let got = attr.count as usize;
         out.keys.extend_from_slice(&keys[..got * key_size]);
         out.values.extend_from_slice(&values[..got * stride]);
@@ -201,4 +199,31 @@ pub fn drain_percpu_hash(
             },
         }
     }
+}
+
+/// Deletes `keys` (concatenated, `key_size` bytes each) with
+/// BPF_MAP_DELETE_BATCH. Keys that are already gone end the call early
+/// with ENOENT; the rest are then deleted one batch further on.
+pub fn delete_keys(map: BorrowedFd<'_>, keys: &[u8], key_size: usize, chunk: usize) -> Result<(), SysError> {
+    let mut rest = keys;
+    while !rest.is_empty() {
+        let n = (rest.len() / key_size).min(chunk.max(1));
+        let mut attr = BatchAttr {
+            keys: rest.as_ptr() as u64,
+            count: n as u32,
+            map_fd: map.as_fd().as_raw_fd() as u32,
+            ..Default::default()
+        };
+        let res = bpf(BPF_MAP_DELETE_BATCH, &mut attr, "map_delete_batch");
+        let done = attr.count as usize;
+        match res {
+            Ok(_) => rest = &rest[n * key_size..],
+            // A key that vanished: skip it and go on after it.
+            Err(e) if e.source.raw_os_error() == Some(libc::ENOENT) => {
+                rest = &rest[(done + 1).min(n) * key_size..]
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

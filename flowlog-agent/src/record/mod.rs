@@ -139,7 +139,7 @@ mod tests {
             protocol: 17,
             direction: 1,
             ip_version: 4,
-            _pad: 0,
+            generation: 0,
         };
         key.src_addr[10..].copy_from_slice(&[0xff, 0xff, 10, 0, 0, 1]);
         key.dst_addr[10..].copy_from_slice(&[0xff, 0xff, 10, 0, 0, 2]);

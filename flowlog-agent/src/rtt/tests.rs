@@ -20,7 +20,7 @@ fn key(from_client: bool, cport: u16) -> FlowKey {
         protocol: 6,
         direction: 0,
         ip_version: 4,
-        _pad: 0,
+        generation: 0,
     }
 }
 

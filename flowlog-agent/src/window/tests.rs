@@ -12,7 +12,7 @@ fn key(ifindex: u32, sport: u16) -> FlowKey {
         protocol: 6,
         direction: 0,
         ip_version: 4,
-        _pad: 0,
+        generation: 0,
     }
 }
 
