@@ -18,7 +18,8 @@ use aya::{
 };
 use flowlog_common::{
     CONTROL_RTT, Control, Counters, FlowKey, FlowStats, MAP_CONTROL, MAP_FLOWS, MAP_HANDSHAKES,
-    MAP_MALFORMED, MAP_OVERFLOW, MAP_SKIPPED, MalformedKey, SkipKey,
+    MAP_MALFORMED, MAP_OVERFLOW, MAP_SKIPPED, MalformedKey, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
+    SkipKey,
 };
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::info;
@@ -302,6 +303,47 @@ impl NetnsCapture {
 
     pub fn is_empty(&self) -> bool {
         self.attached.is_empty()
+    }
+
+    /// Kernel run statistics of the loaded programs: (name, total run time,
+    /// runs). The counters only move while `kernel.bpf_stats_enabled` is 1.
+    pub fn program_stats(&self) -> Vec<(&'static str, std::time::Duration, u64)> {
+        [PROG_XDP, PROG_TC_INGRESS, PROG_TC_EGRESS]
+            .into_iter()
+            .filter_map(|name| {
+                let info = self.ebpf.program(name)?.info().ok()?;
+                Some((name, info.run_time(), info.run_count()))
+            })
+            .collect()
+    }
+
+    /// The flow map, for tooling that inspects or fills it (benchmarks).
+    pub fn flow_map_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        self.flows.fd().as_fd()
+    }
+
+    /// The generation programs currently count into.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// Turns TCP handshake sampling on or off for the running programs.
+    pub fn set_rtt(&mut self, on: bool) -> Result<(), CaptureError> {
+        self.control_flags = if on { CONTROL_RTT } else { 0 };
+        self.control
+            .set(
+                0,
+                Control {
+                    generation: self.generation,
+                    flags: self.control_flags,
+                },
+                0,
+            )
+            .map_err(|e| CaptureError::Map {
+                name: MAP_CONTROL,
+                detail: chain(&e),
+            })
     }
 
     /// Flows read from the kernel map at the last drain.

@@ -9,6 +9,7 @@ use std::{
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_ARRAY_OF_MAPS: u32 = 12;
@@ -226,4 +227,23 @@ pub fn delete_keys(map: BorrowedFd<'_>, keys: &[u8], key_size: usize, chunk: usi
         }
     }
     Ok(())
+}
+
+/// Inserts `count` entries (keys concatenated; for each key, one value per
+/// CPU at an 8-byte stride) with BPF_MAP_UPDATE_BATCH. For tooling that
+/// fills a map (benchmarks), not the capture path.
+pub fn update_percpu_batch(
+    map: BorrowedFd<'_>,
+    keys: &[u8],
+    values: &[u8],
+    count: usize,
+) -> Result<(), SysError> {
+    let mut attr = BatchAttr {
+        keys: keys.as_ptr() as u64,
+        values: values.as_ptr() as u64,
+        count: count as u32,
+        map_fd: map.as_fd().as_raw_fd() as u32,
+        ..Default::default()
+    };
+    bpf(BPF_MAP_UPDATE_BATCH, &mut attr, "map_update_batch").map(drop)
 }
