@@ -140,7 +140,7 @@ fn main() -> anyhow::Result<()> {
             end_ns: i128::from(start + 600) * 1_000_000_000,
         };
         let t = Instant::now();
-        writer.write(&dest, "fl-bench", window, &records)?;
+        writer.write_records(&dest, "fl-bench", window, records.into_iter())?;
         write_secs += t.elapsed().as_secs_f64();
         written += n;
         files += 1;

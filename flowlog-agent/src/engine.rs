@@ -13,6 +13,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    sync::Arc,
     time::Duration,
 };
 
@@ -22,10 +23,10 @@ use tracing::{error, info, warn};
 use crate::{
     capture::{CaptureError, CaptureSettings, Drained, NetnsCapture},
     config::Attachment,
-    record::{FlowLogRecord, Identity},
+    record::Identity,
     status::{AttachmentStatus, StatusBoard},
     store::LogstoreRef,
-    window::{AttachmentInfo, ClockOffset, Window, WindowAggregate, clock},
+    window::{AttachmentInfo, ClockOffset, Window, WindowAggregate, WindowData, clock},
 };
 
 /// A flow log as the engine runs it.
@@ -38,14 +39,14 @@ pub struct FlowLogSpec {
     pub logstore: Option<LogstoreRef>,
 }
 
-/// One window of one flow log, ready to publish.
+/// One window of one flow log, ready to publish. Shared (not copied)
+/// between the sinks and the Logstore's retry queue.
 #[derive(Debug)]
 pub struct WindowRecords {
     pub flow_log_id: String,
     /// The Logstore the flow log writes to, if any.
     pub logstore: Option<LogstoreRef>,
-    pub window: Window,
-    pub records: Vec<FlowLogRecord>,
+    pub data: Arc<WindowData>,
 }
 
 type AttachmentKey = (Option<String>, String);
@@ -365,23 +366,50 @@ impl Engine {
             s.rtt_ambiguous = r.ambiguous;
             s.rtt_expired = r.expired;
         }
-        for (key, stats) in d.window.flows.iter() {
-            let Some(users) = targets.get(&key.ifindex) else {
-                continue;
-            };
-            let rtt = d.window.rtt.get(key);
-            for (id, slot) in users {
-                if let Some(r) = self.running.get_mut(id) {
-                    let mut k = *key;
-                    k.ifindex = *slot;
-                    r.aggregate.flows.add(k, stats);
-                    if let Some(rtt) = rtt {
-                        r.aggregate.rtt.insert(k, *rtt);
+        let Drained { window: mut w, .. } = d;
+        // The common case — every interface here feeds the same single flow
+        // log — moves the drained table instead of copying a million flows.
+        let mut owners = targets.values().filter(|u| !u.is_empty());
+        let sole = match owners.next() {
+            Some(u) if u.len() == 1 && owners.all(|o| o.len() == 1 && o[0].0 == u[0].0) => {
+                Some(u[0].0.clone())
+            }
+            _ => None,
+        };
+        if let Some(id) = sole.filter(|id| self.running.contains_key(id)) {
+            let slot_of: HashMap<u32, u32> = targets.iter().map(|(i, u)| (*i, u[0].1)).collect();
+            let mut rtt = HashMap::with_capacity(w.rtt.len());
+            for (key, _) in w.flows.iter_mut() {
+                let r = w.rtt.remove(key);
+                // Flows of an interface nobody uses are dropped at finish.
+                key.ifindex = slot_of.get(&key.ifindex).copied().unwrap_or(u32::MAX);
+                if let Some(r) = r {
+                    rtt.insert(*key, r);
+                }
+            }
+            if let Some(r) = self.running.get_mut(&id) {
+                r.aggregate.flows.append(&mut w.flows);
+                r.aggregate.rtt.extend(rtt);
+            }
+        } else {
+            for (key, stats) in w.flows.iter() {
+                let Some(users) = targets.get(&key.ifindex) else {
+                    continue;
+                };
+                let rtt = w.rtt.get(key);
+                for (id, slot) in users {
+                    if let Some(r) = self.running.get_mut(id) {
+                        let mut k = *key;
+                        k.ifindex = *slot;
+                        r.aggregate.flows.push(k, *stats);
+                        if let Some(rtt) = rtt {
+                            r.aggregate.rtt.insert(k, *rtt);
+                        }
                     }
                 }
             }
         }
-        for ((ifindex, dir), c) in &d.window.skipped {
+        for ((ifindex, dir), c) in &w.skipped {
             for (id, slot) in targets.get(ifindex).into_iter().flatten() {
                 if let Some(r) = self.running.get_mut(id) {
                     r.aggregate.add_skipped(*slot, *dir, c);
@@ -411,22 +439,22 @@ impl Engine {
         let aggregate = std::mem::take(&mut r.aggregate);
         let identity = r.spec.identity.clone();
         let clock = ClockOffset::sample();
-        let records = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            aggregate.flush_into(window, &attachments, &identity, clock, &mut out);
-            out
-        })
-        .await
-        .unwrap_or_else(|e| {
-            error!(error = %e, "building records failed");
-            Vec::new()
-        });
+        // Sorting a million flows takes a moment: off the control loop.
+        let data =
+            match tokio::task::spawn_blocking(move || aggregate.finish(window, attachments, identity, clock))
+                .await
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    error!(flow_log = %r.spec.id, error = %e, "finishing the window failed; window lost");
+                    return;
+                }
+            };
         r.last_window = Some(window);
         let batch = WindowRecords {
             flow_log_id: r.spec.id.clone(),
             logstore: r.spec.logstore.clone(),
-            window,
-            records,
+            data: Arc::new(data),
         };
         if self.publish.send(batch).await.is_err() {
             warn!(flow_log = %r.spec.id, "publisher gone; window dropped");

@@ -280,8 +280,8 @@ fn spawn_publisher(
             };
             let mut errors = 0u64;
             for sink in &mut sinks {
-                if let Err(e) = sink.write(&batch.records).and_then(|()| sink.flush()) {
-                    error!(sink = sink.name(), error = %e, records = batch.records.len(), "publish failed");
+                if let Err(e) = sink.write(&batch.data).and_then(|()| sink.flush()) {
+                    error!(sink = sink.name(), error = %e, records = batch.data.len(), "publish failed");
                     errors += 1;
                 }
             }
@@ -290,16 +290,16 @@ fn spawn_publisher(
             {
                 let mut s = status.lock();
                 s.windows_published += 1;
-                s.records_published += batch.records.len() as u64;
+                s.records_published += batch.data.len() as u64;
                 s.publish_errors += errors;
-                s.last_window_start = Some(batch.window.start_secs());
-                s.last_window_end = Some(batch.window.end_secs());
+                s.last_window_start = Some(batch.data.window.start_secs());
+                s.last_window_end = Some(batch.data.window.end_secs());
             }
             info!(
                 flow_log = %batch.flow_log_id,
-                start = batch.window.start_secs(),
-                end = batch.window.end_secs(),
-                records = batch.records.len(),
+                start = batch.data.window.start_secs(),
+                end = batch.data.window.end_secs(),
+                records = batch.data.len(),
                 "window published"
             );
             persist(&status);

@@ -62,9 +62,7 @@ impl NetnsCapture {
             // Keys merge across windows without their generation.
             e.key.generation = 0;
             let table = &mut self.pending[usize::from(e.generation & 1)];
-            if table.len() < limit || table.contains(&e.key) {
-                table.add_overflow(&e);
-            } else {
+            if !table.try_add(&e, limit) {
                 // The agent's own bound: count it like the kernel would.
                 let key = SkipKey {
                     ifindex: e.key.ifindex,
@@ -128,19 +126,28 @@ impl NetnsCapture {
         };
         let old_idx = old as usize;
         let fd = self.flows.fd().as_fd();
-        let batch = sys::read_percpu_hash(fd, size_of::<FlowKey>(), size_of::<FlowStats>(), self.cpus, BATCH)
-            .map_err(|e| drain_err("the flow map")(super::chain(&e)))?;
-        let mut flows = std::mem::take(&mut self.pending[old_idx]);
-        if flows.is_empty() {
-            flows = FlowTable::with_capacity(batch.count);
-        }
+        let mut flows = FlowTable::with_capacity(self.last_map_flows as usize + 1024);
+        let cpus = self.cpus;
+        let mut drained = 0usize;
         // Entries of the new generation are left alone: programs are
-        // writing them. No program writes the old one's any more.
-        let old_keys = fold_batch(&batch, self.cpus, old as u8, &mut flows);
-        sys::delete_keys(fd, &old_keys, size_of::<FlowKey>(), BATCH)
-            .map_err(|e| drain_err("the flow map")(super::chain(&e)))?;
-        out.map_flows = old_keys.len() / size_of::<FlowKey>();
-        self.last_map_flows = out.map_flows as u64;
+        // writing them. No program writes the old one's any more, so each
+        // chunk's old entries are deleted as soon as they are read.
+        sys::walk_percpu_hash(
+            fd,
+            size_of::<FlowKey>(),
+            size_of::<FlowStats>(),
+            cpus,
+            BATCH,
+            |chunk| {
+                let old_keys = fold_chunk(&chunk, cpus, old as u8, &mut flows);
+                drained += old_keys.len() / size_of::<FlowKey>();
+                sys::delete_keys(fd, &old_keys, size_of::<FlowKey>(), BATCH)
+            },
+        )
+        .map_err(|e| drain_err("the flow map")(super::chain(&e)))?;
+        out.map_flows = drained;
+        self.last_map_flows = drained as u64;
+        self.pending[old_idx].drain_into(&mut flows);
         for (key, _) in flows.iter() {
             if key.protocol == IPPROTO_TCP
                 && let Some(rtt) = self.rtt.lookup(key)
@@ -242,15 +249,15 @@ fn add_skip(list: &mut Vec<(SkipKey, Counters)>, key: SkipKey, packets: u64, byt
     }
 }
 
-/// Sums the per-CPU values of each `generation` key into `flows` (with the
-/// generation cleared, so windows merge), and returns those keys' raw bytes
-/// for deletion.
-fn fold_batch(batch: &sys::PerCpuBatch, cpus: usize, generation: u8, flows: &mut FlowTable) -> Vec<u8> {
+/// Sums the per-CPU values of each `generation` key of a chunk into
+/// `flows` (with the generation cleared, so windows merge), and returns
+/// those keys' raw bytes for deletion.
+fn fold_chunk(chunk: &sys::Chunk<'_>, cpus: usize, generation: u8, flows: &mut FlowTable) -> Vec<u8> {
     let key_size = size_of::<FlowKey>();
     let value_size = size_of::<FlowStats>().next_multiple_of(8);
-    let mut keys = Vec::with_capacity(batch.keys.len());
-    for i in 0..batch.count {
-        let raw = &batch.keys[i * key_size..(i + 1) * key_size];
+    let mut keys = Vec::with_capacity(chunk.keys.len());
+    for i in 0..chunk.count {
+        let raw = &chunk.keys[i * key_size..(i + 1) * key_size];
         // SAFETY: `raw` is key_size bytes; FlowKey accepts any bits.
         let mut key: FlowKey = unsafe { raw.as_ptr().cast::<FlowKey>().read_unaligned() };
         if key.generation != generation {
@@ -261,12 +268,12 @@ fn fold_batch(batch: &sys::PerCpuBatch, cpus: usize, generation: u8, flows: &mut
         let mut total = FlowStats::default();
         for cpu in 0..cpus {
             let at = (i * cpus + cpu) * value_size;
-            // SAFETY: the batch holds count * cpus values of value_size
+            // SAFETY: the chunk holds count * cpus values of value_size
             // bytes; FlowStats accepts any bits.
-            let v: FlowStats = unsafe { batch.values.as_ptr().add(at).cast::<FlowStats>().read_unaligned() };
+            let v: FlowStats = unsafe { chunk.values.as_ptr().add(at).cast::<FlowStats>().read_unaligned() };
             merge(&mut total, &v);
         }
-        flows.add(key, &total);
+        flows.push(key, total);
     }
     keys
 }

@@ -30,7 +30,7 @@ pub use drain::{Drained, MalformedCount};
 use crate::{
     config::{Attachment, Config},
     rtt::{RttLimits, RttStats, RttTracker},
-    window::{AttachmentInfo, FlowTable},
+    window::{AttachmentInfo, OverflowTable},
 };
 
 /// The compiled kernel programs, embedded at build time.
@@ -129,7 +129,7 @@ pub struct NetnsCapture {
     generation: u32,
     attached: Vec<(AttachedInterface, Vec<attach::Link>)>,
     /// Overflow events not yet drained, per generation.
-    pending: [FlowTable; 2],
+    pending: [OverflowTable; 2],
     /// Overflow events dropped by the agent (pending table full), per
     /// (ifindex, direction, generation).
     pending_skipped: Vec<(SkipKey, Counters)>,
@@ -254,7 +254,7 @@ impl NetnsCapture {
             barrier,
             generation: 0,
             attached: Vec::new(),
-            pending: [FlowTable::default(), FlowTable::default()],
+            pending: [OverflowTable::default(), OverflowTable::default()],
             pending_skipped: Vec::new(),
             pending_limit: config.flow_map_entries as usize,
             malformed_seen: Vec::new(),

@@ -134,34 +134,32 @@ impl ProgramBarrier {
     }
 }
 
-/// Raw contents of a per-CPU hash map.
-pub struct PerCpuBatch {
-    pub keys: Vec<u8>,
-    /// For each key, `cpus` values of `value_stride` bytes.
-    pub values: Vec<u8>,
+/// One chunk of a per-CPU hash map: `count` keys of `key_size` bytes, and
+/// for each key `cpus` values at an 8-byte stride.
+pub struct Chunk<'a> {
+    pub keys: &'a [u8],
+    pub values: &'a [u8],
     pub count: usize,
 }
 
-/// Reads every entry of a per-CPU hash map with BPF_MAP_LOOKUP_BATCH,
-/// `chunk` entries per syscall.
+/// Walks every entry of a per-CPU hash map with BPF_MAP_LOOKUP_BATCH,
+/// handing `visit` one chunk (whole buckets) at a time, so memory stays at
+/// one chunk whatever the map's size.
 ///
 /// The walk goes bucket by bucket and entries never move between buckets,
-/// so an entry nobody inserts or deletes during the walk is read exactly
-/// once, whatever happens to other entries meanwhile.
-pub fn read_percpu_hash(
+/// so an entry nobody inserts or deletes during the walk is visited exactly
+/// once, whatever happens to other entries meanwhile — including `visit`
+/// deleting the entries of buckets already visited.
+pub fn walk_percpu_hash(
     map: BorrowedFd<'_>,
     key_size: usize,
     value_size: usize,
     cpus: usize,
     chunk: usize,
-) -> Result<PerCpuBatch, SysError> {
+    mut visit: impl FnMut(Chunk<'_>) -> Result<(), SysError>,
+) -> Result<(), SysError> {
     let stride = value_size.next_multiple_of(8) * cpus;
     let mut chunk = chunk.max(1);
-    let mut out = PerCpuBatch {
-        keys: Vec::new(),
-        values: Vec::new(),
-        count: 0,
-    };
     let mut keys = vec![0u8; key_size * chunk];
     let mut values = vec![0u8; stride * chunk];
     let mut token = [0u8; 8];
@@ -179,9 +177,13 @@ pub fn read_percpu_hash(
         };
         let res = bpf(BPF_MAP_LOOKUP_BATCH, &mut attr, "map_lookup_batch");
         let got = attr.count as usize;
-        out.keys.extend_from_slice(&keys[..got * key_size]);
-        out.values.extend_from_slice(&values[..got * stride]);
-        out.count += got;
+        if got > 0 {
+            visit(Chunk {
+                keys: &keys[..got * key_size],
+                values: &values[..got * stride],
+                count: got,
+            })?;
+        }
         match res {
             Ok(_) => {
                 token = next;
@@ -189,7 +191,7 @@ pub fn read_percpu_hash(
             }
             Err(e) => match e.source.raw_os_error() {
                 // ENOENT: walked past the last bucket.
-                Some(libc::ENOENT) => return Ok(out),
+                Some(libc::ENOENT) => return Ok(()),
                 // ENOSPC: one bucket holds more entries than `chunk`.
                 Some(libc::ENOSPC) if got == 0 => {
                     chunk *= 2;

@@ -4,7 +4,7 @@
 use std::io::{self, BufWriter, Write};
 
 use super::Sink;
-use crate::record::FlowLogRecord;
+use crate::window::WindowData;
 
 pub struct JsonLines<W: Write> {
     name: String,
@@ -25,9 +25,9 @@ impl<W: Write + Send> Sink for JsonLines<W> {
         &self.name
     }
 
-    fn write(&mut self, records: &[FlowLogRecord]) -> io::Result<()> {
-        for r in records {
-            serde_json::to_writer(&mut self.out, r)?;
+    fn write(&mut self, window: &WindowData) -> io::Result<()> {
+        for r in window.records() {
+            serde_json::to_writer(&mut self.out, &r)?;
             self.out.write_all(b"\n")?;
         }
         Ok(())

@@ -3,14 +3,14 @@
 //! later, in order, up to a bound on kept records; beyond it the oldest
 //! windows are dropped with an error log and counted in the status.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, sync::Arc};
 
 use tracing::{error, info, warn};
 
 use crate::{
     engine::WindowRecords,
     store::{LogstoreRef, Writer},
-    window::Window,
+    window::WindowData,
 };
 
 /// Records kept for retry before the oldest kept window is dropped.
@@ -19,8 +19,7 @@ pub const DEFAULT_MAX_PENDING_RECORDS: usize = 5_000_000;
 struct Pending {
     dest: LogstoreRef,
     flow_log_id: String,
-    window: Window,
-    records: Vec<crate::record::FlowLogRecord>,
+    data: Arc<WindowData>,
 }
 
 /// What one call did, for the status.
@@ -57,21 +56,20 @@ impl LogstoreSink {
     pub fn publish(&mut self, batch: &WindowRecords) -> Outcome {
         let mut out = Outcome::default();
         if let Some(dest) = &batch.logstore {
-            self.pending_records += batch.records.len();
+            self.pending_records += batch.data.len();
             self.pending.push_back(Pending {
                 dest: dest.clone(),
                 flow_log_id: batch.flow_log_id.clone(),
-                window: batch.window,
-                records: batch.records.clone(),
+                data: batch.data.clone(),
             });
             while self.pending_records > self.max_pending_records && self.pending.len() > 1 {
                 if let Some(old) = self.pending.pop_front() {
-                    self.pending_records -= old.records.len();
-                    out.dropped_records += old.records.len() as u64;
+                    self.pending_records -= old.data.len();
+                    out.dropped_records += old.data.len() as u64;
                     error!(
                         flow_log = %old.flow_log_id,
-                        start = old.window.start_secs(),
-                        records = old.records.len(),
+                        start = old.data.window.start_secs(),
+                        records = old.data.len(),
                         "Logstore write backlog over its bound: window dropped"
                     );
                 }
@@ -87,12 +85,12 @@ impl LogstoreSink {
     pub fn retry(&mut self) -> Outcome {
         let mut out = Outcome::default();
         while let Some(p) = self.pending.front() {
-            match self.writer.write(&p.dest, &p.flow_log_id, p.window, &p.records) {
+            match self.writer.write(&p.dest, &p.flow_log_id, &p.data) {
                 Ok(path) => {
                     if out.write_errors > 0 || self.pending.len() > 1 {
                         info!(file = %path.display(), "kept window written");
                     }
-                    self.pending_records -= p.records.len();
+                    self.pending_records -= p.data.len();
                     self.pending.pop_front();
                     out.files_written += 1;
                 }

@@ -15,7 +15,7 @@ use std::{
 pub use json::JsonLines;
 pub use protobuf::ProtobufFile;
 
-use crate::{config::Output, record::FlowLogRecord};
+use crate::{config::Output, window::WindowData};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -32,9 +32,8 @@ pub enum PublishError {
 pub trait Sink: Send {
     /// Short name for logs and status.
     fn name(&self) -> &str;
-    /// Writes one window's records (a batch may be partial: a window can be
-    /// split into several batches).
-    fn write(&mut self, records: &[FlowLogRecord]) -> io::Result<()>;
+    /// Writes one window's records.
+    fn write(&mut self, window: &WindowData) -> io::Result<()>;
     /// Makes everything written so far visible to readers.
     fn flush(&mut self) -> io::Result<()>;
 }

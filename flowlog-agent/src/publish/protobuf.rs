@@ -10,7 +10,7 @@ use std::{
 use prost::Message;
 
 use super::Sink;
-use crate::record::FlowLogRecord;
+use crate::window::WindowData;
 
 pub struct ProtobufFile {
     name: String,
@@ -33,8 +33,8 @@ impl Sink for ProtobufFile {
         &self.name
     }
 
-    fn write(&mut self, records: &[FlowLogRecord]) -> io::Result<()> {
-        for r in records {
+    fn write(&mut self, window: &WindowData) -> io::Result<()> {
+        for r in window.records() {
             self.buf.clear();
             r.encode_length_delimited(&mut self.buf)
                 .map_err(io::Error::other)?;

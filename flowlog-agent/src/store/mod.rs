@@ -28,7 +28,13 @@ use datafusion::parquet::{
     schema::types::ColumnPath,
 };
 
-use crate::{record::FlowLogRecord, window::Window};
+use crate::{
+    record::FlowLogRecord,
+    window::{Window, WindowData},
+};
+
+/// Records converted to Arrow at a time (and rows per Parquet row group).
+const CHUNK_ROWS: usize = 131_072;
 
 /// Directory of all Logstores inside the data directory.
 pub const LOGSTORES_DIR: &str = "logstores";
@@ -108,20 +114,6 @@ pub fn parse_dt(name: &str) -> Option<i64> {
     Some(days_from_civil(y, m, d))
 }
 
-/// FNV-1a of interface and source address.
-fn group_key(r: &FlowLogRecord) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in r
-        .interface
-        .bytes()
-        .chain([0])
-        .chain(r.srcaddr.as_deref().unwrap_or("").bytes())
-    {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 /// Writes windows of records as Parquet files.
 pub struct Writer {
     data_dir: PathBuf,
@@ -142,7 +134,7 @@ impl Writer {
         }
         let props = props
             .set_statistics_enabled(EnabledStatistics::Chunk)
-            .set_max_row_group_row_count(Some(1 << 20))
+            .set_max_row_group_row_count(Some(CHUNK_ROWS))
             .build();
         Self {
             data_dir: data_dir.to_owned(),
@@ -155,8 +147,19 @@ impl Writer {
         &self,
         dest: &LogstoreRef,
         flow_log_id: &str,
+        data: &WindowData,
+    ) -> Result<PathBuf, StoreError> {
+        self.write_records(dest, flow_log_id, data.window, data.records())
+    }
+
+    /// Writes records of one window as one file. Rows go in chunks, so
+    /// memory stays bounded whatever the window's size.
+    pub fn write_records(
+        &self,
+        dest: &LogstoreRef,
+        flow_log_id: &str,
         window: Window,
-        records: &[FlowLogRecord],
+        records: impl Iterator<Item = FlowLogRecord>,
     ) -> Result<PathBuf, StoreError> {
         let dir = logstore_dir(&self.data_dir, dest).join(partition(window.start_secs()));
         let io = |path: &Path| {
@@ -172,12 +175,6 @@ impl Writer {
         );
         let path = dir.join(&name);
         let tmp = dir.join(format!(".{name}.tmp"));
-        // Rows of one interface and source sit together (grouped by a hash,
-        // cheaper than sorting strings): long runs for the dictionary and
-        // run-length encodings.
-        let mut order: Vec<(u64, &FlowLogRecord)> = records.iter().map(|r| (group_key(r), r)).collect();
-        order.sort_unstable_by_key(|(k, _)| *k);
-        let batch = schema::to_batch(order.into_iter().map(|(_, r)| r))?;
         let result = (|| {
             let file = File::create(&tmp).map_err(io(&tmp))?;
             let pq = |source| StoreError::Parquet {
@@ -186,7 +183,15 @@ impl Writer {
             };
             let mut w =
                 ArrowWriter::try_new(file, schema::schema(), Some((*self.props).clone())).map_err(pq)?;
-            w.write(&batch).map_err(pq)?;
+            // Records come sorted by flow (source first): long runs for the
+            // dictionary and run-length encodings.
+            let mut records = records.peekable();
+            let mut chunk = Vec::new();
+            while records.peek().is_some() {
+                chunk.clear();
+                chunk.extend(records.by_ref().take(CHUNK_ROWS));
+                w.write(&schema::to_batch(chunk.iter())?).map_err(pq)?;
+            }
             let file = w.into_inner().map_err(pq)?;
             file.sync_all().map_err(io(&tmp))?;
             std::fs::rename(&tmp, &path).map_err(io(&path))?;

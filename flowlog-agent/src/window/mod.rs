@@ -1,10 +1,11 @@
 //! One capture window, aggregated: pure code, no kernel and no clock reads.
 //!
-//! The capture stage feeds a [`WindowAggregate`] with what it drained (flows
-//! merged across CPUs, overflow events, skipped counters); [`flush_into`]
-//! turns it into records, including NODATA and SKIPDATA ones.
-//!
-//! [`flush_into`]: WindowAggregate::flush_into
+//! The capture stage fills a [`WindowAggregate`] with what it drained (flows
+//! merged across CPUs, overflow events, skipped counters); at the window's
+//! end [`WindowAggregate::finish`] turns it into a [`WindowData`], which
+//! renders its records — OK, SKIPDATA and NODATA — one at a time. No window
+//! ever holds all its records at once: a million flows cost their 84-byte
+//! entries, not a million heap-allocated records.
 
 pub mod clock;
 
@@ -18,19 +19,73 @@ use crate::{
 };
 pub use clock::{ClockOffset, Window};
 
-/// Flows of one window, keyed by attachment, direction and five-tuple.
+/// Flows of one window. Entries are appended as drains and overflow events
+/// arrive; [`FlowTable::compact`] sorts them and merges repeated keys.
 #[derive(Debug, Default)]
 pub struct FlowTable {
-    flows: HashMap<FlowKey, FlowStats>,
+    entries: Vec<(FlowKey, FlowStats)>,
 }
 
 impl FlowTable {
     pub fn with_capacity(n: usize) -> Self {
         Self {
-            flows: HashMap::with_capacity(n),
+            entries: Vec::with_capacity(n),
         }
     }
 
+    /// Entries, counting a flow once per source until compacted.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn push(&mut self, key: FlowKey, stats: FlowStats) {
+        self.entries.push((key, stats));
+    }
+
+    /// Moves `other`'s entries here (without copying when this is empty).
+    pub fn append(&mut self, other: &mut FlowTable) {
+        if self.entries.is_empty() {
+            std::mem::swap(&mut self.entries, &mut other.entries);
+        } else {
+            self.entries.append(&mut other.entries);
+        }
+    }
+
+    /// Sorts by key (so a source's flows sit together in every output) and
+    /// merges entries of the same flow.
+    pub fn compact(&mut self) {
+        self.entries.sort_unstable_by_key(|e| e.0);
+        self.entries.dedup_by(|later, kept| {
+            if later.0 == kept.0 {
+                merge(&mut kept.1, &later.1);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(FlowKey, FlowStats)> {
+        self.entries.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut (FlowKey, FlowStats)> {
+        self.entries.iter_mut()
+    }
+}
+
+/// Overflow events not yet drained: a bounded table keyed by flow, since one
+/// flow can overflow many times.
+#[derive(Debug, Default)]
+pub struct OverflowTable {
+    flows: HashMap<FlowKey, FlowStats>,
+}
+
+impl OverflowTable {
     pub fn len(&self) -> usize {
         self.flows.len()
     }
@@ -39,31 +94,26 @@ impl FlowTable {
         self.flows.is_empty()
     }
 
-    pub fn contains(&self, key: &FlowKey) -> bool {
-        self.flows.contains_key(key)
+    /// Adds the event if its flow is known or `limit` allows a new one.
+    pub fn try_add(&mut self, e: &OverflowEvent, limit: usize) -> bool {
+        if self.flows.len() >= limit && !self.flows.contains_key(&e.key) {
+            return false;
+        }
+        let stats = FlowStats {
+            packets: u64::from(e.packets),
+            bytes: u64::from(e.bytes),
+            first_seen_ns: e.ts_ns,
+            last_seen_ns: e.ts_ns,
+            tcp_flags: e.tcp_flags,
+            _pad: [0; 6],
+        };
+        merge(self.flows.entry(e.key).or_default(), &stats);
+        true
     }
 
-    /// Adds `stats` to the flow's totals.
-    pub fn add(&mut self, key: FlowKey, stats: &FlowStats) {
-        merge(self.flows.entry(key).or_default(), stats);
-    }
-
-    pub fn add_overflow(&mut self, e: &OverflowEvent) {
-        self.add(
-            e.key,
-            &FlowStats {
-                packets: u64::from(e.packets),
-                bytes: u64::from(e.bytes),
-                first_seen_ns: e.ts_ns,
-                last_seen_ns: e.ts_ns,
-                tcp_flags: e.tcp_flags,
-                _pad: [0; 6],
-            },
-        );
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&FlowKey, &FlowStats)> {
-        self.flows.iter()
+    /// Moves everything into `table`.
+    pub fn drain_into(&mut self, table: &mut FlowTable) {
+        table.entries.extend(self.flows.drain());
     }
 }
 
@@ -82,7 +132,8 @@ pub fn merge(total: &mut FlowStats, add: &FlowStats) {
     total.tcp_flags |= add.tcp_flags;
 }
 
-/// An interface the window reports on.
+/// An interface the window reports on. `ifindex` is whatever identifies the
+/// attachment in the window's keys (the flow log's attachment slot).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttachmentInfo {
     pub ifindex: u32,
@@ -90,7 +141,7 @@ pub struct AttachmentInfo {
     pub netns: Option<String>,
 }
 
-/// Everything one namespace's capture collected for one window.
+/// Everything collected for one window.
 #[derive(Debug, Default)]
 pub struct WindowAggregate {
     pub flows: FlowTable,
@@ -110,53 +161,112 @@ impl WindowAggregate {
         t.bytes += c.bytes;
     }
 
-    /// Builds the window's records: one OK record per flow, one SKIPDATA
-    /// record per attachment and direction that lost packets, and one
-    /// NODATA record per attachment that saw neither.
-    pub fn flush_into(
-        self,
+    /// Ends the window: merges repeated flows and fixes what the records
+    /// will say.
+    pub fn finish(
+        mut self,
         window: Window,
-        attachments: &[AttachmentInfo],
-        id: &Identity,
+        attachments: Vec<AttachmentInfo>,
+        identity: Identity,
         clock: ClockOffset,
-        out: &mut Vec<FlowLogRecord>,
-    ) {
-        out.reserve(self.flows.len() + attachments.len());
-        let mut busy: Vec<u32> = Vec::with_capacity(attachments.len());
-        for (key, stats) in self.flows.iter() {
-            let Some(att) = attachments.iter().find(|a| a.ifindex == key.ifindex) else {
-                // Not one of ours (an interface re-created with our index
-                // reused); nothing sensible to attribute it to.
-                continue;
-            };
-            if !busy.contains(&key.ifindex) {
-                busy.push(key.ifindex);
-            }
-            out.push(record::flow(
+    ) -> WindowData {
+        self.flows.compact();
+        // Flows of interfaces that are not ours (an index reused by a
+        // re-created interface) have nothing sensible to be attributed to.
+        self.flows
+            .entries
+            .retain(|(k, _)| attachments.iter().any(|a| a.ifindex == k.ifindex));
+        let mut skipped: Vec<((u32, Direction), Counters)> = self
+            .skipped
+            .into_iter()
+            .filter(|((i, _), _)| attachments.iter().any(|a| a.ifindex == *i))
+            .collect();
+        skipped.sort_by_key(|((i, d), _)| (*i, *d));
+        let idle = attachments
+            .iter()
+            .filter(|a| {
+                !self.flows.entries.iter().any(|(k, _)| k.ifindex == a.ifindex)
+                    && !skipped.iter().any(|((i, _), _)| *i == a.ifindex)
+            })
+            .map(|a| a.ifindex)
+            .collect();
+        WindowData {
+            window,
+            identity,
+            attachments,
+            flows: self.flows,
+            skipped,
+            idle,
+            rtt: self.rtt,
+            clock,
+        }
+    }
+}
+
+/// A finished window: renders its records on demand.
+#[derive(Debug)]
+pub struct WindowData {
+    pub window: Window,
+    pub identity: Identity,
+    pub attachments: Vec<AttachmentInfo>,
+    flows: FlowTable,
+    skipped: Vec<((u32, Direction), Counters)>,
+    /// Attachments with neither flows nor skipped packets: NODATA.
+    idle: Vec<u32>,
+    rtt: HashMap<FlowKey, Rtt>,
+    clock: ClockOffset,
+}
+
+impl WindowData {
+    /// Number of records the window renders.
+    pub fn len(&self) -> usize {
+        self.flows.len() + self.skipped.len() + self.idle.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Flows in the window.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    fn attachment(&self, ifindex: u32) -> Option<&AttachmentInfo> {
+        self.attachments.iter().find(|a| a.ifindex == ifindex)
+    }
+
+    /// The records: one OK record per flow (sorted by flow), one SKIPDATA
+    /// record per attachment and direction that lost packets, one NODATA
+    /// record per attachment that saw neither.
+    pub fn records(&self) -> impl Iterator<Item = FlowLogRecord> + '_ {
+        let id = &self.identity;
+        let flows = self.flows.iter().filter_map(move |(key, stats)| {
+            let att = self.attachment(key.ifindex)?;
+            Some(record::flow(
                 id,
                 att,
-                window,
+                self.window,
                 key,
                 stats,
                 self.rtt.get(key),
-                clock,
-            ));
-        }
-        let mut skipped: Vec<_> = self.skipped.into_iter().collect();
-        skipped.sort_by_key(|((ifindex, dir), _)| (*ifindex, *dir));
-        for ((ifindex, dir), c) in skipped {
-            if let Some(att) = attachments.iter().find(|a| a.ifindex == ifindex) {
-                if !busy.contains(&ifindex) {
-                    busy.push(ifindex);
-                }
-                out.push(record::skipped(id, att, window, dir, &c));
-            }
-        }
-        for att in attachments {
-            if !busy.contains(&att.ifindex) {
-                out.push(record::no_data(id, att, window));
-            }
-        }
+                self.clock,
+            ))
+        });
+        let skipped = self.skipped.iter().filter_map(move |((ifindex, dir), c)| {
+            Some(record::skipped(
+                id,
+                self.attachment(*ifindex)?,
+                self.window,
+                *dir,
+                c,
+            ))
+        });
+        let idle = self
+            .idle
+            .iter()
+            .filter_map(move |i| Some(record::no_data(id, self.attachment(*i)?, self.window)));
+        flows.chain(skipped).chain(idle)
     }
 }
 

@@ -65,8 +65,9 @@ fn merge_sums_counts_and_keeps_time_bounds() {
 #[test]
 fn overflow_events_join_their_flow() {
     let mut t = FlowTable::default();
-    t.add(key(1, 10), &stats(1, 60, 5, 5, 0));
-    t.add_overflow(&OverflowEvent {
+    t.push(key(1, 10), stats(1, 60, 5, 5, 0));
+    let mut o = OverflowTable::default();
+    let ev = OverflowEvent {
         key: key(1, 10),
         tcp_flags: 0x01,
         generation: 0,
@@ -74,17 +75,29 @@ fn overflow_events_join_their_flow() {
         packets: 3,
         bytes: 180,
         ts_ns: 9,
-    });
+    };
+    assert!(o.try_add(&ev, 1));
+    assert!(o.try_add(&ev, 1), "a known flow is always taken");
+    let mut other = ev;
+    other.key.src_port = 99;
+    assert!(!o.try_add(&other, 1), "the bound refuses new flows");
+    o.drain_into(&mut t);
+    assert!(o.is_empty());
+    t.compact();
     let all: Vec<_> = t.iter().collect();
     assert_eq!(all.len(), 1);
-    assert_eq!(*all[0].1, stats(4, 240, 5, 9, 0x01));
+    assert_eq!(all[0].1, stats(7, 420, 5, 9, 0x01));
 }
 
 #[test]
-fn flush_yields_ok_skipdata_and_nodata() {
+fn finish_yields_ok_skipdata_and_nodata() {
     let mut w = WindowAggregate::default();
-    w.flows.add(key(1, 10), &stats(2, 100, 1, 2, 0));
-    w.flows.add(key(1, 11), &stats(1, 50, 1, 2, 0));
+    w.flows.push(key(1, 10), stats(2, 100, 1, 2, 0));
+    w.flows.push(key(1, 11), stats(1, 50, 1, 2, 0));
+    // A second drain of the same window repeats a flow; it merges.
+    w.flows.push(key(1, 10), stats(1, 10, 3, 4, 0));
+    // A flow of an interface that is not ours is dropped.
+    w.flows.push(key(9, 10), stats(1, 10, 3, 4, 0));
     w.add_skipped(
         2,
         Direction::Egress,
@@ -94,8 +107,14 @@ fn flush_yields_ok_skipdata_and_nodata() {
         },
     );
     w.add_skipped(2, Direction::Egress, &Counters { packets: 0, bytes: 0 });
-    let mut out = Vec::new();
-    w.flush_into(WINDOW, &atts(), &id(), CLOCK, &mut out);
+    let data = w.finish(WINDOW, atts(), id(), CLOCK);
+    let out: Vec<_> = data.records().collect();
+    assert_eq!(out.len(), data.len());
+    let ok = out
+        .iter()
+        .find(|r| r.srcport == Some(10))
+        .map(|r| (r.packets, r.bytes));
+    assert_eq!(ok, Some((3, 110)));
     let by_status = |s: &str| out.iter().filter(|r| r.log_status == s).collect::<Vec<_>>();
     assert_eq!(by_status(LOG_STATUS_OK).len(), 2);
     let skip = by_status(LOG_STATUS_SKIPDATA);
@@ -114,8 +133,10 @@ fn flush_yields_ok_skipdata_and_nodata() {
 
 #[test]
 fn idle_window_is_all_nodata() {
-    let mut out = Vec::new();
-    WindowAggregate::default().flush_into(WINDOW, &atts(), &id(), CLOCK, &mut out);
+    let out: Vec<_> = WindowAggregate::default()
+        .finish(WINDOW, atts(), id(), CLOCK)
+        .records()
+        .collect();
     assert_eq!(out.len(), 3);
     assert!(out.iter().all(|r| r.log_status == LOG_STATUS_NODATA));
 }
