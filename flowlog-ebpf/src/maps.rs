@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, PerCpuHashMap, RingBuf},
+    maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use flowlog_common::{COUNTER_MAP_ENTRIES, Control, Counters, FlowKey, FlowStats, MalformedKey, SkipKey};
 
@@ -27,3 +27,10 @@ pub static SKIPPED: PerCpuHashMap<SkipKey, Counters> =
 #[map]
 pub static MALFORMED: PerCpuHashMap<MalformedKey, Counters> =
     PerCpuHashMap::with_max_entries(COUNTER_MAP_ENTRIES, 0);
+
+/// Size of the per-CPU header scratch buffer.
+pub const SCRATCH_BYTES: usize = 168;
+
+/// TC copies a packet's headers here in one helper call.
+#[map]
+pub static SCRATCH: PerCpuArray<[u8; SCRATCH_BYTES]> = PerCpuArray::with_max_entries(1, 0);
