@@ -27,7 +27,7 @@ use flowlog_agent::{
     record::Identity,
     window::{AttachmentInfo, ClockOffset, Window},
 };
-use flowlog_common::{FlowKey, FlowStats};
+use flowlog_common::{FlowKey, FlowKey4, FlowStats};
 use flowlog_tests::topology::{A_V4, B_V4, RouterOptions, RouterTopology};
 use serde_json::{Value, json};
 
@@ -176,6 +176,7 @@ fn attach_arm(t: &RouterTopology, arm: &str, hook: &str) -> anyhow::Result<Arm> 
     if arm == "flowlog" {
         let settings = CaptureSettings {
             flow_map_entries: MAP_ENTRIES,
+            flow_map_entries_v6: 1024,
             overflow_ring_bytes: 1 << 20,
             rtt: true,
         };
@@ -316,6 +317,7 @@ fn collector(t: &RouterTopology, mode: CaptureMode) -> anyhow::Result<NetnsCaptu
     let ns = t.router.name().to_owned();
     let settings = CaptureSettings {
         flow_map_entries: MAP_ENTRIES,
+        flow_map_entries_v6: 1024,
         overflow_ring_bytes: 1 << 20,
         rtt: true,
     };
@@ -389,32 +391,23 @@ fn fill(cap: &NetnsCapture, n: u64) -> anyhow::Result<()> {
     let mut done = 0;
     while done < n {
         let count = chunk.min(n - done);
-        let mut keys = Vec::with_capacity(count as usize * size_of::<FlowKey>());
+        let mut keys = Vec::with_capacity(count as usize * size_of::<FlowKey4>());
         let mut values = Vec::with_capacity(count as usize * cpus * size_of::<FlowStats>());
         for i in done..done + count {
-            let mut k = FlowKey {
-                src_addr: [0; 16],
-                dst_addr: [0; 16],
+            let k = FlowKey4 {
+                src_addr: [10, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+                dst_addr: [10, 2, 0, (i % 200) as u8],
                 ifindex: 1,
                 src_port: (i & 0xffff) as u16,
                 dst_port: 443,
                 protocol: 6,
                 direction: (i & 1) as u8,
-                ip_version: 4,
                 generation: cap.generation() as u8,
+                _pad: 0,
             };
-            k.src_addr[10..16].copy_from_slice(&[
-                0xff,
-                0xff,
-                10,
-                (i >> 24) as u8,
-                (i >> 16) as u8,
-                (i >> 8) as u8,
-            ]);
-            k.dst_addr[10..16].copy_from_slice(&[0xff, 0xff, 10, 2, 0, (i % 200) as u8]);
-            // SAFETY: FlowKey is plain bytes.
+            // SAFETY: FlowKey4 is plain bytes.
             keys.extend_from_slice(unsafe {
-                std::slice::from_raw_parts((&raw const k).cast::<u8>(), size_of::<FlowKey>())
+                std::slice::from_raw_parts((&raw const k).cast::<u8>(), size_of::<FlowKey4>())
             });
             for cpu in 0..cpus {
                 let v = FlowStats {
@@ -431,7 +424,7 @@ fn fill(cap: &NetnsCapture, n: u64) -> anyhow::Result<()> {
                 });
             }
         }
-        sys::update_percpu_batch(cap.flow_map_fd(), &keys, &values, count as usize)?;
+        sys::update_percpu_batch(cap.flow_map4_fd(), &keys, &values, count as usize)?;
         done += count;
     }
     Ok(())
@@ -447,6 +440,7 @@ fn section_drain(quick: bool) -> anyhow::Result<Value> {
     for &n in sizes {
         let settings = CaptureSettings {
             flow_map_entries: (n as u32 * 2).max(1024),
+            flow_map_entries_v6: 1024,
             overflow_ring_bytes: 1 << 20,
             rtt: false,
         };
@@ -513,13 +507,18 @@ fn section_memory(t: &RouterTopology, agent: Option<&Path>, quick: bool) -> anyh
     let entries = 1u32 << 20;
     let settings = CaptureSettings {
         flow_map_entries: entries,
+        flow_map_entries_v6: 1024,
         overflow_ring_bytes: 1 << 20,
         rtt: false,
     };
     let cap = NetnsCapture::load(None, "bench", &settings)?;
     let cpus = aya::util::nr_cpus().map_err(|(w, e)| anyhow::anyhow!("{w}: {e}"))? as u64;
-    let formula = (size_of::<FlowStats>() as u64).next_multiple_of(8) * cpus + size_of::<FlowKey>() as u64;
-    let lock = memlock(cap.flow_map_fd()).unwrap_or(0);
+    let value = (size_of::<FlowStats>() as u64).next_multiple_of(8) * cpus;
+    let (formula, formula6) = (
+        value + size_of::<FlowKey4>() as u64,
+        value + size_of::<FlowKey>() as u64,
+    );
+    let lock = memlock(cap.flow_map4_fd()).unwrap_or(0);
     drop(cap);
     eprintln!(
         "memory: {formula} B/flow by max_entries × (value × CPUs + key); memlock {:.0} B/entry",
@@ -528,6 +527,7 @@ fn section_memory(t: &RouterTopology, agent: Option<&Path>, quick: bool) -> anyh
     let mut out = json!({
         "cpus": cpus,
         "map_bytes_per_flow": formula,
+        "map_bytes_per_ipv6_flow": formula6,
         "memlock_bytes_per_entry": lock as f64 / f64::from(entries),
     });
     if let Some(bin) = agent {

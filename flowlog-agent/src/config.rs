@@ -147,6 +147,8 @@ pub struct FileConfig {
     pub window_secs: Option<u64>,
     pub data_dir: Option<PathBuf>,
     pub flow_map_entries: Option<u32>,
+    /// IPv6 flows have a map of their own (default: a quarter of the IPv4 one).
+    pub flow_map_entries_ipv6: Option<u32>,
     pub overflow_ring_bytes: Option<u32>,
     /// Sample TCP handshakes for RTT (default true).
     pub rtt: Option<bool>,
@@ -202,8 +204,11 @@ pub struct Config {
     pub logstore: String,
     pub window: Duration,
     pub data_dir: PathBuf,
-    /// Entries of each flow-map generation (per-CPU hash).
+    /// Entries of the IPv4 flow map (per-CPU hash; both window generations
+    /// share it).
     pub flow_map_entries: u32,
+    /// Entries of the IPv6 flow map.
+    pub flow_map_entries_v6: u32,
     pub overflow_ring_bytes: u32,
     pub rtt: bool,
     /// Attachments of the flow log defined by the configuration itself
@@ -230,6 +235,14 @@ impl Config {
         if flow_map_entries == 0 || flow_map_entries > FLOW_MAP_ENTRIES_MAX {
             return invalid(format!(
                 "flow-map-entries must be between 1 and {FLOW_MAP_ENTRIES_MAX}, got {flow_map_entries}"
+            ));
+        }
+        let flow_map_entries_v6 = file
+            .flow_map_entries_ipv6
+            .unwrap_or((flow_map_entries / 4).max(1024));
+        if flow_map_entries_v6 == 0 || flow_map_entries_v6 > FLOW_MAP_ENTRIES_MAX {
+            return invalid(format!(
+                "flow-map-entries-ipv6 must be between 1 and {FLOW_MAP_ENTRIES_MAX}, got {flow_map_entries_v6}"
             ));
         }
         let ring = file.overflow_ring_bytes.unwrap_or(DEFAULT_OVERFLOW_RING_BYTES);
@@ -288,6 +301,7 @@ impl Config {
             window: Duration::from_secs(window_secs),
             data_dir,
             flow_map_entries,
+            flow_map_entries_v6,
             overflow_ring_bytes: ring,
             rtt: file.rtt.unwrap_or(true),
             attachments: file.attachments,

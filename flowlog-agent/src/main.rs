@@ -62,9 +62,12 @@ struct AgentArgs {
     /// Logstore the configured flow log writes to (created if missing).
     #[arg(long)]
     logstore: Option<String>,
-    /// Flow-map entries per generation.
+    /// IPv4 flow-map entries (both window generations share them).
     #[arg(long)]
     flow_map_entries: Option<u32>,
+    /// IPv6 flow-map entries (default: a quarter of the IPv4 ones).
+    #[arg(long)]
+    flow_map_entries_ipv6: Option<u32>,
     /// Overflow ring size in bytes (power of two, ≥ 4096).
     #[arg(long)]
     overflow_ring_bytes: Option<u32>,
@@ -121,6 +124,7 @@ impl AgentArgs {
             cen_id,
             flow_log_id,
             flow_map_entries,
+            flow_map_entries_ipv6,
             overflow_ring_bytes,
             data_dir
         );

@@ -10,8 +10,12 @@
 
 pub mod parse;
 
-/// Per-CPU hash of flows, keyed by [`FlowKey`] (generation included).
-pub const MAP_FLOWS: &str = "FLOWS";
+/// Per-CPU hash of IPv4 flows, keyed by the compact [`FlowKey4`]
+/// (generation included): a 20-byte key hashes and compares in half the
+/// time of the full key, and most traffic is IPv4.
+pub const MAP_FLOWS4: &str = "FLOWS4";
+/// Per-CPU hash of IPv6 flows, keyed by [`FlowKey`] (generation included).
+pub const MAP_FLOWS6: &str = "FLOWS6";
 /// Array with one [`Control`] entry: which generation is active.
 pub const MAP_CONTROL: &str = "CONTROL";
 /// Ring buffer of [`OverflowEvent`]s: packets that found their flow map full.
@@ -90,6 +94,56 @@ pub struct FlowKey {
     /// Window generation the entry counts for (0 or 1): both generations
     /// share one map, so a window needs no second copy of it.
     pub generation: u8,
+}
+
+/// [`FlowKey`] of an IPv4 flow, without the 24 bytes IPv4 does not use.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey4 {
+    pub src_addr: [u8; 4],
+    pub dst_addr: [u8; 4],
+    pub ifindex: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub protocol: u8,
+    pub direction: u8,
+    pub generation: u8,
+    pub _pad: u8,
+}
+
+impl FlowKey4 {
+    /// The compact form of an IPv4 key (addresses IPv4-mapped in `k`).
+    #[inline(always)]
+    pub fn narrow(k: &FlowKey) -> Self {
+        let (s, d) = (&k.src_addr, &k.dst_addr);
+        Self {
+            src_addr: [s[12], s[13], s[14], s[15]],
+            dst_addr: [d[12], d[13], d[14], d[15]],
+            ifindex: k.ifindex,
+            src_port: k.src_port,
+            dst_port: k.dst_port,
+            protocol: k.protocol,
+            direction: k.direction,
+            generation: k.generation,
+            _pad: 0,
+        }
+    }
+
+    /// Back to the full key.
+    pub fn widen(&self) -> FlowKey {
+        let map = |a: [u8; 4]| [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]];
+        FlowKey {
+            src_addr: map(self.src_addr),
+            dst_addr: map(self.dst_addr),
+            ifindex: self.ifindex,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            protocol: self.protocol,
+            direction: self.direction,
+            ip_version: 4,
+            generation: self.generation,
+        }
+    }
 }
 
 /// What a flow accumulated on one CPU.
@@ -256,6 +310,7 @@ mod pod {
     // SAFETY: all of these are repr(C), contain only integers and byte arrays,
     // and have explicit padding fields, so every bit pattern is valid.
     unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for super::FlowKey4 {}
     unsafe impl aya::Pod for FlowStats {}
     unsafe impl aya::Pod for Control {}
     unsafe impl aya::Pod for OverflowEvent {}
@@ -276,12 +331,31 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<FlowKey>(), 16 + 16 + 4 + 2 + 2 + 4);
         assert_eq!(align_of::<FlowKey>(), 4);
+        assert_eq!(size_of::<FlowKey4>(), 20);
         assert_eq!(size_of::<FlowStats>(), 8 * 4 + 8);
         assert_eq!(size_of::<OverflowEvent>(), size_of::<FlowKey>() + 4 + 8 + 8);
         assert_eq!(size_of::<SkipKey>(), 8);
         assert_eq!(size_of::<MalformedKey>(), 8);
         assert_eq!(size_of::<Control>(), 8);
         assert_eq!(size_of::<HandshakeEvent>(), size_of::<FlowKey>() + 4 + 8 + 8);
+    }
+
+    #[test]
+    fn ipv4_keys_narrow_and_widen() {
+        let mut k = FlowKey {
+            src_addr: [0; 16],
+            dst_addr: [0; 16],
+            ifindex: 7,
+            src_port: 1,
+            dst_port: 2,
+            protocol: 17,
+            direction: 1,
+            ip_version: 4,
+            generation: 1,
+        };
+        k.src_addr[10..].copy_from_slice(&[0xff, 0xff, 10, 0, 0, 1]);
+        k.dst_addr[10..].copy_from_slice(&[0xff, 0xff, 10, 0, 0, 2]);
+        assert_eq!(FlowKey4::narrow(&k).widen(), k);
     }
 
     #[test]

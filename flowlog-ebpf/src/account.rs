@@ -17,12 +17,12 @@ use aya_ebpf::{
     maps::PerCpuHashMap,
 };
 use flowlog_common::{
-    CONTROL_RTT, Counters, Direction, FlowKey, FlowStats, HandshakeEvent, Malformed, MalformedKey,
+    CONTROL_RTT, Counters, Direction, FlowKey, FlowKey4, FlowStats, HandshakeEvent, Malformed, MalformedKey,
     OverflowEvent, SkipKey, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
     parse::{FrameMeta, IPPROTO_TCP, Packet, Parsed, parse},
 };
 
-use crate::maps::{CONTROL, FLOWS, HANDSHAKES, MALFORMED, OVERFLOW, SKIPPED};
+use crate::maps::{CONTROL, FLOWS4, FLOWS6, HANDSHAKES, MALFORMED, OVERFLOW, SKIPPED};
 
 const EEXIST: i32 = 17;
 
@@ -69,7 +69,12 @@ fn account(p: &mut Parsed, packets: u32, bytes: u64) {
     let tcp_flags = p.tcp_flags;
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let before = match add_to_map(&FLOWS, key, packets, bytes, tcp_flags, now) {
+    let added = if key.ip_version == 4 {
+        add_to_map(&FLOWS4, &FlowKey4::narrow(key), packets, bytes, tcp_flags, now)
+    } else {
+        add_to_map(&FLOWS6, key, packets, bytes, tcp_flags, now)
+    };
+    let before = match added {
         Some(b) => b,
         None => {
             let meta = (u64::from(generation) << 48) | (u64::from(tcp_flags) << 32) | u64::from(packets);
@@ -122,9 +127,9 @@ fn sample_handshake(key: &FlowKey, p: &Parsed) {
 /// Adds the packet to `map`, returning this CPU's previous state of the
 /// flow; `None` when the map has no room for a new flow.
 #[inline(always)]
-fn add_to_map(
-    map: &PerCpuHashMap<FlowKey, FlowStats>,
-    key: &FlowKey,
+fn add_to_map<K>(
+    map: &PerCpuHashMap<K, FlowStats>,
+    key: &K,
     packets: u32,
     bytes: u64,
     tcp_flags: u16,

@@ -6,10 +6,15 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use flowlog_common::{COUNTER_MAP_ENTRIES, Control, Counters, FlowKey, FlowStats, MalformedKey, SkipKey};
+use flowlog_common::{
+    COUNTER_MAP_ENTRIES, Control, Counters, FlowKey, FlowKey4, FlowStats, MalformedKey, SkipKey,
+};
 
 #[map]
-pub static FLOWS: PerCpuHashMap<FlowKey, FlowStats> = PerCpuHashMap::with_max_entries(1024, 0);
+pub static FLOWS4: PerCpuHashMap<FlowKey4, FlowStats> = PerCpuHashMap::with_max_entries(1024, 0);
+
+#[map]
+pub static FLOWS6: PerCpuHashMap<FlowKey, FlowStats> = PerCpuHashMap::with_max_entries(1024, 0);
 
 #[map]
 pub static CONTROL: Array<Control> = Array::with_max_entries(1, 0);

@@ -71,7 +71,9 @@ impl<'a> SkbPacket<'a> {
             have: 0,
             prefix: core::ptr::null(),
         };
-        let Some(buf) = SCRATCH.get_ptr_mut(0) else { return p };
+        let Some(buf) = SCRATCH.get_ptr_mut(0) else {
+            return p;
+        };
         let want = if len < PREFIX { len } else { PREFIX };
         if want > 0 {
             // SAFETY: `want` is between 1 and PREFIX, the buffer's size; the

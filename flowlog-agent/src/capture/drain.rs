@@ -9,8 +9,8 @@
 use std::os::fd::AsFd;
 
 use flowlog_common::{
-    Control, Counters, Direction, FlowKey, FlowStats, HandshakeEvent, Malformed, OverflowEvent, SkipKey,
-    parse::IPPROTO_TCP,
+    Control, Counters, Direction, FlowKey, FlowKey4, FlowStats, HandshakeEvent, Malformed, OverflowEvent,
+    SkipKey, parse::IPPROTO_TCP,
 };
 use tracing::warn;
 
@@ -125,26 +125,22 @@ impl NetnsCapture {
             ..Default::default()
         };
         let old_idx = old as usize;
-        let fd = self.flows.fd().as_fd();
         let mut flows = FlowTable::with_capacity(self.last_map_flows as usize + 1024);
         let cpus = self.cpus;
-        let mut drained = 0usize;
+        let old_gen = old as u8;
         // Entries of the new generation are left alone: programs are
         // writing them. No program writes the old one's any more, so each
         // chunk's old entries are deleted as soon as they are read.
-        sys::walk_percpu_hash(
-            fd,
-            size_of::<FlowKey>(),
-            size_of::<FlowStats>(),
-            cpus,
-            BATCH,
-            |chunk| {
-                let old_keys = fold_chunk(&chunk, cpus, old as u8, &mut flows);
-                drained += old_keys.len() / size_of::<FlowKey>();
-                sys::delete_keys(fd, &old_keys, size_of::<FlowKey>(), BATCH)
-            },
-        )
-        .map_err(|e| drain_err("the flow map")(super::chain(&e)))?;
+        let err = |e: sys::SysError| drain_err("the flow map")(super::chain(&e));
+        let drained4 = drain_map(self.flows4.fd().as_fd(), cpus, &mut flows, |k: FlowKey4| {
+            (k.generation == old_gen).then(|| k.widen())
+        })
+        .map_err(err)?;
+        let drained6 = drain_map(self.flows6.fd().as_fd(), cpus, &mut flows, |k: FlowKey| {
+            (k.generation == old_gen).then_some(k)
+        })
+        .map_err(err)?;
+        let drained = drained4 + drained6;
         out.map_flows = drained;
         self.last_map_flows = drained as u64;
         self.pending[old_idx].drain_into(&mut flows);
@@ -249,31 +245,41 @@ fn add_skip(list: &mut Vec<(SkipKey, Counters)>, key: SkipKey, packets: u64, byt
     }
 }
 
-/// Sums the per-CPU values of each `generation` key of a chunk into
-/// `flows` (with the generation cleared, so windows merge), and returns
-/// those keys' raw bytes for deletion.
-fn fold_chunk(chunk: &sys::Chunk<'_>, cpus: usize, generation: u8, flows: &mut FlowTable) -> Vec<u8> {
-    let key_size = size_of::<FlowKey>();
+/// Reads one flow map and deletes the entries `select` picks (returning
+/// them as full keys), summing their per-CPU values into `flows` with the
+/// generation cleared so windows merge. Returns how many it took.
+fn drain_map<K: Copy>(
+    fd: std::os::fd::BorrowedFd<'_>,
+    cpus: usize,
+    flows: &mut FlowTable,
+    select: impl Fn(K) -> Option<FlowKey>,
+) -> Result<usize, sys::SysError> {
+    let key_size = size_of::<K>();
     let value_size = size_of::<FlowStats>().next_multiple_of(8);
-    let mut keys = Vec::with_capacity(chunk.keys.len());
-    for i in 0..chunk.count {
-        let raw = &chunk.keys[i * key_size..(i + 1) * key_size];
-        // SAFETY: `raw` is key_size bytes; FlowKey accepts any bits.
-        let mut key: FlowKey = unsafe { raw.as_ptr().cast::<FlowKey>().read_unaligned() };
-        if key.generation != generation {
-            continue;
+    let mut taken = 0;
+    sys::walk_percpu_hash(fd, key_size, size_of::<FlowStats>(), cpus, BATCH, |chunk| {
+        let mut keys = Vec::with_capacity(chunk.keys.len());
+        for i in 0..chunk.count {
+            let raw = &chunk.keys[i * key_size..(i + 1) * key_size];
+            // SAFETY: `raw` is key_size bytes; K is a plain key type that
+            // accepts any bits.
+            let k: K = unsafe { raw.as_ptr().cast::<K>().read_unaligned() };
+            let Some(mut key) = select(k) else { continue };
+            keys.extend_from_slice(raw);
+            key.generation = 0;
+            let mut total = FlowStats::default();
+            for cpu in 0..cpus {
+                let at = (i * cpus + cpu) * value_size;
+                // SAFETY: the chunk holds count * cpus values of value_size
+                // bytes; FlowStats accepts any bits.
+                let v: FlowStats =
+                    unsafe { chunk.values.as_ptr().add(at).cast::<FlowStats>().read_unaligned() };
+                merge(&mut total, &v);
+            }
+            flows.push(key, total);
         }
-        keys.extend_from_slice(raw);
-        key.generation = 0;
-        let mut total = FlowStats::default();
-        for cpu in 0..cpus {
-            let at = (i * cpus + cpu) * value_size;
-            // SAFETY: the chunk holds count * cpus values of value_size
-            // bytes; FlowStats accepts any bits.
-            let v: FlowStats = unsafe { chunk.values.as_ptr().add(at).cast::<FlowStats>().read_unaligned() };
-            merge(&mut total, &v);
-        }
-        flows.push(key, total);
-    }
-    keys
+        taken += keys.len() / key_size;
+        sys::delete_keys(fd, &keys, key_size, BATCH)
+    })?;
+    Ok(taken)
 }

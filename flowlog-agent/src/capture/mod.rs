@@ -17,9 +17,9 @@ use aya::{
     maps::{Array, Map, MapData, PerCpuHashMap, RingBuf},
 };
 use flowlog_common::{
-    CONTROL_RTT, Control, Counters, FlowKey, FlowStats, MAP_CONTROL, MAP_FLOWS, MAP_HANDSHAKES,
-    MAP_MALFORMED, MAP_OVERFLOW, MAP_SKIPPED, MalformedKey, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
-    SkipKey,
+    CONTROL_RTT, Control, Counters, FlowKey, FlowKey4, FlowStats, MAP_CONTROL, MAP_FLOWS4, MAP_FLOWS6,
+    MAP_HANDSHAKES, MAP_MALFORMED, MAP_OVERFLOW, MAP_SKIPPED, MalformedKey, PROG_TC_EGRESS, PROG_TC_INGRESS,
+    PROG_XDP, SkipKey,
 };
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::info;
@@ -96,7 +96,10 @@ pub struct AttachedInterface {
 /// What capture needs from the configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CaptureSettings {
+    /// Entries of the IPv4 flow map.
     pub flow_map_entries: u32,
+    /// Entries of the IPv6 flow map.
+    pub flow_map_entries_v6: u32,
     pub overflow_ring_bytes: u32,
     pub rtt: bool,
 }
@@ -105,6 +108,7 @@ impl From<&Config> for CaptureSettings {
     fn from(c: &Config) -> Self {
         Self {
             flow_map_entries: c.flow_map_entries,
+            flow_map_entries_v6: c.flow_map_entries_v6,
             overflow_ring_bytes: c.overflow_ring_bytes,
             rtt: c.rtt,
         }
@@ -116,8 +120,9 @@ pub struct NetnsCapture {
     netns: Option<String>,
     // Dropping it detaches every link (all are fd-based bpf_links).
     ebpf: Ebpf,
-    /// The flow map, as a raw map: only batch syscalls touch it.
-    flows: MapData,
+    /// The IPv4 and IPv6 flow maps, as raw maps: only batch syscalls touch them.
+    flows4: MapData,
+    flows6: MapData,
     control: Array<MapData, Control>,
     skipped: PerCpuHashMap<MapData, SkipKey, Counters>,
     malformed: PerCpuHashMap<MapData, MalformedKey, Counters>,
@@ -155,7 +160,7 @@ fn pollable_ring(map: Map, name: &'static str) -> Result<AsyncFd<RingBuf<MapData
 }
 
 /// Checks a flow map's type and layout and unwraps its handle.
-fn flow_map(map: Map, name: &'static str) -> Result<MapData, CaptureError> {
+fn flow_map(map: Map, name: &'static str, key_size: usize) -> Result<MapData, CaptureError> {
     let Map::PerCpuHashMap(data) = map else {
         return Err(CaptureError::Map {
             name,
@@ -166,16 +171,14 @@ fn flow_map(map: Map, name: &'static str) -> Result<MapData, CaptureError> {
         name,
         detail: chain(&e),
     })?;
-    if info.key_size() as usize != size_of::<FlowKey>()
-        || info.value_size() as usize != size_of::<FlowStats>()
-    {
+    if info.key_size() as usize != key_size || info.value_size() as usize != size_of::<FlowStats>() {
         return Err(CaptureError::Map {
             name,
             detail: format!(
                 "key/value sizes {}/{} (agent expects {}/{})",
                 info.key_size(),
                 info.value_size(),
-                size_of::<FlowKey>(),
+                key_size,
                 size_of::<FlowStats>()
             ),
         });
@@ -193,7 +196,8 @@ impl NetnsCapture {
             None => format!(" for {first}"),
         };
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(MAP_FLOWS, config.flow_map_entries)
+            .map_max_entries(MAP_FLOWS4, config.flow_map_entries)
+            .map_max_entries(MAP_FLOWS6, config.flow_map_entries_v6)
             .map_max_entries(MAP_OVERFLOW, config.overflow_ring_bytes)
             .load(PROGRAMS)
             .map_err(|e| CaptureError::Load {
@@ -213,7 +217,8 @@ impl NetnsCapture {
                 detail: chain(&e),
             }
         };
-        let flows = flow_map(take(&mut ebpf, MAP_FLOWS)?, MAP_FLOWS)?;
+        let flows4 = flow_map(take(&mut ebpf, MAP_FLOWS4)?, MAP_FLOWS4, size_of::<FlowKey4>())?;
+        let flows6 = flow_map(take(&mut ebpf, MAP_FLOWS6)?, MAP_FLOWS6, size_of::<FlowKey>())?;
         let mut control: Array<MapData, Control> =
             Array::try_from(take(&mut ebpf, MAP_CONTROL)?).map_err(map_err(MAP_CONTROL))?;
         let control_flags = if config.rtt { CONTROL_RTT } else { 0 };
@@ -243,7 +248,8 @@ impl NetnsCapture {
         Ok(Self {
             netns: netns.map(str::to_owned),
             ebpf,
-            flows,
+            flows4,
+            flows6,
             control,
             skipped,
             malformed,
@@ -317,10 +323,11 @@ impl NetnsCapture {
             .collect()
     }
 
-    /// The flow map, for tooling that inspects or fills it (benchmarks).
-    pub fn flow_map_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+    /// The IPv4 flow map (keyed by `FlowKey4`), for tooling that inspects
+    /// or fills it (benchmarks).
+    pub fn flow_map4_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd as _;
-        self.flows.fd().as_fd()
+        self.flows4.fd().as_fd()
     }
 
     /// The generation programs currently count into.
