@@ -134,6 +134,18 @@ pub struct ApiFile {
     pub allow_remote: bool,
 }
 
+/// The Prometheus metrics listener.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MetricsFile {
+    /// Address for `GET /metrics`, e.g. `127.0.0.1:9464`; off when absent.
+    #[serde(default)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Allow `listen` beyond loopback.
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
 /// The file's shape; every field optional so flags can fill gaps.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -158,6 +170,8 @@ pub struct FileConfig {
     pub output: Option<Output>,
     #[serde(default)]
     pub api: Option<ApiFile>,
+    #[serde(default)]
+    pub metrics: Option<MetricsFile>,
 }
 
 impl FileConfig {
@@ -218,6 +232,7 @@ pub struct Config {
     pub api_socket: PathBuf,
     pub api_listen: Option<std::net::SocketAddr>,
     pub api_allow_remote: bool,
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -281,6 +296,15 @@ impl Config {
         }
         let data_dir = file.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let api = file.api.unwrap_or_default();
+        let metrics = file.metrics.unwrap_or_default();
+        if let Some(addr) = metrics.listen
+            && !addr.ip().is_loopback()
+            && !metrics.allow_remote
+        {
+            return invalid(format!(
+                "metrics.listen {addr} is not a loopback address; set metrics.allow-remote = true to expose it"
+            ));
+        }
         let api_socket = api.socket.unwrap_or_else(|| data_dir.join(API_SOCKET));
         if api_socket.as_os_str().len() > 100 {
             return invalid(format!(
@@ -309,6 +333,7 @@ impl Config {
             api_socket,
             api_listen: api.listen,
             api_allow_remote: api.allow_remote,
+            metrics_listen: metrics.listen,
         })
     }
 }

@@ -297,7 +297,10 @@ impl Engine {
     async fn cut(&mut self, publish_due: bool) {
         let mut drained: Vec<(Option<String>, Drained)> = Vec::new();
         for (ns, cap) in &mut self.captures {
-            match tokio::task::block_in_place(|| cap.drain()) {
+            let started = std::time::Instant::now();
+            let result = tokio::task::block_in_place(|| cap.drain());
+            self.status.metrics().observe_drain(started.elapsed());
+            match result {
                 Ok(d) => drained.push((ns.clone(), d)),
                 Err(e) => {
                     error!(netns = ns.as_deref().unwrap_or("-"), error = %e, "drain failed");
@@ -365,6 +368,33 @@ impl Engine {
             s.rtt_measured = r.measured;
             s.rtt_ambiguous = r.ambiguous;
             s.rtt_expired = r.expired;
+        }
+        {
+            // Per-interface traffic for the metrics endpoint.
+            let mut m = self.status.metrics();
+            let ns_label = ns.clone().unwrap_or_default();
+            m.map_fill.insert(
+                ns_label.clone(),
+                (cap.last_map_flows(), u64::from(cap.flow_map_entries())),
+            );
+            let mut sums: HashMap<(u32, u8), (u64, u64)> = HashMap::new();
+            for (key, stats) in d.window.flows.iter() {
+                let e = sums.entry((key.ifindex, key.direction)).or_default();
+                e.0 += stats.packets;
+                e.1 += stats.bytes;
+            }
+            for ((ifindex, dir), (p, b)) in sums {
+                let Some(a) = cap.attached().find(|a| a.info.ifindex == ifindex) else {
+                    continue;
+                };
+                let dir = flowlog_common::Direction::from_u8(dir).map_or("?", |d| d.as_str());
+                let t = m
+                    .seen
+                    .entry((ns_label.clone(), a.info.interface.clone(), dir))
+                    .or_default();
+                t.packets += p;
+                t.bytes += b;
+            }
         }
         let Drained { window: mut w, .. } = d;
         // The common case — every interface here feeds the same single flow

@@ -15,6 +15,7 @@
 //!   its builders.
 //! - [`publish`]: sinks records go to (stdout JSON, JSON file, protobuf file).
 //! - [`store`]: the embedded Logstores (Parquet), retention, SQL queries.
+//! - [`metrics`]: Prometheus text exposition of the counters.
 //! - [`status`]: attachments and running totals, in `status.json`.
 //! - [`engine`]: active flow logs on shared interfaces; window cuts.
 //! - [`state`]: persisted Projects, Logstores, flow logs, access keys.
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod engine;
+pub mod metrics;
 pub mod pipeline;
 pub mod publish;
 pub mod record;

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use flowlog_agent::{
     cli,
-    config::{ApiFile, Attachment, CaptureMode, Config, FileConfig, Output},
+    config::{ApiFile, Attachment, CaptureMode, Config, FileConfig, MetricsFile, Output},
 };
 use tracing_subscriber::EnvFilter;
 
@@ -93,6 +93,10 @@ struct AgentArgs {
     /// Allow --api-listen beyond loopback.
     #[arg(long)]
     allow_remote_api: bool,
+    /// Serve Prometheus metrics on this address (loopback unless the file
+    /// sets metrics.allow-remote).
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl AgentArgs {
@@ -134,6 +138,9 @@ impl AgentArgs {
                 api.listen = self.api_listen;
             }
             api.allow_remote |= self.allow_remote_api;
+        }
+        if self.metrics_listen.is_some() {
+            file.metrics.get_or_insert_with(MetricsFile::default).listen = self.metrics_listen;
         }
         if self.no_rtt {
             file.rtt = Some(false);

@@ -51,6 +51,13 @@ pub enum RunError {
     /// The configured flow log's Logstore could not be set up.
     #[error("default Logstore {0}")]
     Logstore(String),
+    /// The metrics listener could not bind.
+    #[error("cannot serve metrics on {addr}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     /// The data directory could not be created or written.
     #[error("data directory {path}")]
     DataDir {
@@ -137,6 +144,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let Some((servers, mut calls)) = servers else {
         return Ok(());
     };
+    let (metrics_stop, metrics_rx) = tokio::sync::watch::channel(false);
+    let metrics_task = match config.metrics_listen {
+        Some(addr) => match crate::metrics::serve(addr, status.clone(), metrics_rx).await {
+            Ok(t) => Some(t),
+            Err(source) => {
+                servers.shutdown().await;
+                finish(control, publisher, &status).await;
+                return Err(RunError::Metrics { addr, source });
+            }
+        },
+        None => None,
+    };
     status.lock().state = "running".into();
     persist(&status);
     info!(window_secs = config.window.as_secs(), socket = %config.api_socket.display(), "capture running");
@@ -195,6 +214,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     info!("shutting down: publishing partial windows");
     servers.shutdown().await;
+    let _ = metrics_stop.send(true);
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     finish(control, publisher, &status).await;
     info!("stopped; all programs detached");
     Ok(())
@@ -280,7 +303,16 @@ fn spawn_publisher(
             };
             let mut errors = 0u64;
             for sink in &mut sinks {
-                if let Err(e) = sink.write(&batch.data).and_then(|()| sink.flush()) {
+                let result = sink.write(&batch.data).and_then(|()| sink.flush());
+                {
+                    let mut m = status.metrics();
+                    let name = sink.name().to_owned();
+                    match &result {
+                        Ok(()) => *m.records_by_sink.entry(name).or_default() += batch.data.len() as u64,
+                        Err(_) => *m.errors_by_sink.entry(name).or_default() += 1,
+                    }
+                }
+                if let Err(e) = result {
                     error!(sink = sink.name(), error = %e, records = batch.data.len(), "publish failed");
                     errors += 1;
                 }
@@ -317,6 +349,11 @@ fn spawn_publisher(
 }
 
 fn record_logstore(status: &StatusBoard, o: crate::publish::logstore::Outcome, pending: usize) {
+    {
+        let mut m = status.metrics();
+        *m.records_by_sink.entry("logstore".into()).or_default() += o.records_written;
+        *m.errors_by_sink.entry("logstore".into()).or_default() += o.write_errors;
+    }
     let mut s = status.lock();
     s.logstore_files_written += o.files_written;
     s.logstore_write_errors += o.write_errors;

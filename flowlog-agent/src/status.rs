@@ -11,6 +11,8 @@ use std::{
 
 use serde::Serialize;
 
+use crate::metrics::Metrics;
+
 /// File name inside the data directory.
 pub const STATUS_FILE: &str = "status.json";
 
@@ -71,6 +73,7 @@ pub struct Status {
 #[derive(Clone)]
 pub struct StatusBoard {
     inner: Arc<Mutex<Status>>,
+    metrics: Arc<Mutex<Metrics>>,
     path: PathBuf,
 }
 
@@ -78,6 +81,7 @@ impl StatusBoard {
     pub fn new(data_dir: &Path, status: Status) -> Self {
         Self {
             inner: Arc::new(Mutex::new(status)),
+            metrics: Arc::new(Mutex::new(Metrics::default())),
             path: data_dir.join(STATUS_FILE),
         }
     }
@@ -85,6 +89,13 @@ impl StatusBoard {
     pub fn lock(&self) -> MutexGuard<'_, Status> {
         // A panic elsewhere must not take the status down with it.
         self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counters that only the metrics endpoint shows.
+    pub fn metrics(&self) -> MutexGuard<'_, Metrics> {
+        self.metrics
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }

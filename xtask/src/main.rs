@@ -132,8 +132,9 @@ fn test(filter: Option<String>) -> anyhow::Result<()> {
     if !is_root() {
         eprintln!("note: not root; the kernel integration tests will skip (and fail when CI=true)");
     }
-    // DuckDB reads the Logstore's Parquet files in the interop test.
-    let python = setup::python_venv(&workspace_root(), &["duckdb"])?;
+    // DuckDB reads the Logstore's Parquet files in the interop test; the
+    // Prometheus client's parser reads the metrics endpoint.
+    let python = setup::python_venv(&workspace_root(), &["duckdb", "prometheus-client"])?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--", "--test-threads=2"])
         .env("FLOWLOG_BIN", &bin)

@@ -26,6 +26,7 @@ struct Pending {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
     pub files_written: u64,
+    pub records_written: u64,
     pub write_errors: u64,
     pub dropped_records: u64,
 }
@@ -77,6 +78,7 @@ impl LogstoreSink {
         }
         let retried = self.retry();
         out.files_written += retried.files_written;
+        out.records_written += retried.records_written;
         out.write_errors += retried.write_errors;
         out
     }
@@ -91,6 +93,7 @@ impl LogstoreSink {
                         info!(file = %path.display(), "kept window written");
                     }
                     self.pending_records -= p.data.len();
+                    out.records_written += p.data.len() as u64;
                     self.pending.pop_front();
                     out.files_written += 1;
                 }

@@ -45,6 +45,10 @@ impl Sink for ProtobufFile {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()?;
-        self.out.get_ref().sync_data()
+        match self.out.get_ref().sync_data() {
+            // Character devices and pipes (e.g. /dev/null) have nothing to sync.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+            other => other,
+        }
     }
 }

@@ -1,0 +1,152 @@
+//! The Prometheus endpoint: it parses with the Prometheus client's own
+//! parser, and its counters move exactly with real traffic.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    process::Command,
+};
+
+use flowlog_tests::{
+    agent::Agent,
+    privileged, python,
+    topology::{B_V4, RouterOptions, RouterTopology},
+    traffic,
+};
+
+fn scrape(addr: &str) -> anyhow::Result<String> {
+    let mut s = TcpStream::connect(addr)?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("no body"))?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
+    anyhow::ensure!(
+        head.to_ascii_lowercase().contains("text/plain; version=0.0.4"),
+        "{head}"
+    );
+    Ok(body.to_owned())
+}
+
+/// Parses the exposition with prometheus_client and returns one sample.
+fn sample(py: &std::path::Path, text: &str, name: &str, labels: &[(&str, &str)]) -> anyhow::Result<f64> {
+    let want: Vec<String> = labels.iter().map(|(k, v)| format!("{k:?}: {v:?}")).collect();
+    let script = format!(
+        "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\n\
+         want = {{{}}}\n\
+         for fam in p(sys.stdin.read()):\n\
+         \x20   for s in fam.samples:\n\
+         \x20       if s.name == {name:?} and all(s.labels.get(k) == v for k, v in want.items()):\n\
+         \x20           print(s.value); sys.exit(0)\n\
+         print('missing'); sys.exit(1)\n",
+        want.join(", ")
+    );
+    let mut child = Command::new(py)
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("stdin"))?
+        .write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    anyhow::ensure!(
+        out.status.success(),
+        "{name} {labels:?}: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(stdout.parse()?)
+}
+
+#[test]
+fn metrics_parse_and_count_real_traffic() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let Some(py) = python() else { return Ok(()) };
+    let t = RouterTopology::with(RouterOptions {
+        ipv4_only: true,
+        ..Default::default()
+    })?;
+    let port = 30_000 + (std::process::id() % 20_000) as u16;
+    let addr = format!("127.0.0.1:{port}");
+    let agent = Agent::start(&[
+        "--netns",
+        t.router.name(),
+        "-i",
+        "r-a",
+        "-i",
+        "r-b",
+        "--mode",
+        "tc",
+        "--window-secs",
+        "1",
+        "--metrics-listen",
+        &addr,
+    ])?;
+    let r_a_in = [("interface", "r-a"), ("direction", "in")];
+    let dst = SocketAddr::new(B_V4.parse()?, 9800);
+    let src = traffic::udp(&t.a, &t.b, dst, &[100; 7])?;
+    agent.wait_windows(2, std::time::Duration::from_secs(10))?;
+    let text = scrape(&addr)?;
+    assert_eq!(
+        sample(&py, &text, "flowlog_packets_total", &r_a_in)?,
+        7.0,
+        "{text}"
+    );
+    assert_eq!(sample(&py, &text, "flowlog_bytes_total", &r_a_in)?, 7.0 * 128.0);
+    assert!(sample(&py, &text, "flowlog_drain_duration_seconds_count", &[])? >= 2.0);
+    assert_eq!(
+        sample(
+            &py,
+            &text,
+            "flowlog_records_published_total",
+            &[("sink", "logstore")]
+        )?,
+        sample(
+            &py,
+            &text,
+            "flowlog_records_published_total",
+            &[(
+                "sink",
+                &format!("json-file:{}", agent.dir().join("records.jsonl").display())
+            )]
+        )?
+    );
+    // More traffic, more counts — exactly.
+    traffic::udp_from_port(&t.a, &t.b, src, dst, &[200; 5])?;
+    let before = agent.status()?["windows-published"].as_u64().unwrap_or(0);
+    agent.wait_windows(before + 2, std::time::Duration::from_secs(10))?;
+    let text = scrape(&addr)?;
+    assert_eq!(sample(&py, &text, "flowlog_packets_total", &r_a_in)?, 12.0);
+    assert_eq!(
+        sample(&py, &text, "flowlog_bytes_total", &r_a_in)?,
+        7.0 * 128.0 + 5.0 * 228.0
+    );
+    assert_eq!(
+        sample(
+            &py,
+            &text,
+            "flowlog_packets_total",
+            &[("interface", "r-b"), ("direction", "out")]
+        )?,
+        12.0
+    );
+    assert_eq!(
+        sample(
+            &py,
+            &text,
+            "flowlog_publish_errors_total",
+            &[("sink", "logstore")]
+        )?,
+        0.0
+    );
+    assert!(agent.stop()?.status.success());
+    Ok(())
+}
