@@ -4,17 +4,22 @@
 use anyhow::Context as _;
 use serde_json::Value;
 
-use crate::{cargo, setup, workspace_root};
+use crate::{cargo, is_root, run, setup, workspace_root};
+
+/// Debian packages the traffic generators come from.
+const BENCH_PACKAGES: &[&str] = &["netsniff-ng", "iperf3"];
 
 /// Runs `cargo bench --bench <name> -- <args>` and parses the last stdout
 /// line as JSON.
-fn bench_json(name: &str, args: &[String]) -> anyhow::Result<Value> {
-    let out = cargo()
-        .args(["bench", "--package", "flowlog-agent", "--bench", name, "--"])
+fn bench_json(name: &str, args: &[String], env: &[(&str, String)]) -> anyhow::Result<Value> {
+    let mut cmd = cargo();
+    cmd.args(["bench", "--package", "flowlog-agent", "--bench", name, "--"])
         .args(args)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .with_context(|| format!("running bench {name}"))?;
+        .stderr(std::process::Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().with_context(|| format!("running bench {name}"))?;
     anyhow::ensure!(out.status.success(), "bench {name} failed");
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
@@ -25,53 +30,200 @@ fn bench_json(name: &str, args: &[String]) -> anyhow::Result<Value> {
     Ok(serde_json::from_str(line)?)
 }
 
-fn row(metric: &str, value: String, target: &str, met: Option<bool>) {
-    let verdict = match met {
-        Some(true) => "met",
-        Some(false) => "MISSED",
-        None => "",
-    };
-    println!("| {metric:<44} | {value:>14} | {target:<12} | {verdict:<6} |");
+struct Table(Vec<[String; 4]>);
+
+impl Table {
+    fn row(&mut self, metric: String, value: String, target: &str, met: Option<bool>) {
+        let verdict = match met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "",
+        };
+        self.0
+            .push([metric, value, target.to_owned(), verdict.to_owned()]);
+    }
+
+    fn print(&self) {
+        let mut w = [6, 5, 6, 0];
+        for r in &self.0 {
+            for (i, c) in r.iter().enumerate() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+        let line = |c: [&str; 4]| {
+            println!(
+                "| {:<a$} | {:>b$} | {:<c$} | {:<d$} |",
+                c[0],
+                c[1],
+                c[2],
+                c[3],
+                a = w[0],
+                b = w[1],
+                c = w[2],
+                d = w[3]
+            );
+        };
+        line(["metric", "value", "target", ""]);
+        println!(
+            "|{}|{}|{}|{}|",
+            "-".repeat(w[0] + 2),
+            "-".repeat(w[1] + 2),
+            "-".repeat(w[2] + 2),
+            "-".repeat(w[3] + 2)
+        );
+        for r in &self.0 {
+            line([&r[0], &r[1], &r[2], &r[3]]);
+        }
+    }
 }
 
-pub fn run(records: u64) -> anyhow::Result<()> {
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+pub fn run_all(records: u64, quick: bool) -> anyhow::Result<()> {
     setup::ensure()?;
+    setup::debian_packages(BENCH_PACKAGES)?;
+    anyhow::ensure!(
+        is_root(),
+        "the kernel benchmark loads eBPF programs and needs root"
+    );
     let root = workspace_root();
-    let logstore = bench_json("logstore", &["--records".into(), records.to_string()])?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "flowlog-agent",
+        "--bin",
+        "flowlog",
+    ]))?;
+    let agent = root.join("target/release/flowlog").to_string_lossy().into_owned();
+    let mut kargs = Vec::new();
+    if quick {
+        kargs.push("--quick".to_owned());
+    }
+    let kernel = bench_json("kernel", &kargs, &[("FLOWLOG_BIN", agent)])?;
+    let logstore = bench_json("logstore", &["--records".into(), records.to_string()], &[])?;
+
+    let mut t = Table(Vec::new());
+    for r in kernel["ebpf"].as_array().into_iter().flatten() {
+        let ratio = f(&r["ratio_over_floor"]);
+        t.row(
+            format!(
+                "eBPF {} ns/packet at {} flows: flowlog / minimal / empty",
+                r["hook"].as_str().unwrap_or("?"),
+                r["flows"]
+            ),
+            format!(
+                "{:.0} / {:.0} / {:.0}",
+                f(&r["flowlog_ns"]),
+                f(&r["minimal_ns"]),
+                f(&r["empty_ns"])
+            ),
+            "",
+            None,
+        );
+        t.row(
+            "  (flowlog − empty) ÷ (minimal − empty)".into(),
+            format!("{ratio:.2}"),
+            "<= 1.15",
+            Some(ratio <= 1.15),
+        );
+    }
+    let tp = &kernel["throughput"];
+    let udp = f(&tp["udp64_64k_flows"]["ratio"]);
+    t.row(
+        "throughput with ÷ without, 64-byte UDP, 64k flows".into(),
+        format!("{udp:.3}"),
+        ">= 0.85",
+        Some(udp >= 0.85),
+    );
+    let tcp = f(&tp["tcp_single_stream"]["auto"]["ratio"]);
+    t.row(
+        "throughput with ÷ without, TCP single stream (auto)".into(),
+        format!("{tcp:.3}"),
+        ">= 0.97",
+        Some(tcp >= 0.97),
+    );
+    let xdp = f(&tp["tcp_single_stream"]["xdp"]["ratio"]);
+    t.row(
+        "throughput with ÷ without, TCP single stream (xdp on veth)".into(),
+        format!("{xdp:.3}"),
+        "(why auto = tc)",
+        None,
+    );
+    if let Some(d) = kernel["drain"].as_array().and_then(|a| a.last()) {
+        let cpu = f(&d["total_cpu_s"]);
+        t.row(
+            format!("drain + merge + records, {} flows (CPU s)", d["flows"]),
+            format!("{cpu:.3}"),
+            "<= 1",
+            Some(cpu <= 1.0),
+        );
+        t.row(
+            "  records/s".into(),
+            format!("{:.0}", f(&d["records_per_s"])),
+            "",
+            None,
+        );
+    }
+    let m = &kernel["memory"];
+    let per = f(&m["map_bytes_per_flow"]);
+    t.row(
+        format!("kernel map bytes per IPv4 flow ({} CPUs)", m["cpus"]),
+        format!("{per:.0}"),
+        "<= 160",
+        Some(per <= 160.0),
+    );
+    t.row(
+        "kernel map bytes per IPv6 flow".into(),
+        format!("{:.0}", f(&m["map_bytes_per_ipv6_flow"])),
+        "<= 160",
+        Some(f(&m["map_bytes_per_ipv6_flow"]) <= 160.0),
+    );
+    t.row(
+        "  memlock per entry (kernel's own count)".into(),
+        format!("{:.0}", f(&m["memlock_bytes_per_entry"])),
+        "",
+        None,
+    );
+    let rss = f(&m["agent_peak_rss_mib"]);
+    t.row(
+        format!("agent peak RSS, {} flows in a window (MiB)", m["agent_flows"]),
+        format!("{rss:.0}"),
+        "<= 286 (300 MB)",
+        Some(rss <= 286.0),
+    );
+    let ch = &kernel["churn"];
+    t.row(
+        "connection churn: ns/packet with ÷ without RTT sampling".into(),
+        format!("{:.3}", f(&ch["cost_ratio"])),
+        "",
+        None,
+    );
     let l = &logstore["logstore"];
-    let f = |k: &str| l[k].as_f64().unwrap_or(f64::NAN);
-    println!(
-        "| {:<44} | {:>14} | {:<12} | {:<6} |",
-        "metric", "value", "target", ""
-    );
-    println!(
-        "|{}|{}|{}|{}|",
-        "-".repeat(46),
-        "-".repeat(16),
-        "-".repeat(14),
-        "-".repeat(8)
-    );
-    row(
-        "Logstore write rate (records/s)",
-        format!("{:.0}", f("write_records_per_s")),
+    t.row(
+        "Logstore write rate (records/s)".into(),
+        format!("{:.0}", f(&l["write_records_per_s"])),
         ">= 1000000",
-        Some(f("write_records_per_s") >= 1e6),
+        Some(f(&l["write_records_per_s"]) >= 1e6),
     );
-    row(
-        &format!("Logstore on-disk bytes per record ({} records)", l["records"]),
-        format!("{:.1}", f("bytes_per_record")),
+    t.row(
+        format!("Logstore bytes per record ({} records)", l["records"]),
+        format!("{:.1}", f(&l["bytes_per_record"])),
         "<= 20",
-        Some(f("bytes_per_record") <= 20.0),
+        Some(f(&l["bytes_per_record"]) <= 20.0),
     );
-    row(
-        &format!("top-10 srcaddr by bytes over {} records (s)", l["records"]),
-        format!("{:.3}", f("top10_query_seconds")),
+    t.row(
+        format!("top-10 srcaddr by bytes over {} records (s)", l["records"]),
+        format!("{:.3}", f(&l["top10_query_seconds"])),
         "<= 1",
-        Some(f("top10_query_seconds") <= 1.0),
+        Some(f(&l["top10_query_seconds"]) <= 1.0),
     );
+    t.print();
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir)?;
-    let all = serde_json::json!({ "logstore": l });
+    let all = serde_json::json!({ "kernel": kernel, "logstore": l });
     let path = dir.join("results.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&all)?)?;
     println!("\nsaved {}", path.display());

@@ -51,12 +51,17 @@ enum Cmd {
         /// Only run tests whose name contains this.
         filter: Option<String>,
     },
-    /// Benchmarks (release builds): Logstore write rate, bytes per record
-    /// and a day-sized query. Prints a table, saves target/bench/results.json.
+    /// Benchmarks (release builds, root): per-packet eBPF cost, throughput
+    /// with and without the collector, drain cost, memory, RTT sampling
+    /// cost, Logstore write rate and query time. Prints a table, saves
+    /// target/bench/results.json.
     Bench {
         /// Records for the Logstore benchmark.
         #[arg(long, default_value_t = 10_000_000)]
         records: u64,
+        /// Fewer flows, packets and trials (minutes instead of a quarter hour).
+        #[arg(long)]
+        quick: bool,
     },
 }
 
@@ -120,7 +125,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Test { filter } => test(filter),
-        Cmd::Bench { records } => bench::run(records),
+        Cmd::Bench { records, quick } => bench::run_all(records, quick),
     }
 }
 
