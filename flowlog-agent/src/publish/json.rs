@@ -26,11 +26,10 @@ impl<W: Write + Send> Sink for JsonLines<W> {
     }
 
     fn write(&mut self, window: &WindowData) -> io::Result<()> {
-        for r in window.records() {
-            serde_json::to_writer(&mut self.out, &r)?;
-            self.out.write_all(b"\n")?;
-        }
-        Ok(())
+        window.try_for_each_record(|r| {
+            serde_json::to_writer(&mut self.out, r)?;
+            self.out.write_all(b"\n")
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -34,13 +34,12 @@ impl Sink for ProtobufFile {
     }
 
     fn write(&mut self, window: &WindowData) -> io::Result<()> {
-        for r in window.records() {
+        window.try_for_each_record(|r| {
             self.buf.clear();
             r.encode_length_delimited(&mut self.buf)
                 .map_err(io::Error::other)?;
-            self.out.write_all(&self.buf)?;
-        }
-        Ok(())
+            self.out.write_all(&self.buf)
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {

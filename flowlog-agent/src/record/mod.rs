@@ -32,32 +32,68 @@ pub struct Identity {
     pub flow_log_id: String,
 }
 
-fn base(id: &Identity, att: &AttachmentInfo, window: Window, status: &str) -> FlowLogRecord {
-    FlowLogRecord {
-        version: RECORD_VERSION,
-        account_id: id.account_id.clone(),
-        cen_id: id.cen_id.clone(),
-        flow_log_id: id.flow_log_id.clone(),
-        interface: att.interface.clone(),
-        netns: att.netns.clone(),
-        start: window.start_secs(),
-        end: window.end_secs(),
-        log_status: status.to_owned(),
-        ..Default::default()
+/// Replaces a string's contents, keeping its buffer.
+fn set(s: &mut String, v: &str) {
+    s.clear();
+    s.push_str(v);
+}
+
+/// Replaces an optional string, keeping the buffer when there is one.
+fn set_opt(o: &mut Option<String>, v: Option<&str>) {
+    match (o.as_mut(), v) {
+        (Some(s), Some(v)) => set(s, v),
+        (None, Some(v)) => *o = Some(v.to_owned()),
+        (_, None) => *o = None,
     }
+}
+
+/// Writes a key's address into an optional string, keeping its buffer.
+fn set_addr(o: &mut Option<String>, addr: &[u8; 16], ip_version: u8) {
+    use std::fmt::Write as _;
+    let s = o.get_or_insert_with(String::new);
+    s.clear();
+    let _ = if ip_version == 4 {
+        write!(s, "{}", Ipv4Addr::new(addr[12], addr[13], addr[14], addr[15]))
+    } else {
+        write!(s, "{}", Ipv6Addr::from(*addr))
+    };
+}
+
+/// Fields every record of a window shares.
+fn fill_base(r: &mut FlowLogRecord, id: &Identity, att: &AttachmentInfo, window: Window, status: &str) {
+    r.version = RECORD_VERSION;
+    set(&mut r.account_id, &id.account_id);
+    set(&mut r.cen_id, &id.cen_id);
+    set(&mut r.flow_log_id, &id.flow_log_id);
+    set(&mut r.interface, &att.interface);
+    set_opt(&mut r.netns, att.netns.as_deref());
+    r.start = window.start_secs();
+    r.end = window.end_secs();
+    set(&mut r.log_status, status);
+    r.srcport = None;
+    r.dstport = None;
+    r.protocol = None;
+    r.packets = 0;
+    r.bytes = 0;
+    r.rtt = None;
+    r.rtt_server_side = None;
+    r.rtt_client_side = None;
+    r.tcp_flags = None;
+    r.first_seen = None;
+    r.last_seen = None;
 }
 
 /// Textual address of a key's source or destination.
 pub fn addr_string(addr: &[u8; 16], ip_version: u8) -> String {
-    if ip_version == 4 {
-        Ipv4Addr::new(addr[12], addr[13], addr[14], addr[15]).to_string()
-    } else {
-        Ipv6Addr::from(*addr).to_string()
-    }
+    let mut s = None;
+    set_addr(&mut s, addr, ip_version);
+    s.unwrap_or_default()
 }
 
-/// An OK record for one flow.
-pub fn flow(
+/// Overwrites `r` with the OK record of one flow, reusing its buffers: a
+/// window of a million flows renders without a million allocations.
+pub fn fill_flow(
+    r: &mut FlowLogRecord,
     id: &Identity,
     att: &AttachmentInfo,
     window: Window,
@@ -65,14 +101,17 @@ pub fn flow(
     stats: &FlowStats,
     rtt: Option<&Rtt>,
     clock: ClockOffset,
-) -> FlowLogRecord {
-    let mut r = base(id, att, window, LOG_STATUS_OK);
-    r.srcaddr = Some(addr_string(&key.src_addr, key.ip_version));
-    r.dstaddr = Some(addr_string(&key.dst_addr, key.ip_version));
+) {
+    fill_base(r, id, att, window, LOG_STATUS_OK);
+    set_addr(&mut r.srcaddr, &key.src_addr, key.ip_version);
+    set_addr(&mut r.dstaddr, &key.dst_addr, key.ip_version);
     r.srcport = Some(u32::from(key.src_port));
     r.dstport = Some(u32::from(key.dst_port));
     r.protocol = Some(u32::from(key.protocol));
-    r.direction = Direction::from_u8(key.direction).map(|d| d.as_str().to_owned());
+    set_opt(
+        &mut r.direction,
+        Direction::from_u8(key.direction).map(Direction::as_str),
+    );
     r.packets = stats.packets;
     r.bytes = stats.bytes;
     if key.protocol == flowlog_common::parse::IPPROTO_TCP {
@@ -87,10 +126,51 @@ pub fn flow(
         r.first_seen = Some(clock.to_unix_ms(stats.first_seen_ns));
         r.last_seen = Some(clock.to_unix_ms(stats.last_seen_ns));
     }
+}
+
+/// Overwrites `r` with a SKIPDATA record: `c` counts what could not be
+/// attributed to a flow.
+pub fn fill_skipped(
+    r: &mut FlowLogRecord,
+    id: &Identity,
+    att: &AttachmentInfo,
+    window: Window,
+    direction: Direction,
+    c: &Counters,
+) {
+    fill_base(r, id, att, window, LOG_STATUS_SKIPDATA);
+    r.srcaddr = None;
+    r.dstaddr = None;
+    set_opt(&mut r.direction, Some(direction.as_str()));
+    r.packets = c.packets;
+    r.bytes = c.bytes;
+}
+
+/// Overwrites `r` with a NODATA record: the attachment saw no traffic in
+/// or out.
+pub fn fill_no_data(r: &mut FlowLogRecord, id: &Identity, att: &AttachmentInfo, window: Window) {
+    fill_base(r, id, att, window, LOG_STATUS_NODATA);
+    r.srcaddr = None;
+    r.dstaddr = None;
+    r.direction = None;
+}
+
+/// An OK record for one flow.
+pub fn flow(
+    id: &Identity,
+    att: &AttachmentInfo,
+    window: Window,
+    key: &FlowKey,
+    stats: &FlowStats,
+    rtt: Option<&Rtt>,
+    clock: ClockOffset,
+) -> FlowLogRecord {
+    let mut r = FlowLogRecord::default();
+    fill_flow(&mut r, id, att, window, key, stats, rtt, clock);
     r
 }
 
-/// A SKIPDATA record: `c` counts what could not be attributed to a flow.
+/// A SKIPDATA record.
 pub fn skipped(
     id: &Identity,
     att: &AttachmentInfo,
@@ -98,16 +178,16 @@ pub fn skipped(
     direction: Direction,
     c: &Counters,
 ) -> FlowLogRecord {
-    let mut r = base(id, att, window, LOG_STATUS_SKIPDATA);
-    r.direction = Some(direction.as_str().to_owned());
-    r.packets = c.packets;
-    r.bytes = c.bytes;
+    let mut r = FlowLogRecord::default();
+    fill_skipped(&mut r, id, att, window, direction, c);
     r
 }
 
-/// A NODATA record: the attachment saw no traffic in or out.
+/// A NODATA record.
 pub fn no_data(id: &Identity, att: &AttachmentInfo, window: Window) -> FlowLogRecord {
-    base(id, att, window, LOG_STATUS_NODATA)
+    let mut r = FlowLogRecord::default();
+    fill_no_data(&mut r, id, att, window);
+    r
 }
 
 #[cfg(test)]

@@ -149,17 +149,32 @@ impl Writer {
         flow_log_id: &str,
         data: &WindowData,
     ) -> Result<PathBuf, StoreError> {
-        self.write_records(dest, flow_log_id, data.window, data.records())
+        self.write_with(dest, flow_log_id, data.window, |emit| {
+            data.try_for_each_record(emit)
+        })
     }
 
-    /// Writes records of one window as one file. Rows go in chunks, so
-    /// memory stays bounded whatever the window's size.
+    /// Writes records of one window as one file (tests and benchmarks).
     pub fn write_records(
         &self,
         dest: &LogstoreRef,
         flow_log_id: &str,
         window: Window,
         records: impl Iterator<Item = FlowLogRecord>,
+    ) -> Result<PathBuf, StoreError> {
+        self.write_with(dest, flow_log_id, window, |emit| {
+            records.into_iter().try_for_each(|r| emit(&r))
+        })
+    }
+
+    /// Writes whatever `produce` feeds its callback. Rows go to Arrow and
+    /// Parquet in chunks, so memory stays bounded whatever the window's size.
+    fn write_with(
+        &self,
+        dest: &LogstoreRef,
+        flow_log_id: &str,
+        window: Window,
+        produce: impl FnOnce(&mut dyn FnMut(&FlowLogRecord) -> Result<(), StoreError>) -> Result<(), StoreError>,
     ) -> Result<PathBuf, StoreError> {
         let dir = logstore_dir(&self.data_dir, dest).join(partition(window.start_secs()));
         let io = |path: &Path| {
@@ -185,12 +200,16 @@ impl Writer {
                 ArrowWriter::try_new(file, schema::schema(), Some((*self.props).clone())).map_err(pq)?;
             // Records come sorted by flow (source first): long runs for the
             // dictionary and run-length encodings.
-            let mut records = records.peekable();
-            let mut chunk = Vec::new();
-            while records.peek().is_some() {
-                chunk.clear();
-                chunk.extend(records.by_ref().take(CHUNK_ROWS));
-                w.write(&schema::to_batch(chunk.iter())?).map_err(pq)?;
+            let mut batch = schema::BatchBuilder::with_capacity(CHUNK_ROWS);
+            produce(&mut |r: &FlowLogRecord| {
+                batch.append(r);
+                if batch.len() >= CHUNK_ROWS {
+                    w.write(&batch.finish()?).map_err(pq)?;
+                }
+                Ok(())
+            })?;
+            if batch.len() > 0 {
+                w.write(&batch.finish()?).map_err(pq)?;
             }
             let file = w.into_inner().map_err(pq)?;
             file.sync_all().map_err(io(&tmp))?;

@@ -63,86 +63,139 @@ fn narrow<T: TryFrom<u32>>(v: Option<u32>) -> Option<T> {
     v.and_then(|x| T::try_from(x).ok())
 }
 
+/// Column builders for one Arrow batch, filled a record at a time.
+pub struct BatchBuilder {
+    version: UInt32Builder,
+    account: StringBuilder,
+    cen: StringBuilder,
+    flow_log: StringBuilder,
+    interface: StringBuilder,
+    netns: StringBuilder,
+    src: StringBuilder,
+    sport: UInt16Builder,
+    dst: StringBuilder,
+    dport: UInt16Builder,
+    protocol: UInt8Builder,
+    direction: StringBuilder,
+    packets: UInt64Builder,
+    bytes: UInt64Builder,
+    rtt: UInt32Builder,
+    start: Int64Builder,
+    end: Int64Builder,
+    status: StringBuilder,
+    flags: UInt16Builder,
+    first: Int64Builder,
+    last: Int64Builder,
+    rtt_s: UInt32Builder,
+    rtt_c: UInt32Builder,
+    rows: usize,
+}
+
+impl BatchBuilder {
+    pub fn with_capacity(n: usize) -> Self {
+        let strings = || StringBuilder::with_capacity(n, n * 8);
+        Self {
+            version: UInt32Builder::with_capacity(n),
+            account: strings(),
+            cen: strings(),
+            flow_log: strings(),
+            interface: strings(),
+            netns: strings(),
+            src: strings(),
+            sport: UInt16Builder::with_capacity(n),
+            dst: strings(),
+            dport: UInt16Builder::with_capacity(n),
+            protocol: UInt8Builder::with_capacity(n),
+            direction: strings(),
+            packets: UInt64Builder::with_capacity(n),
+            bytes: UInt64Builder::with_capacity(n),
+            rtt: UInt32Builder::with_capacity(n),
+            start: Int64Builder::with_capacity(n),
+            end: Int64Builder::with_capacity(n),
+            status: strings(),
+            flags: UInt16Builder::with_capacity(n),
+            first: Int64Builder::with_capacity(n),
+            last: Int64Builder::with_capacity(n),
+            rtt_s: UInt32Builder::with_capacity(n),
+            rtt_c: UInt32Builder::with_capacity(n),
+            rows: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    pub fn append(&mut self, r: &FlowLogRecord) {
+        self.version.append_value(r.version);
+        self.account.append_value(&r.account_id);
+        self.cen.append_value(&r.cen_id);
+        self.flow_log.append_value(&r.flow_log_id);
+        self.interface.append_value(&r.interface);
+        self.netns.append_option(r.netns.as_deref());
+        self.src.append_option(r.srcaddr.as_deref());
+        self.sport.append_option(narrow::<u16>(r.srcport));
+        self.dst.append_option(r.dstaddr.as_deref());
+        self.dport.append_option(narrow::<u16>(r.dstport));
+        self.protocol.append_option(narrow::<u8>(r.protocol));
+        self.direction.append_option(r.direction.as_deref());
+        self.packets.append_value(r.packets);
+        self.bytes.append_value(r.bytes);
+        self.rtt.append_option(r.rtt);
+        self.start.append_value(r.start);
+        self.end.append_value(r.end);
+        self.status.append_value(&r.log_status);
+        self.flags.append_option(narrow::<u16>(r.tcp_flags));
+        self.first.append_option(r.first_seen);
+        self.last.append_option(r.last_seen);
+        self.rtt_s.append_option(r.rtt_server_side);
+        self.rtt_c.append_option(r.rtt_client_side);
+        self.rows += 1;
+    }
+
+    /// The rows appended so far, as a batch; the builder starts over.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        self.rows = 0;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.version.finish()),
+            Arc::new(self.account.finish()),
+            Arc::new(self.cen.finish()),
+            Arc::new(self.flow_log.finish()),
+            Arc::new(self.interface.finish()),
+            Arc::new(self.netns.finish()),
+            Arc::new(self.src.finish()),
+            Arc::new(self.sport.finish()),
+            Arc::new(self.dst.finish()),
+            Arc::new(self.dport.finish()),
+            Arc::new(self.protocol.finish()),
+            Arc::new(self.direction.finish()),
+            Arc::new(self.packets.finish()),
+            Arc::new(self.bytes.finish()),
+            Arc::new(self.rtt.finish()),
+            Arc::new(self.start.finish()),
+            Arc::new(self.end.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.flags.finish()),
+            Arc::new(self.first.finish()),
+            Arc::new(self.last.finish()),
+            Arc::new(self.rtt_s.finish()),
+            Arc::new(self.rtt_c.finish()),
+        ];
+        RecordBatch::try_new(schema(), columns)
+    }
+}
+
 /// Converts records to one Arrow batch, in the given order.
 pub fn to_batch<'a>(
     records: impl ExactSizeIterator<Item = &'a FlowLogRecord>,
 ) -> Result<RecordBatch, ArrowError> {
-    let n = records.len();
-    let strings = || StringBuilder::with_capacity(n, n * 8);
-    let (mut version, mut packets, mut bytes) = (
-        UInt32Builder::with_capacity(n),
-        UInt64Builder::with_capacity(n),
-        UInt64Builder::with_capacity(n),
-    );
-    let (mut account, mut cen, mut flow_log, mut interface, mut netns) =
-        (strings(), strings(), strings(), strings(), strings());
-    let (mut src, mut dst, mut direction, mut status) = (strings(), strings(), strings(), strings());
-    let (mut sport, mut dport, mut flags) = (
-        UInt16Builder::with_capacity(n),
-        UInt16Builder::with_capacity(n),
-        UInt16Builder::with_capacity(n),
-    );
-    let mut protocol = UInt8Builder::with_capacity(n);
-    let (mut rtt, mut rtt_s, mut rtt_c) = (
-        UInt32Builder::with_capacity(n),
-        UInt32Builder::with_capacity(n),
-        UInt32Builder::with_capacity(n),
-    );
-    let (mut start, mut end, mut first, mut last) = (
-        Int64Builder::with_capacity(n),
-        Int64Builder::with_capacity(n),
-        Int64Builder::with_capacity(n),
-        Int64Builder::with_capacity(n),
-    );
+    let mut b = BatchBuilder::with_capacity(records.len());
     for r in records {
-        version.append_value(r.version);
-        account.append_value(&r.account_id);
-        cen.append_value(&r.cen_id);
-        flow_log.append_value(&r.flow_log_id);
-        interface.append_value(&r.interface);
-        netns.append_option(r.netns.as_deref());
-        src.append_option(r.srcaddr.as_deref());
-        sport.append_option(narrow::<u16>(r.srcport));
-        dst.append_option(r.dstaddr.as_deref());
-        dport.append_option(narrow::<u16>(r.dstport));
-        protocol.append_option(narrow::<u8>(r.protocol));
-        direction.append_option(r.direction.as_deref());
-        packets.append_value(r.packets);
-        bytes.append_value(r.bytes);
-        rtt.append_option(r.rtt);
-        start.append_value(r.start);
-        end.append_value(r.end);
-        status.append_value(&r.log_status);
-        flags.append_option(narrow::<u16>(r.tcp_flags));
-        first.append_option(r.first_seen);
-        last.append_option(r.last_seen);
-        rtt_s.append_option(r.rtt_server_side);
-        rtt_c.append_option(r.rtt_client_side);
+        b.append(r);
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(version.finish()),
-        Arc::new(account.finish()),
-        Arc::new(cen.finish()),
-        Arc::new(flow_log.finish()),
-        Arc::new(interface.finish()),
-        Arc::new(netns.finish()),
-        Arc::new(src.finish()),
-        Arc::new(sport.finish()),
-        Arc::new(dst.finish()),
-        Arc::new(dport.finish()),
-        Arc::new(protocol.finish()),
-        Arc::new(direction.finish()),
-        Arc::new(packets.finish()),
-        Arc::new(bytes.finish()),
-        Arc::new(rtt.finish()),
-        Arc::new(start.finish()),
-        Arc::new(end.finish()),
-        Arc::new(status.finish()),
-        Arc::new(flags.finish()),
-        Arc::new(first.finish()),
-        Arc::new(last.finish()),
-        Arc::new(rtt_s.finish()),
-        Arc::new(rtt_c.finish()),
-    ];
-    RecordBatch::try_new(schema(), columns)
+    b.finish()
 }

@@ -236,9 +236,47 @@ impl WindowData {
         self.attachments.iter().find(|a| a.ifindex == ifindex)
     }
 
-    /// The records: one OK record per flow (sorted by flow), one SKIPDATA
-    /// record per attachment and direction that lost packets, one NODATA
-    /// record per attachment that saw neither.
+    /// Calls `f` with every record in turn — one OK record per flow (sorted
+    /// by flow), one SKIPDATA record per attachment and direction that lost
+    /// packets, one NODATA record per attachment that saw neither — reusing
+    /// one record's buffers throughout. Stops at the first error.
+    pub fn try_for_each_record<E>(
+        &self,
+        mut f: impl FnMut(&FlowLogRecord) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut r = FlowLogRecord::default();
+        let id = &self.identity;
+        for (key, stats) in self.flows.iter() {
+            if let Some(att) = self.attachment(key.ifindex) {
+                record::fill_flow(
+                    &mut r,
+                    id,
+                    att,
+                    self.window,
+                    key,
+                    stats,
+                    self.rtt.get(key),
+                    self.clock,
+                );
+                f(&r)?;
+            }
+        }
+        for ((ifindex, dir), c) in &self.skipped {
+            if let Some(att) = self.attachment(*ifindex) {
+                record::fill_skipped(&mut r, id, att, self.window, *dir, c);
+                f(&r)?;
+            }
+        }
+        for i in &self.idle {
+            if let Some(att) = self.attachment(*i) {
+                record::fill_no_data(&mut r, id, att, self.window);
+                f(&r)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The records as owned values (see [`Self::try_for_each_record`]).
     pub fn records(&self) -> impl Iterator<Item = FlowLogRecord> + '_ {
         let id = &self.identity;
         let flows = self.flows.iter().filter_map(move |(key, stats)| {
