@@ -245,21 +245,29 @@ fn ebpf_cost(t: &RouterTopology, arm: &str, hook: &str, flows: u64, packets: u64
     Ok((t1 - t0).as_nanos() as f64 / runs as f64)
 }
 
+/// Rounds of the three arms, interleaved; each arm's median is reported,
+/// so drift on a shared machine hits all arms alike.
+const ROUNDS: usize = 3;
+
 fn section_ebpf(t: &RouterTopology, quick: bool) -> anyhow::Result<Value> {
     let mixes: &[u64] = if quick {
         &[1, 10_000, 65_536]
     } else {
         &[1, 10_000, 65_536, 100_000, 800_000, 1_000_000]
     };
-    let packets = if quick { 300_000 } else { 1_500_000 };
+    let packets = if quick { 200_000 } else { 500_000 };
     let mut rows = Vec::new();
     for hook in ["xdp", "tc"] {
         for &flows in mixes {
-            let mut r = BTreeMap::new();
-            for arm in ["empty", "minimal", "flowlog"] {
-                let ns = ebpf_cost(t, arm, hook, flows, packets.max(flows))?;
-                eprintln!("ebpf: {hook:>3} {flows:>8} flows {arm:>8}: {ns:7.1} ns/packet");
-                r.insert(arm, ns);
+            let mut runs: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+            for _ in 0..ROUNDS {
+                for arm in ["empty", "minimal", "flowlog"] {
+                    runs.entry(arm).or_default().push(ebpf_cost(t, arm, hook, flows, packets.max(flows))?);
+                }
+            }
+            let r: BTreeMap<&str, f64> = runs.into_iter().map(|(k, v)| (k, median(v))).collect();
+            for (arm, ns) in &r {
+                eprintln!("ebpf: {hook:>3} {flows:>8} flows {arm:>8}: {ns:7.1} ns/packet (median of {ROUNDS})");
             }
             let floor = r["empty"];
             let ratio = (r["flowlog"] - floor) / (r["minimal"] - floor);
