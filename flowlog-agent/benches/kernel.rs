@@ -249,25 +249,39 @@ fn ebpf_cost(t: &RouterTopology, arm: &str, hook: &str, flows: u64, packets: u64
 /// so drift on a shared machine hits all arms alike.
 const ROUNDS: usize = 3;
 
-fn section_ebpf(t: &RouterTopology, quick: bool) -> anyhow::Result<Value> {
-    let mixes: &[u64] = if quick {
+fn section_ebpf(
+    t: &RouterTopology,
+    quick: bool,
+    only_flows: Option<u64>,
+    hooks: &[&str],
+) -> anyhow::Result<Value> {
+    let all: &[u64] = if quick {
         &[1, 10_000, 65_536]
     } else {
         &[1, 10_000, 65_536, 100_000, 800_000, 1_000_000]
     };
+    let one = only_flows.map(|f| [f]);
+    let mixes: &[u64] = match &one {
+        Some(f) => f,
+        None => all,
+    };
     let packets = if quick { 200_000 } else { 500_000 };
     let mut rows = Vec::new();
-    for hook in ["xdp", "tc"] {
+    for &hook in hooks {
         for &flows in mixes {
             let mut runs: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
             for _ in 0..ROUNDS {
                 for arm in ["empty", "minimal", "flowlog"] {
-                    runs.entry(arm).or_default().push(ebpf_cost(t, arm, hook, flows, packets.max(flows))?);
+                    runs.entry(arm)
+                        .or_default()
+                        .push(ebpf_cost(t, arm, hook, flows, packets.max(flows))?);
                 }
             }
             let r: BTreeMap<&str, f64> = runs.into_iter().map(|(k, v)| (k, median(v))).collect();
             for (arm, ns) in &r {
-                eprintln!("ebpf: {hook:>3} {flows:>8} flows {arm:>8}: {ns:7.1} ns/packet (median of {ROUNDS})");
+                eprintln!(
+                    "ebpf: {hook:>3} {flows:>8} flows {arm:>8}: {ns:7.1} ns/packet (median of {ROUNDS})"
+                );
             }
             let floor = r["empty"];
             let ratio = (r["flowlog"] - floor) / (r["minimal"] - floor);
@@ -421,8 +435,8 @@ fn fill(cap: &NetnsCapture, n: u64) -> anyhow::Result<()> {
                 let v = FlowStats {
                     packets: 10 + cpu as u64,
                     bytes: 6000 + i,
-                    first_seen_ns: 1_000_000_000,
-                    last_seen_ns: 2_000_000_000,
+                    first_seen_jiffies: 1_000_000_000,
+                    last_seen_jiffies: 2_000_000_000,
                     tcp_flags: 0x18,
                     _pad: [0; 6],
                 };
@@ -472,9 +486,11 @@ fn section_drain(quick: bool) -> anyhow::Result<Value> {
             start_ns: 0,
             end_ns: 600_000_000_000,
         };
-        let data = drained
-            .window
-            .finish(window, atts.to_vec(), id, ClockOffset::sample());
+        let mut clock = ClockOffset::sample();
+        if let Some(j) = drained.jiffies {
+            clock = clock.with_jiffies(j);
+        }
+        let data = drained.window.finish(window, atts.to_vec(), id, clock);
         // Render every record, as a sink does.
         let mut records = 0usize;
         let _ = data.try_for_each_record(|r| {
@@ -678,7 +694,13 @@ fn main() -> anyhow::Result<()> {
     let result = (|| -> anyhow::Result<Value> {
         let mut out = serde_json::Map::new();
         if want("ebpf") {
-            out.insert("ebpf".into(), section_ebpf(&t, quick)?);
+            let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1));
+            let only_flows = flag("--flows").and_then(|v| v.parse().ok());
+            let hooks: Vec<&str> = match flag("--hook") {
+                Some(h) => vec![h.as_str()],
+                None => vec!["xdp", "tc"],
+            };
+            out.insert("ebpf".into(), section_ebpf(&t, quick, only_flows, &hooks)?);
         }
         if want("throughput") {
             out.insert("throughput".into(), section_throughput(&t, quick)?);

@@ -26,7 +26,7 @@ use crate::{
     record::Identity,
     status::{AttachmentStatus, StatusBoard},
     store::LogstoreRef,
-    window::{AttachmentInfo, ClockOffset, Window, WindowAggregate, WindowData, clock},
+    window::{AttachmentInfo, ClockOffset, JiffiesRef, Window, WindowAggregate, WindowData, clock},
 };
 
 /// A flow log as the engine runs it.
@@ -85,6 +85,8 @@ pub struct Engine {
     running: BTreeMap<String, Running>,
     publish: mpsc::Sender<WindowRecords>,
     status: StatusBoard,
+    /// Latest jiffies reference from a drain, to date flows at flush.
+    jiffies: Option<JiffiesRef>,
 }
 
 impl Engine {
@@ -96,6 +98,7 @@ impl Engine {
             running: BTreeMap::new(),
             publish,
             status,
+            jiffies: None,
         }
     }
 
@@ -301,7 +304,10 @@ impl Engine {
             let result = tokio::task::block_in_place(|| cap.drain());
             self.status.metrics().observe_drain(started.elapsed());
             match result {
-                Ok(d) => drained.push((ns.clone(), d)),
+                Ok(d) => {
+                    self.jiffies = d.jiffies.or(self.jiffies);
+                    drained.push((ns.clone(), d));
+                }
                 Err(e) => {
                     error!(netns = ns.as_deref().unwrap_or("-"), error = %e, "drain failed");
                     self.status.lock().drain_errors += 1;
@@ -468,7 +474,10 @@ impl Engine {
             .collect();
         let aggregate = std::mem::take(&mut r.aggregate);
         let identity = r.spec.identity.clone();
-        let clock = ClockOffset::sample();
+        let mut clock = ClockOffset::sample();
+        if let Some(j) = self.jiffies {
+            clock = clock.with_jiffies(j);
+        }
         // Sorting a million flows takes a moment: off the control loop.
         let data =
             match tokio::task::spawn_blocking(move || aggregate.finish(window, attachments, identity, clock))

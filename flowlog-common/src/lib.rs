@@ -20,6 +20,11 @@ pub const MAP_FLOWS6: &str = "FLOWS6";
 pub const MAP_CONTROL: &str = "CONTROL";
 /// Ring buffer of [`OverflowEvent`]s: packets that found their flow map full.
 pub const MAP_OVERFLOW: &str = "OVERFLOW";
+/// Array with one [`ClockSample`]: the clock probe writes it.
+pub const MAP_CLOCK: &str = "CLOCK";
+/// Program the agent runs (BPF_PROG_TEST_RUN) to read jiffies and the
+/// monotonic clock together; never attached.
+pub const PROG_CLOCK: &str = "flowlog_clock";
 /// Ring buffer of [`HandshakeEvent`]s: TCP SYN, SYN-ACK and completing ACK.
 pub const MAP_HANDSHAKES: &str = "HANDSHAKES";
 /// Per-CPU hash [`SkipKey`] → [`Counters`]: packets neither the flow map nor
@@ -156,12 +161,22 @@ impl FlowKey4 {
 pub struct FlowStats {
     pub packets: u64,
     pub bytes: u64,
-    /// CLOCK_MONOTONIC nanoseconds (coarse) of the first and last packet.
-    pub first_seen_ns: u64,
-    pub last_seen_ns: u64,
+    /// Kernel jiffies of the first and last packet. A jiffies read costs a
+    /// few nanoseconds where a clock read costs 30 to 60 in a VM, for the
+    /// same resolution as the coarse clock (one tick); the agent converts.
+    pub first_seen_jiffies: u64,
+    pub last_seen_jiffies: u64,
     /// OR of the TCP flags seen (bit 8 is NS, bits 0–7 the flags byte).
     pub tcp_flags: u16,
     pub _pad: [u8; 6],
+}
+
+/// Jiffies and CLOCK_MONOTONIC read together in the kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockSample {
+    pub jiffies: u64,
+    pub monotonic_ns: u64,
 }
 
 /// Shared control block, index 0 of [`MAP_CONTROL`].
@@ -209,7 +224,8 @@ pub struct OverflowEvent {
     /// Wire segments this packet stands for (1 unless GSO/GRO).
     pub packets: u32,
     pub bytes: u32,
-    pub ts_ns: u64,
+    /// Kernel jiffies when the packet was seen.
+    pub jiffies: u64,
 }
 
 /// Key of [`MAP_SKIPPED`].
@@ -318,6 +334,7 @@ mod pod {
     unsafe impl aya::Pod for SkipKey {}
     unsafe impl aya::Pod for MalformedKey {}
     unsafe impl aya::Pod for Counters {}
+    unsafe impl aya::Pod for super::ClockSample {}
 }
 
 #[cfg(test)]

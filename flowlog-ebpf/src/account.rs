@@ -13,7 +13,7 @@
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    helpers::{bpf_jiffies64, bpf_ktime_get_ns},
     maps::PerCpuHashMap,
 };
 use flowlog_common::{
@@ -67,8 +67,9 @@ fn account(p: &mut Parsed, packets: u32, bytes: u64) {
     let p = &*p;
     let key = &p.key;
     let tcp_flags = p.tcp_flags;
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // SAFETY: helper without preconditions. Jiffies, not a clock: see
+    // FlowStats.
+    let now = unsafe { bpf_jiffies64() };
     let added = if key.ip_version == 4 {
         add_to_map(&FLOWS4, &FlowKey4::narrow(key), packets, bytes, tcp_flags, now)
     } else {
@@ -141,8 +142,8 @@ fn add_to_map<K>(
     let fresh = FlowStats {
         packets: packets as u64,
         bytes,
-        first_seen_ns: now,
-        last_seen_ns: now,
+        first_seen_jiffies: now,
+        last_seen_jiffies: now,
         tcp_flags,
         _pad: [0; 6],
     };
@@ -168,10 +169,10 @@ fn add(v: *mut FlowStats, packets: u32, bytes: u64, tcp_flags: u16, now: u64) ->
         };
         (*v).packets += packets as u64;
         (*v).bytes += bytes;
-        if (*v).first_seen_ns == 0 {
-            (*v).first_seen_ns = now;
+        if (*v).first_seen_jiffies == 0 {
+            (*v).first_seen_jiffies = now;
         }
-        (*v).last_seen_ns = now;
+        (*v).last_seen_jiffies = now;
         (*v).tcp_flags |= tcp_flags;
         before
     }
@@ -191,7 +192,7 @@ fn overflow(key: &FlowKey, meta: u64, bytes: u64, now: u64) {
             _pad: 0,
             packets,
             bytes: bytes as u32,
-            ts_ns: now,
+            jiffies: now,
         });
         e.submit(0);
         return;

@@ -40,6 +40,22 @@ mod programs {
         xdp_action::XDP_PASS
     }
 
+    /// Clock probe, run by the agent with BPF_PROG_TEST_RUN (never
+    /// attached): jiffies and CLOCK_MONOTONIC read together, so the agent
+    /// can turn the jiffies stamped on flows into wall-clock time.
+    #[xdp]
+    pub fn flowlog_clock(_ctx: XdpContext) -> u32 {
+        if let Some(s) = crate::maps::CLOCK.get_ptr_mut(0) {
+            // SAFETY: helpers without preconditions; the pointer is the
+            // array's only value, valid for the program's run.
+            unsafe {
+                (*s).jiffies = aya_ebpf::helpers::bpf_jiffies64();
+                (*s).monotonic_ns = aya_ebpf::helpers::bpf_ktime_get_ns();
+            }
+        }
+        xdp_action::XDP_PASS
+    }
+
     #[classifier]
     pub fn flowlog_tc_ingress(ctx: TcContext) -> i32 {
         tc(&ctx, Direction::Ingress);

@@ -7,7 +7,7 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use flowlog_common::{
-    COUNTER_MAP_ENTRIES, Control, Counters, FlowKey, FlowKey4, FlowStats, MalformedKey, SkipKey,
+    COUNTER_MAP_ENTRIES, ClockSample, Control, Counters, FlowKey, FlowKey4, FlowStats, MalformedKey, SkipKey,
 };
 
 #[map]
@@ -18,6 +18,9 @@ pub static FLOWS6: PerCpuHashMap<FlowKey, FlowStats> = PerCpuHashMap::with_max_e
 
 #[map]
 pub static CONTROL: Array<Control> = Array::with_max_entries(1, 0);
+
+#[map]
+pub static CLOCK: Array<ClockSample> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static OVERFLOW: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);

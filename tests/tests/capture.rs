@@ -54,6 +54,32 @@ fn flow<'a>(
     }
 }
 
+/// Unix milliseconds now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Every flow carries first/last-seen between when its traffic started and
+/// ended. The kernel stamps jiffies, so allow two ticks of the slowest
+/// kernel tick rate (100 Hz) either side.
+fn assert_seen_within(records: &[Value], from_ms: i64, to_ms: i64) {
+    const SLACK_MS: i64 = 20;
+    let mut n = 0;
+    for r in records.iter().filter(|r| r["log-status"] == "OK") {
+        let (Some(first), Some(last)) = (r["first-seen"].as_i64(), r["last-seen"].as_i64()) else {
+            panic!("flow without first/last-seen: {r}");
+        };
+        assert!(
+            from_ms - SLACK_MS <= first && first <= last && last <= to_ms + SLACK_MS,
+            "first/last-seen {first}..{last} outside the traffic ({from_ms}..{to_ms}): {r}"
+        );
+        n += 1;
+    }
+    assert!(n > 0, "no flows");
+}
+
 /// No two records describe the same flow, direction and window.
 fn assert_no_duplicates(records: &[Value]) {
     let mut seen = HashSet::new();
@@ -92,18 +118,21 @@ fn router_counts_exactly(mode: &str) -> anyhow::Result<()> {
     let reference = Reference::start(&t.router, "r-a")?;
 
     let sizes = udp_sizes(5);
+    let traffic_from = now_ms();
     let udp4_port = traffic::udp(&t.a, &t.b, SocketAddr::new(B_V4.parse()?, 5001), &sizes)?;
     let udp6_port = traffic::udp(&t.a, &t.b, SocketAddr::new(B_V6.parse()?, 5002), &sizes)?;
     let tcp4 = traffic::tcp(&t.a, &t.b, SocketAddr::new(B_V4.parse()?, 5003), 4 << 20)?;
     let tcp6 = traffic::tcp(&t.a, &t.b, SocketAddr::new(B_V6.parse()?, 5004), 1 << 20)?;
     traffic::ping(&t.a, B_V4.parse()?, 5, 56)?;
     traffic::ping(&t.a, B_V6.parse()?, 5, 56)?;
+    let traffic_to = now_ms();
 
     let captured = reference.finish()?;
     let done = agent.stop()?;
     assert!(done.status.success(), "agent failed:\n{}", done.stderr);
     let r = &done.records;
     assert_no_duplicates(r);
+    assert_seen_within(r, traffic_from, traffic_to);
 
     // UDP: what was sent, datagram by datagram.
     let udp = |per_packet_overhead: usize| Count {

@@ -8,7 +8,7 @@ use aya::{
         ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId,
     },
 };
-use flowlog_common::{PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP};
+use flowlog_common::{PROG_CLOCK, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP};
 use tracing::{info, warn};
 
 use super::{AttachedInterface, CaptureError, iface};
@@ -60,12 +60,14 @@ pub fn load_programs(ebpf: &mut Ebpf, scope: &str) -> Result<(), CaptureError> {
             detail,
         }
     };
-    let xdp: &mut Xdp = ebpf
-        .program_mut(PROG_XDP)
-        .ok_or_else(|| fail(PROG_XDP)("not in the object".into()))?
-        .try_into()
-        .map_err(|e| fail(PROG_XDP)(describe(&e)))?;
-    xdp.load().map_err(|e| fail(PROG_XDP)(describe(&e)))?;
+    for name in [PROG_XDP, PROG_CLOCK] {
+        let xdp: &mut Xdp = ebpf
+            .program_mut(name)
+            .ok_or_else(|| fail(name)("not in the object".into()))?
+            .try_into()
+            .map_err(|e| fail(name)(describe(&e)))?;
+        xdp.load().map_err(|e| fail(name)(describe(&e)))?;
+    }
     for name in [PROG_TC_INGRESS, PROG_TC_EGRESS] {
         let tc: &mut SchedClassifier = ebpf
             .program_mut(name)

@@ -15,7 +15,7 @@ use flowlog_common::{
 use tracing::warn;
 
 use super::{CaptureError, NetnsCapture, sys};
-use crate::window::{FlowTable, WindowAggregate, merge};
+use crate::window::{FlowTable, JiffiesRef, WindowAggregate, merge};
 
 /// Entries per batch syscall.
 const BATCH: usize = 8192;
@@ -38,6 +38,9 @@ pub struct Drained {
     /// Flows read from the kernel map (before overflow events joined).
     pub map_flows: usize,
     pub overflow_events: u64,
+    /// Where kernel jiffies stood at the drain, to date the flows; `None`
+    /// if the clock probe failed (records then lack first/last-seen).
+    pub jiffies: Option<JiffiesRef>,
 }
 
 fn drain_err(what: &'static str) -> impl Fn(String) -> CaptureError {
@@ -157,6 +160,11 @@ impl NetnsCapture {
 
         self.drain_skipped(old as u8, &mut out)?;
         out.malformed = self.malformed_delta()?;
+        out.jiffies = self
+            .clock
+            .reference()
+            .inspect_err(|e| warn!(error = %e, "cannot date this window's flows"))
+            .ok();
         Ok(out)
     }
 

@@ -7,6 +7,7 @@
 //! then read and delete the old generation's entries with batch syscalls.
 
 mod attach;
+mod clock;
 mod drain;
 pub mod iface;
 pub mod netns;
@@ -17,10 +18,12 @@ use aya::{
     maps::{Array, Map, MapData, PerCpuHashMap, RingBuf},
 };
 use flowlog_common::{
-    CONTROL_RTT, Control, Counters, FlowKey, FlowKey4, FlowStats, MAP_CONTROL, MAP_FLOWS4, MAP_FLOWS6,
-    MAP_HANDSHAKES, MAP_MALFORMED, MAP_OVERFLOW, MAP_SKIPPED, MalformedKey, PROG_TC_EGRESS, PROG_TC_INGRESS,
-    PROG_XDP, SkipKey,
+    CONTROL_RTT, ClockSample, Control, Counters, FlowKey, FlowKey4, FlowStats, MAP_CLOCK, MAP_CONTROL,
+    MAP_FLOWS4, MAP_FLOWS6, MAP_HANDSHAKES, MAP_MALFORMED, MAP_OVERFLOW, MAP_SKIPPED, MalformedKey,
+    PROG_CLOCK, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, SkipKey,
 };
+use std::os::fd::AsFd;
+
 use tokio::io::{Interest, unix::AsyncFd};
 use tracing::info;
 
@@ -70,6 +73,9 @@ pub enum CaptureError {
     /// A syscall used while draining failed.
     #[error("draining {what} failed: {detail}")]
     Drain { what: &'static str, detail: String },
+    /// Jiffies could not be placed on the clock (probe program or map).
+    #[error("reading the kernel clock failed: {detail}")]
+    Clock { detail: String },
 }
 
 /// An error and its causes on one line, for errors carried as text.
@@ -128,6 +134,7 @@ pub struct NetnsCapture {
     malformed: PerCpuHashMap<MapData, MalformedKey, Counters>,
     ring: AsyncFd<RingBuf<MapData>>,
     handshakes: AsyncFd<RingBuf<MapData>>,
+    clock: clock::ClockProbe,
     rtt: RttTracker,
     control_flags: u32,
     barrier: sys::ProgramBarrier,
@@ -237,6 +244,24 @@ impl NetnsCapture {
             PerCpuHashMap::try_from(take(&mut ebpf, MAP_MALFORMED)?).map_err(map_err(MAP_MALFORMED))?;
         let ring = pollable_ring(take(&mut ebpf, MAP_OVERFLOW)?, MAP_OVERFLOW)?;
         let handshakes = pollable_ring(take(&mut ebpf, MAP_HANDSHAKES)?, MAP_HANDSHAKES)?;
+        let clock_map: Array<MapData, ClockSample> =
+            Array::try_from(take(&mut ebpf, MAP_CLOCK)?).map_err(map_err(MAP_CLOCK))?;
+        let clock_prog = ebpf.program(PROG_CLOCK).ok_or_else(|| CaptureError::Program {
+            program: PROG_CLOCK,
+            scope: scope.clone(),
+            detail: "not in the object".into(),
+        })?;
+        let clock_fd = clock_prog.fd().map_err(|e| CaptureError::Program {
+            program: PROG_CLOCK,
+            scope: scope.clone(),
+            detail: chain(&e),
+        })?;
+        let clock = clock::ClockProbe::new(clock_fd.as_fd(), clock_map)
+            .map_err(|e| CaptureError::Clock { detail: chain(&e) })?;
+        // Measure the tick length now rather than in the first drain.
+        if let Err(e) = clock.reference() {
+            tracing::warn!(error = %e, "cannot read kernel jiffies; records will lack first/last-seen");
+        }
         let barrier = sys::ProgramBarrier::new().map_err(|e| CaptureError::Map {
             name: "program barrier",
             detail: chain(&e),
@@ -255,6 +280,7 @@ impl NetnsCapture {
             malformed,
             ring,
             handshakes,
+            clock,
             rtt: RttTracker::new(RttLimits::default()),
             control_flags,
             barrier,

@@ -8,6 +8,7 @@ use std::{
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
@@ -248,4 +249,32 @@ pub fn update_percpu_batch(
         ..Default::default()
     };
     bpf(BPF_MAP_UPDATE_BATCH, &mut attr, "map_update_batch").map(drop)
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+}
+
+/// Runs a loaded XDP program once on a dummy frame (BPF_PROG_TEST_RUN);
+/// returns its verdict.
+pub fn test_run_xdp(prog: BorrowedFd<'_>) -> Result<u32, SysError> {
+    let frame = [0u8; 64];
+    let mut attr = TestRunAttr {
+        prog_fd: prog.as_fd().as_raw_fd() as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat: 1,
+        ..Default::default()
+    };
+    bpf(BPF_PROG_TEST_RUN, &mut attr, "prog_test_run")?;
+    Ok(attr.retval)
 }

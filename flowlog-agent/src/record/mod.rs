@@ -90,6 +90,14 @@ pub fn addr_string(addr: &[u8; 16], ip_version: u8) -> String {
     s.unwrap_or_default()
 }
 
+/// One flow of a window: what the kernel counted and its handshake RTT.
+#[derive(Clone, Copy, Debug)]
+pub struct Flow<'a> {
+    pub key: &'a FlowKey,
+    pub stats: &'a FlowStats,
+    pub rtt: Option<&'a Rtt>,
+}
+
 /// Overwrites `r` with the OK record of one flow, reusing its buffers: a
 /// window of a million flows renders without a million allocations.
 pub fn fill_flow(
@@ -97,11 +105,10 @@ pub fn fill_flow(
     id: &Identity,
     att: &AttachmentInfo,
     window: Window,
-    key: &FlowKey,
-    stats: &FlowStats,
-    rtt: Option<&Rtt>,
+    flow: Flow<'_>,
     clock: ClockOffset,
 ) {
+    let Flow { key, stats, rtt } = flow;
     fill_base(r, id, att, window, LOG_STATUS_OK);
     set_addr(&mut r.srcaddr, &key.src_addr, key.ip_version);
     set_addr(&mut r.dstaddr, &key.dst_addr, key.ip_version);
@@ -122,9 +129,9 @@ pub fn fill_flow(
         r.rtt_server_side = Some(rtt.server_side_us);
         r.rtt_client_side = Some(rtt.client_side_us);
     }
-    if stats.first_seen_ns != 0 {
-        r.first_seen = Some(clock.to_unix_ms(stats.first_seen_ns));
-        r.last_seen = Some(clock.to_unix_ms(stats.last_seen_ns));
+    if stats.first_seen_jiffies != 0 {
+        r.first_seen = clock.jiffies_to_unix_ms(stats.first_seen_jiffies);
+        r.last_seen = clock.jiffies_to_unix_ms(stats.last_seen_jiffies);
     }
 }
 
@@ -160,13 +167,11 @@ pub fn flow(
     id: &Identity,
     att: &AttachmentInfo,
     window: Window,
-    key: &FlowKey,
-    stats: &FlowStats,
-    rtt: Option<&Rtt>,
+    f: Flow<'_>,
     clock: ClockOffset,
 ) -> FlowLogRecord {
     let mut r = FlowLogRecord::default();
-    fill_flow(&mut r, id, att, window, key, stats, rtt, clock);
+    fill_flow(&mut r, id, att, window, f, clock);
     r
 }
 
@@ -230,14 +235,25 @@ mod tests {
         };
         let clock = ClockOffset {
             realtime_minus_monotonic_ns: 0,
+            jiffies: crate::window::JiffiesRef::default(),
         };
         let rtt = Rtt {
             rtt_us: 40_123,
             server_side_us: 40_000,
             client_side_us: 123,
         };
-        let v = serde_json::to_value(flow(&id, &att, window, &key, &stats, Some(&rtt), clock))
-            .unwrap_or_default();
+        let v = serde_json::to_value(flow(
+            &id,
+            &att,
+            window,
+            Flow {
+                key: &key,
+                stats: &stats,
+                rtt: Some(&rtt),
+            },
+            clock,
+        ))
+        .unwrap_or_default();
         for (field, want) in [
             ("account-id", serde_json::json!("123")),
             ("cen-id", serde_json::json!("cen-1")),

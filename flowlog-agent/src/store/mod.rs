@@ -208,7 +208,7 @@ impl Writer {
                 }
                 Ok(())
             })?;
-            if batch.len() > 0 {
+            if !batch.is_empty() {
                 w.write(&batch.finish()?).map_err(pq)?;
             }
             let file = w.into_inner().map_err(pq)?;

@@ -33,10 +33,50 @@ pub fn next_boundary(now_ns: i128, len: Duration) -> i128 {
     (now_ns.div_euclid(len) + 1) * len
 }
 
-/// CLOCK_REALTIME − CLOCK_MONOTONIC at one instant.
+/// A jiffies count and the CLOCK_MONOTONIC time it was read at, with the
+/// length of a jiffy: enough to place any nearby jiffies count in time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JiffiesRef {
+    pub jiffies: u64,
+    pub monotonic_ns: u64,
+    /// 0 when unknown (no kernel sample yet): conversions give nothing.
+    pub ns_per_jiffy: u64,
+}
+
+impl JiffiesRef {
+    /// CLOCK_MONOTONIC nanoseconds of a jiffies count.
+    pub fn to_monotonic_ns(self, jiffies: u64) -> Option<i128> {
+        if self.ns_per_jiffy == 0 {
+            return None;
+        }
+        let delta = i128::from(jiffies) - i128::from(self.jiffies);
+        Some(i128::from(self.monotonic_ns) + delta * i128::from(self.ns_per_jiffy))
+    }
+}
+
+/// Kernel tick rates a Linux build can have.
+const KNOWN_HZ: [u64; 5] = [100, 250, 300, 1000, 1024];
+
+/// The tick length implied by two (jiffies, monotonic ns) samples, snapped
+/// to the nearest configurable HZ; `None` when they are too close together.
+pub fn ns_per_jiffy(a: (u64, u64), b: (u64, u64)) -> Option<u64> {
+    let (dj, dt) = (b.0.checked_sub(a.0)?, b.1.checked_sub(a.1)?);
+    if dj < 4 || dt == 0 {
+        return None;
+    }
+    let hz = dj as f64 * 1e9 / dt as f64;
+    let best = KNOWN_HZ
+        .into_iter()
+        .min_by(|x, y| (*x as f64 - hz).abs().total_cmp(&(*y as f64 - hz).abs()))?;
+    Some(1_000_000_000 / best)
+}
+
+/// CLOCK_REALTIME − CLOCK_MONOTONIC at one instant, and where kernel
+/// jiffies stood.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClockOffset {
     pub realtime_minus_monotonic_ns: i128,
+    pub jiffies: JiffiesRef,
 }
 
 impl ClockOffset {
@@ -57,12 +97,26 @@ impl ClockOffset {
         }
         Self {
             realtime_minus_monotonic_ns: best.map_or(0, |(_, o)| o),
+            jiffies: JiffiesRef::default(),
         }
+    }
+
+    /// The same offset, with a jiffies reference for [`Self::jiffies_to_unix_ms`].
+    pub fn with_jiffies(mut self, jiffies: JiffiesRef) -> Self {
+        self.jiffies = jiffies;
+        self
     }
 
     /// Unix milliseconds of a kernel monotonic timestamp.
     pub fn to_unix_ms(self, monotonic_ns: u64) -> i64 {
         (i128::from(monotonic_ns) + self.realtime_minus_monotonic_ns).div_euclid(1_000_000) as i64
+    }
+
+    /// Unix milliseconds of a kernel jiffies count (one tick of
+    /// resolution); `None` without a jiffies reference.
+    pub fn jiffies_to_unix_ms(self, jiffies: u64) -> Option<i64> {
+        let mono = self.jiffies.to_monotonic_ns(jiffies)?;
+        Some((mono + self.realtime_minus_monotonic_ns).div_euclid(1_000_000) as i64)
     }
 }
 
@@ -120,7 +174,29 @@ mod tests {
         );
         let fixed = ClockOffset {
             realtime_minus_monotonic_ns: 1_000 * NS_PER_SEC,
+            jiffies: JiffiesRef::default(),
         };
         assert_eq!(fixed.to_unix_ms(2_500_000), 1_000_002);
+        assert_eq!(fixed.jiffies_to_unix_ms(5), None);
+        let j = fixed.with_jiffies(JiffiesRef {
+            jiffies: 1000,
+            monotonic_ns: 2 * NS_PER_SEC as u64,
+            ns_per_jiffy: 4_000_000,
+        });
+        // 250 jiffies later is one second later; 25 earlier, 100 ms earlier.
+        assert_eq!(j.jiffies_to_unix_ms(1250), Some(1_003_000));
+        assert_eq!(j.jiffies_to_unix_ms(975), Some(1_001_900));
+    }
+
+    #[test]
+    fn tick_length_snaps_to_a_real_hz() {
+        // 250 Hz: 13 jiffies in 52 ms, with a little noise.
+        assert_eq!(ns_per_jiffy((100, 0), (113, 51_000_000)), Some(4_000_000));
+        assert_eq!(ns_per_jiffy((100, 0), (150, 50_000_000)), Some(1_000_000));
+        assert_eq!(
+            ns_per_jiffy((100, 0), (101, 4_000_000)),
+            None,
+            "too close to tell"
+        );
     }
 }

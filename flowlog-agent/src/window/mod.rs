@@ -17,7 +17,7 @@ use crate::{
     record::{self, FlowLogRecord, Identity},
     rtt::Rtt,
 };
-pub use clock::{ClockOffset, Window};
+pub use clock::{ClockOffset, JiffiesRef, Window};
 
 /// Flows of one window. Entries are appended as drains and overflow events
 /// arrive; [`FlowTable::compact`] sorts them and merges repeated keys.
@@ -102,8 +102,8 @@ impl OverflowTable {
         let stats = FlowStats {
             packets: u64::from(e.packets),
             bytes: u64::from(e.bytes),
-            first_seen_ns: e.ts_ns,
-            last_seen_ns: e.ts_ns,
+            first_seen_jiffies: e.jiffies,
+            last_seen_jiffies: e.jiffies,
             tcp_flags: e.tcp_flags,
             _pad: [0; 6],
         };
@@ -125,10 +125,12 @@ pub fn merge(total: &mut FlowStats, add: &FlowStats) {
     }
     total.packets += add.packets;
     total.bytes += add.bytes;
-    if add.first_seen_ns != 0 && (total.first_seen_ns == 0 || add.first_seen_ns < total.first_seen_ns) {
-        total.first_seen_ns = add.first_seen_ns;
+    if add.first_seen_jiffies != 0
+        && (total.first_seen_jiffies == 0 || add.first_seen_jiffies < total.first_seen_jiffies)
+    {
+        total.first_seen_jiffies = add.first_seen_jiffies;
     }
-    total.last_seen_ns = total.last_seen_ns.max(add.last_seen_ns);
+    total.last_seen_jiffies = total.last_seen_jiffies.max(add.last_seen_jiffies);
     total.tcp_flags |= add.tcp_flags;
 }
 
@@ -253,9 +255,11 @@ impl WindowData {
                     id,
                     att,
                     self.window,
-                    key,
-                    stats,
-                    self.rtt.get(key),
+                    record::Flow {
+                        key,
+                        stats,
+                        rtt: self.rtt.get(key),
+                    },
                     self.clock,
                 );
                 f(&r)?;
@@ -285,9 +289,11 @@ impl WindowData {
                 id,
                 att,
                 self.window,
-                key,
-                stats,
-                self.rtt.get(key),
+                record::Flow {
+                    key,
+                    stats,
+                    rtt: self.rtt.get(key),
+                },
                 self.clock,
             ))
         });

@@ -20,8 +20,8 @@ fn stats(packets: u64, bytes: u64, first: u64, last: u64, flags: u16) -> FlowSta
     FlowStats {
         packets,
         bytes,
-        first_seen_ns: first,
-        last_seen_ns: last,
+        first_seen_jiffies: first,
+        last_seen_jiffies: last,
         tcp_flags: flags,
         _pad: [0; 6],
     }
@@ -51,6 +51,11 @@ const WINDOW: Window = Window {
 };
 const CLOCK: ClockOffset = ClockOffset {
     realtime_minus_monotonic_ns: 0,
+    jiffies: JiffiesRef {
+        jiffies: 0,
+        monotonic_ns: 0,
+        ns_per_jiffy: 1_000_000,
+    },
 };
 
 #[test]
@@ -74,7 +79,7 @@ fn overflow_events_join_their_flow() {
         _pad: 0,
         packets: 3,
         bytes: 180,
-        ts_ns: 9,
+        jiffies: 9,
     };
     assert!(o.try_add(&ev, 1));
     assert!(o.try_add(&ev, 1), "a known flow is always taken");
