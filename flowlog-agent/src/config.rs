@@ -18,6 +18,8 @@ pub const DEFAULT_WINDOW_SECS: u64 = 600;
 pub const DEFAULT_FLOW_MAP_ENTRIES: u32 = 65_536;
 pub const DEFAULT_OVERFLOW_RING_BYTES: u32 = 1 << 20;
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/flowlog";
+/// Where kernel state is pinned (bpffs; mounted if absent).
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/flowlog";
 /// Where the configured flow log's records go in the embedded log service.
 pub const DEFAULT_PROJECT: &str = "default";
 pub const DEFAULT_LOGSTORE: &str = "flowlogs";
@@ -164,6 +166,11 @@ pub struct FileConfig {
     pub overflow_ring_bytes: Option<u32>,
     /// Sample TCP handshakes for RTT (default true).
     pub rtt: Option<bool>,
+    /// Pin maps and hooks in bpffs so counting survives agent restarts
+    /// (default true).
+    pub pin: Option<bool>,
+    /// Where to pin them (default /sys/fs/bpf/flowlog).
+    pub pin_dir: Option<PathBuf>,
     #[serde(default, rename = "attachment")]
     pub attachments: Vec<Attachment>,
     #[serde(default)]
@@ -233,6 +240,8 @@ pub struct Config {
     pub api_listen: Option<std::net::SocketAddr>,
     pub api_allow_remote: bool,
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Where kernel state is pinned; `None` when pinning is off.
+    pub pin_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -295,6 +304,13 @@ impl Config {
             }
         }
         let data_dir = file.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let pin_dir = match (file.pin.unwrap_or(true), file.pin_dir) {
+            (false, _) => None,
+            (true, Some(dir)) if !dir.is_absolute() => {
+                return invalid(format!("pin-dir must be an absolute path, got {}", dir.display()));
+            }
+            (true, dir) => Some(dir.unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR))),
+        };
         let api = file.api.unwrap_or_default();
         let metrics = file.metrics.unwrap_or_default();
         if let Some(addr) = metrics.listen
@@ -334,6 +350,7 @@ impl Config {
             api_listen: api.listen,
             api_allow_remote: api.allow_remote,
             metrics_listen: metrics.listen,
+            pin_dir,
         })
     }
 }
@@ -384,6 +401,11 @@ mod tests {
         assert_eq!(c.window, Duration::from_secs(600));
         assert!(c.output.stdout);
         assert_eq!(c.flow_map_entries, DEFAULT_FLOW_MAP_ENTRIES);
+        assert_eq!(c.pin_dir, Some(PathBuf::from(DEFAULT_PIN_DIR)));
+        let mut f = with_iface(FileConfig::default());
+        f.pin = Some(false);
+        f.pin_dir = Some("/elsewhere".into());
+        assert_eq!(Config::validate(f).map(|c| c.pin_dir).ok(), Some(None));
     }
 
     #[test]
@@ -427,7 +449,7 @@ protobuf-file = "/tmp/x.pb"
     #[test]
     fn rejects_bad_values() {
         type Mutation = fn(&mut FileConfig);
-        let cases: [(&str, Mutation); 6] = [
+        let cases: [(&str, Mutation); 7] = [
             ("window must be", |f| f.window_secs = Some(0)),
             ("flow-map-entries", |f| f.flow_map_entries = Some(0)),
             ("power of two", |f| f.overflow_ring_bytes = Some(5000)),
@@ -439,6 +461,7 @@ protobuf-file = "/tmp/x.pb"
                 f.attachments.push(a);
             }),
             ("cen-id", |f| f.cen_id = Some(String::new())),
+            ("absolute", |f| f.pin_dir = Some("relative/pins".into())),
         ];
         for (want, mutate) in cases {
             let mut f = with_iface(FileConfig::default());

@@ -150,8 +150,9 @@ impl Control {
         }
     }
 
-    /// Re-activates every flow log persisted as Active (after a restart).
-    pub async fn restore(&mut self) {
+    /// Starts the configuration's own flow log (`configured`; its failure
+    /// is returned) and re-activates every flow log persisted as Active.
+    pub fn restore(&mut self, configured: Option<FlowLogSpec>) -> Result<(), crate::capture::CaptureError> {
         let active: Vec<FlowLog> = self
             .store
             .state
@@ -160,15 +161,20 @@ impl Control {
             .filter(|f| f.status == FlowLogStatus::Active)
             .cloned()
             .collect();
-        for f in active {
-            match self.engine.activate(spec_of(&f)).await {
-                Ok(()) => info!(flow_log = %f.flow_log_id, "restored active flow log"),
+        let first = configured.as_ref().map(|s| s.id.clone());
+        let specs = configured.into_iter().chain(active.iter().map(spec_of)).collect();
+        let mut failed = None;
+        for (id, result) in self.engine.restore(specs) {
+            match result {
+                Err(e) if Some(&id) == first.as_ref() => failed = Some(e),
+                Ok(()) => info!(flow_log = %id, "restored active flow log"),
                 Err(e) => {
-                    error!(flow_log = %f.flow_log_id, error = %crate::capture::chain(&e), "cannot attach active flow log; retrying");
-                    self.unattached.insert(f.flow_log_id.clone());
+                    error!(flow_log = %id, error = %crate::capture::chain(&e), "cannot attach active flow log; retrying");
+                    self.unattached.insert(id);
                 }
             }
         }
+        failed.map_or(Ok(()), Err)
     }
 
     /// Retries Active flow logs whose interfaces were missing.

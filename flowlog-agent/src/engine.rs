@@ -10,6 +10,11 @@
 //! into records. In each flow log's aggregate a key's `ifindex` is replaced
 //! by the flow log's own attachment slot, so interfaces of different
 //! namespaces never collide.
+//!
+//! With pinning on, the kernel state outlives the agent: a shutdown leaves
+//! the hooks counting, and the next start adopts them (see
+//! [`crate::capture::pins`]) and begins each restored flow log's first
+//! window where the last published one ended.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -21,12 +26,15 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::{
-    capture::{CaptureError, CaptureSettings, Drained, NetnsCapture},
+    capture::{CaptureError, CaptureSettings, Drained, NetnsCapture, pins::PinRoot},
     config::Attachment,
     record::Identity,
     status::{AttachmentStatus, StatusBoard},
     store::LogstoreRef,
-    window::{AttachmentInfo, ClockOffset, JiffiesRef, Window, WindowAggregate, WindowData, clock},
+    window::{
+        AttachmentInfo, ClockOffset, JiffiesRef, Window, WindowAggregate, WindowData, clock,
+        progress::Progress,
+    },
 };
 
 /// A flow log as the engine runs it.
@@ -87,11 +95,23 @@ pub struct Engine {
     status: StatusBoard,
     /// Latest jiffies reference from a drain, to date flows at flush.
     jiffies: Option<JiffiesRef>,
+    /// Where kernel state is pinned; `None` when pinning is off.
+    pins: Option<PinRoot>,
+    /// Last published window end per running flow log, on disk.
+    progress: Option<Progress>,
 }
 
 impl Engine {
-    pub fn new(settings: CaptureSettings, publish: mpsc::Sender<WindowRecords>, status: StatusBoard) -> Self {
+    pub fn new(
+        settings: CaptureSettings,
+        pins: Option<PinRoot>,
+        progress: Option<Progress>,
+        publish: mpsc::Sender<WindowRecords>,
+        status: StatusBoard,
+    ) -> Self {
         Self {
+            pins,
+            progress,
             settings,
             captures: BTreeMap::new(),
             users: BTreeMap::new(),
@@ -119,6 +139,28 @@ impl Engine {
         }
         // Counts so far belong to the flow logs already running.
         self.cut(false).await;
+        self.start(spec, false)
+    }
+
+    /// Restarts the flow logs that were active when the agent stopped, all
+    /// before the first drain: whatever pinned maps counted meanwhile
+    /// belongs to all of them. Returns each one's outcome.
+    pub fn restore(&mut self, specs: Vec<FlowLogSpec>) -> Vec<(String, Result<(), CaptureError>)> {
+        let out = specs
+            .into_iter()
+            .map(|spec| (spec.id.clone(), self.start(spec, true)))
+            .collect();
+        if let Some(pins) = &self.pins {
+            let in_use = self.captures.keys().cloned().collect();
+            pins.sweep(&in_use);
+        }
+        out
+    }
+
+    fn start(&mut self, spec: FlowLogSpec, resume: bool) -> Result<(), CaptureError> {
+        if self.running.contains_key(&spec.id) {
+            return Ok(());
+        }
         let mut fresh: Vec<AttachmentKey> = Vec::new();
         let mut result = Ok(());
         for a in &spec.attachments {
@@ -150,11 +192,21 @@ impl Engine {
             }
         }
         let now = clock::unix_now_ns();
-        info!(flow_log = %spec.id, attachments = spec.attachments.len(), window_secs = spec.window.as_secs(), "flow log active");
+        // Counting went on while the agent was down only if every namespace
+        // of the flow log had pinned maps to adopt.
+        let adopted = spec
+            .attachments
+            .iter()
+            .all(|a| self.captures.get(&a.netns).is_some_and(NetnsCapture::adopted));
+        let window_start = match self.progress.as_ref().and_then(|p| p.last_end(&spec.id)) {
+            Some(end) if resume && adopted && end <= now => end,
+            _ => now,
+        };
+        info!(flow_log = %spec.id, attachments = spec.attachments.len(), window_secs = spec.window.as_secs(), resumed = window_start < now, "flow log active");
         self.running.insert(
             spec.id.clone(),
             Running {
-                window_start: now,
+                window_start,
                 window_end: clock::next_boundary(now, spec.window),
                 next_window: None,
                 aggregate: WindowAggregate::default(),
@@ -168,7 +220,12 @@ impl Engine {
 
     fn attach(&mut self, a: &Attachment) -> Result<(), CaptureError> {
         if !self.captures.contains_key(&a.netns) {
-            let cap = NetnsCapture::load(a.netns.as_deref(), &a.interface, &self.settings)?;
+            let cap = NetnsCapture::load(
+                a.netns.as_deref(),
+                &a.interface,
+                &self.settings,
+                self.pins.as_ref(),
+            )?;
             self.captures.insert(a.netns.clone(), cap);
         }
         let cap = self.captures.get_mut(&a.netns).ok_or_else(|| CaptureError::Map {
@@ -179,6 +236,11 @@ impl Engine {
             Ok(_) => Ok(()),
             Err(e) => {
                 if cap.is_empty() {
+                    // State this call pinned is of no use; adopted state
+                    // is left for the sweep after a restart.
+                    if !cap.adopted() {
+                        cap.unpin();
+                    }
                     self.captures.remove(&a.netns);
                 }
                 Err(e)
@@ -193,6 +255,7 @@ impl Engine {
         if let Some(cap) = self.captures.get_mut(netns) {
             cap.detach(interface);
             if cap.is_empty() {
+                cap.unpin();
                 self.captures.remove(netns);
             }
         }
@@ -218,6 +281,9 @@ impl Engine {
                     self.users.remove(&key);
                     self.release(&key);
                 }
+            }
+            if let Some(p) = &mut self.progress {
+                p.remove(id);
             }
             info!(flow_log = %id, "flow log inactive");
         }
@@ -280,7 +346,9 @@ impl Engine {
         }
     }
 
-    /// Publishes every partial window and detaches everything.
+    /// Publishes every partial window, then lets go of the kernel state:
+    /// pinned hooks go on counting for the next start; unpinned ones are
+    /// detached.
     pub async fn shutdown(&mut self) {
         self.cut(false).await;
         let now = clock::unix_now_ns();
@@ -289,6 +357,16 @@ impl Engine {
             if let Some(mut r) = self.running.remove(&id) {
                 self.flush(&mut r, now).await;
             }
+        }
+        if let Some(p) = &self.pins
+            && !self.users.is_empty()
+        {
+            info!(
+                interfaces = self.users.len(),
+                pins = %p.path().display(),
+                "hooks stay attached and counting in pinned maps; the next start collects them \
+                 (`flowlog unpin` detaches them)"
+            );
         }
         self.users.clear();
         self.captures.clear();
@@ -490,6 +568,9 @@ impl Engine {
                 }
             };
         r.last_window = Some(window);
+        if let Some(p) = &mut self.progress {
+            p.set(&r.spec.id, end);
+        }
         let batch = WindowRecords {
             flow_log_id: r.spec.id.clone(),
             logstore: r.spec.logstore.clone(),

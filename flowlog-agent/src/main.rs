@@ -27,7 +27,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the capture agent (needs root: it loads eBPF programs).
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
+    /// Detach every hook a stopped agent left counting, and free its maps
+    /// (all pinned state under the pin directory). Stop the agent first.
+    Unpin {
+        /// The agent's pin directory.
+        #[arg(long, default_value = flowlog_agent::config::DEFAULT_PIN_DIR)]
+        pin_dir: PathBuf,
+    },
     #[command(flatten)]
     Control(cli::Command),
 }
@@ -74,6 +81,12 @@ struct AgentArgs {
     /// Do not sample TCP handshakes (no `rtt` on records).
     #[arg(long)]
     no_rtt: bool,
+    /// Where to pin kernel state (bpffs) so counting survives restarts.
+    #[arg(long)]
+    pin_dir: Option<PathBuf>,
+    /// Do not pin: hooks detach when the agent stops.
+    #[arg(long)]
+    no_pin: bool,
     /// Directory for state, status and the API socket.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -130,7 +143,8 @@ impl AgentArgs {
             flow_map_entries,
             flow_map_entries_ipv6,
             overflow_ring_bytes,
-            data_dir
+            data_dir,
+            pin_dir
         );
         if self.api_listen.is_some() || self.allow_remote_api {
             let api = file.api.get_or_insert_with(ApiFile::default);
@@ -144,6 +158,9 @@ impl AgentArgs {
         }
         if self.no_rtt {
             file.rtt = Some(false);
+        }
+        if self.no_pin {
+            file.pin = Some(false);
         }
         if self.stdout || self.json_file.is_some() || self.protobuf_file.is_some() {
             let out = file.output.get_or_insert_with(Output::default);
@@ -202,6 +219,13 @@ fn run() -> anyhow::Result<()> {
             rt.block_on(flowlog_agent::run(config, shutdown_signal()))?;
         }
         Command::Control(cmd) => rt.block_on(cli::run(&cli.conn, &cmd))?,
+        Command::Unpin { pin_dir } => match std::fs::remove_dir_all(&pin_dir) {
+            Ok(()) => println!("removed {}: hooks detached, maps freed", pin_dir.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                println!("nothing pinned at {}", pin_dir.display());
+            }
+            Err(e) => return Err(e).with_context(|| format!("removing {}", pin_dir.display())),
+        },
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     api::{self, Call, KeyTable, Reply, ServeError},
-    capture::{CaptureError, CaptureSettings},
+    capture::{CaptureError, CaptureSettings, pins::PinRoot},
     config::Config,
     control::{Control, Defaults},
     engine::{Engine, FlowLogSpec, WindowRecords},
@@ -35,7 +35,7 @@ use crate::{
     state::{StateError, Store},
     status::{Status, StatusBoard},
     store::{self, LogstoreRef},
-    window::clock,
+    window::{clock, progress::Progress},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +103,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (batch_tx, batch_rx) = mpsc::channel::<WindowRecords>(8);
     let logstores = LogstoreSink::new(store::Writer::new(&config.data_dir), DEFAULT_MAX_PENDING_RECORDS);
     let publisher = spawn_publisher(sinks, logstores, batch_rx, status.clone());
-    let engine = Engine::new(CaptureSettings::from(&config), batch_tx, status.clone());
+    let pins = config.pin_dir.as_deref().and_then(|dir| {
+        PinRoot::open(dir)
+            .inspect_err(|e| {
+                warn!(error = %crate::capture::chain(e), "cannot pin kernel state; counting will stop while the agent is down");
+            })
+            .ok()
+    });
+    let progress = Progress::load(&config.data_dir);
+    let engine = Engine::new(
+        CaptureSettings::from(&config),
+        pins,
+        Some(progress),
+        batch_tx,
+        status.clone(),
+    );
     let mut control = Control::new(
         &config.data_dir,
         store,
@@ -114,10 +128,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             interval_secs: config.window.as_secs(),
         },
     );
-    let result = start(&config, &mut control).await;
+    let result = configured_flow_log(&config, &mut control)
+        .and_then(|spec| control.restore(spec).map_err(RunError::from));
     let servers = match result {
         Ok(()) => {
-            control.restore().await;
             control.expire_logstores();
             let (call_tx, call_rx) = mpsc::channel::<Call>(64);
             match api::serve(
@@ -225,9 +239,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
 /// Activates the flow log the configuration itself defines, if any, writing
 /// to its Logstore (created when missing).
-async fn start(config: &Config, control: &mut Control) -> Result<(), RunError> {
+/// The flow log the configuration itself defines, if any, with its
+/// Logstore created.
+fn configured_flow_log(config: &Config, control: &mut Control) -> Result<Option<FlowLogSpec>, RunError> {
     if config.attachments.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let logstore = LogstoreRef {
         project: config.project.clone(),
@@ -250,8 +266,7 @@ async fn start(config: &Config, control: &mut Control) -> Result<(), RunError> {
         window: config.window,
         logstore: Some(logstore),
     };
-    control.engine.activate(spec).await?;
-    Ok(())
+    Ok(Some(spec))
 }
 
 /// Publishes the partial windows, detaches, and drains the publisher.

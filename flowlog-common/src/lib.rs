@@ -27,6 +27,8 @@ pub const MAP_CLOCK: &str = "CLOCK";
 pub const PROG_CLOCK: &str = "flowlog_clock";
 /// Ring buffer of [`HandshakeEvent`]s: TCP SYN, SYN-ACK and completing ACK.
 pub const MAP_HANDSHAKES: &str = "HANDSHAKES";
+/// Size of [`MAP_HANDSHAKES`] in bytes.
+pub const HANDSHAKE_RING_BYTES: u32 = 256 * 1024;
 /// Per-CPU hash [`SkipKey`] → [`Counters`]: packets neither the flow map nor
 /// the overflow ring could take.
 pub const MAP_SKIPPED: &str = "SKIPPED";
@@ -187,7 +189,16 @@ pub struct Control {
     pub generation: u32,
     /// [`CONTROL_RTT`] and future switches.
     pub flags: u32,
+    /// Cookie of the network namespace the maps serve; programs ignore it.
+    /// Pinned maps outlive the agent, and a namespace name can be reused by
+    /// a new namespace whose interface indexes mean something else.
+    pub netns_cookie: u64,
 }
+
+/// Version of the pinned-state layout: every map's key, value and meaning.
+/// Bump it with any change to them; a restarted agent adopts pinned state
+/// only from its own version and replaces any other.
+pub const PIN_LAYOUT: u32 = 1;
 
 /// [`Control::flags`] bit: sample TCP handshakes for RTT.
 pub const CONTROL_RTT: u32 = 1;
@@ -353,7 +364,7 @@ mod tests {
         assert_eq!(size_of::<OverflowEvent>(), size_of::<FlowKey>() + 4 + 8 + 8);
         assert_eq!(size_of::<SkipKey>(), 8);
         assert_eq!(size_of::<MalformedKey>(), 8);
-        assert_eq!(size_of::<Control>(), 8);
+        assert_eq!(size_of::<Control>(), 4 + 4 + 8);
         assert_eq!(size_of::<HandshakeEvent>(), size_of::<FlowKey>() + 4 + 8 + 8);
     }
 

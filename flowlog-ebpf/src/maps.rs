@@ -7,7 +7,8 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use flowlog_common::{
-    COUNTER_MAP_ENTRIES, ClockSample, Control, Counters, FlowKey, FlowKey4, FlowStats, MalformedKey, SkipKey,
+    COUNTER_MAP_ENTRIES, ClockSample, Control, Counters, FlowKey, FlowKey4, FlowStats, HANDSHAKE_RING_BYTES,
+    MalformedKey, SkipKey,
 };
 
 #[map]
@@ -26,7 +27,7 @@ pub static CLOCK: Array<ClockSample> = Array::with_max_entries(1, 0);
 pub static OVERFLOW: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
 
 #[map]
-pub static HANDSHAKES: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+pub static HANDSHAKES: RingBuf = RingBuf::with_byte_size(HANDSHAKE_RING_BYTES, 0);
 
 #[map]
 pub static SKIPPED: PerCpuHashMap<SkipKey, Counters> =

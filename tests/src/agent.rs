@@ -54,7 +54,45 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        // What agents of this directory pinned (detaches their hooks).
+        let _ = std::fs::remove_dir_all(pin_dir(&self.0));
     }
+}
+
+/// Mounts bpffs once per test process if the machine has none, before
+/// parallel agents could race to mount it (a second mount would hide the
+/// first one's pins).
+fn ensure_bpffs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let target = c"/sys/fs/bpf";
+        // SAFETY: zeroed statfs is a valid out-buffer; the path is a C string.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        let mounted =
+            unsafe { libc::statfs(target.as_ptr(), &mut st) } == 0 && st.f_type as i64 == 0xcafe_4a11;
+        if !mounted {
+            // SAFETY: C strings that outlive the call.
+            unsafe {
+                libc::mount(
+                    c"bpf".as_ptr(),
+                    target.as_ptr(),
+                    c"bpf".as_ptr(),
+                    0,
+                    c"mode=0700".as_ptr().cast(),
+                )
+            };
+        }
+    });
+}
+
+/// Where an agent with data directory `dir` pins kernel state: one bpffs
+/// directory per test agent, so parallel tests never adopt each other's
+/// maps, and removed with the data directory.
+pub fn pin_dir(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map_or_else(|| "agent".into(), |n| n.to_string_lossy().into_owned());
+    PathBuf::from("/sys/fs/bpf/flowlog-test").join(name)
 }
 
 /// A running agent writing JSON records to a file in its directory.
@@ -85,15 +123,18 @@ impl Agent {
     /// Starts an agent on an existing data directory (restarts keep state,
     /// records and logs there).
     pub fn start_in(dir: &Path, args: &[&str]) -> anyhow::Result<Self> {
+        ensure_bpffs();
         let records = dir.join("records.jsonl");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("stderr.log"))?;
         let mut cmd = Command::new(binary()?);
-        cmd.arg("agent")
-            .args(args)
-            .arg("--data-dir")
+        cmd.arg("agent").args(args);
+        if !args.iter().any(|a| *a == "--pin-dir" || *a == "--no-pin") {
+            cmd.arg("--pin-dir").arg(pin_dir(dir));
+        }
+        cmd.arg("--data-dir")
             .arg(dir)
             .arg("--json-file")
             .arg(&records)
@@ -254,6 +295,8 @@ pub fn run_expecting_failure(args: &[&str]) -> anyhow::Result<(i32, String)> {
         .args(args)
         .arg("--data-dir")
         .arg(dir.path())
+        .arg("--pin-dir")
+        .arg(pin_dir(dir.path()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err_path)?)

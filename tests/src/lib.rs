@@ -101,3 +101,43 @@ pub fn hooks_on(ns: &netns::Netns, ifname: &str) -> anyhow::Result<(usize, usize
     let link = ns.ip(&["-d", "link", "show", "dev", ifname])?;
     Ok((ingress, egress, link.contains("xdp")))
 }
+
+/// Records of one flow (flow log, interface, direction, five-tuple) never
+/// describe the same packets twice: ordered by first-seen, each record's
+/// window starts no earlier and its packets come no earlier than the
+/// previous record's (window bounds are whole seconds, so two sub-second
+/// windows may share them; first/last-seen are milliseconds from kernel
+/// ticks, so allow one tick at the slowest rate, 10 ms).
+pub fn assert_records_disjoint(records: &[Value]) {
+    let mut flows: std::collections::BTreeMap<String, Vec<(i64, i64, i64, i64)>> = Default::default();
+    for r in records.iter().filter(|r| r["log-status"] == "OK") {
+        let id = format!(
+            "{} {} {} {} {}:{} {}:{}",
+            r["flow-log-id"],
+            r["interface"],
+            r["direction"],
+            r["protocol"],
+            r["srcaddr"],
+            r["srcport"],
+            r["dstaddr"],
+            r["dstport"]
+        );
+        let n = |f: &str| r[f].as_i64().unwrap_or(0);
+        flows
+            .entry(id)
+            .or_default()
+            .push((n("first-seen"), n("last-seen"), n("start"), n("end")));
+    }
+    for (id, mut spans) in flows {
+        spans.sort();
+        for w in spans.windows(2) {
+            let ((_, last, start, end), (first, _, next_start, next_end)) = (w[0], w[1]);
+            assert!(
+                last <= first + 10 && start <= next_start && end <= next_end,
+                "records of {id} overlap: {:?} then {:?}",
+                w[0],
+                w[1]
+            );
+        }
+    }
+}

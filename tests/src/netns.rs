@@ -44,6 +44,22 @@ pub fn sweep_stale() {
             let _ = sh(&["ip", "netns", "del", &name]);
         }
     }
+    // Pinned state of test agents (`flowlog-test-<pid>-<n>`) of runs that
+    // died before cleaning up.
+    for entry in std::fs::read_dir("/sys/fs/bpf/flowlog-test")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("flowlog-test-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A namespace that is deleted on drop.

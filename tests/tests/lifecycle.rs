@@ -55,11 +55,12 @@ fn of(records: &[Value], flow_log: &str) -> Vec<Value> {
         .collect()
 }
 
-fn restart_keeps_flow_logs(kill: bool) -> anyhow::Result<()> {
+fn restart_keeps_flow_logs(kill: bool, pin: bool) -> anyhow::Result<()> {
     let t = RouterTopology::new()?;
     let ns = t.router.name().to_owned();
     let dir = TempDir::new()?;
-    let a = Agent::start_in(dir.path(), &[])?;
+    let args: &[&str] = if pin { &[] } else { &["--no-pin"] };
+    let a = Agent::start_in(dir.path(), args)?;
     base(&a);
     let on = create(&a, "on", &ns, &["r-a"]);
     let off = create(&a, "off", &ns, &["r-b"]);
@@ -68,12 +69,15 @@ fn restart_keeps_flow_logs(kill: bool) -> anyhow::Result<()> {
     let port = traffic::udp(&t.a, &t.b, dst, &[100, 100])?;
     if kill {
         a.kill9()?;
-        // fd-based links die with the process: nothing keeps counting.
-        assert_eq!(hooks_on(&t.router, "r-a")?, (0, 0, false));
     } else {
         assert!(a.stop()?.status.success());
     }
-    let b = Agent::start_in(dir.path(), &[])?;
+    // Pinned hooks go on counting while no agent runs; unpinned ones die
+    // with the process (kill -9) or are detached by it (clean stop).
+    let down = if pin { (1, 1, false) } else { (0, 0, false) };
+    assert_eq!(hooks_on(&t.router, "r-a")?, down, "hooks while the agent is down");
+    traffic::udp_from_port(&t.a, &t.b, port, dst, &[300])?;
+    let b = Agent::start_in(dir.path(), args)?;
     assert_eq!(
         hooks_on(&t.router, "r-a")?,
         (1, 1, false),
@@ -99,14 +103,16 @@ fn restart_keeps_flow_logs(kill: bool) -> anyhow::Result<()> {
     let done = b.stop()?;
     assert!(done.status.success(), "{}", done.stderr);
     let (p, bytes, _) = sum(&of(&done.records, &on), &udp_flow(&on, 9300));
-    // Graceful: both runs published. kill -9: the first run's open window
-    // is lost with the process (restart without loss is the pinning issue).
-    let want = if kill {
-        (3, 3 * 228)
-    } else {
-        (5, 2 * 128 + 3 * 228)
+    // Pinned: every datagram, before, during and after the restart, once.
+    // Unpinned: kill -9 loses the first run's open window, and nothing is
+    // counted while no agent runs.
+    let want = match (pin, kill) {
+        (true, _) => (6, 2 * 128 + 328 + 3 * 228),
+        (false, true) => (3, 3 * 228),
+        (false, false) => (5, 2 * 128 + 3 * 228),
     };
-    assert_eq!((p, bytes), want);
+    assert_eq!((p, bytes), want, "{}", done.stderr);
+    flowlog_tests::assert_records_disjoint(&of(&done.records, &on));
     Ok(())
 }
 
@@ -115,7 +121,7 @@ fn graceful_restart_restores_active_flow_logs() -> anyhow::Result<()> {
     if !privileged() {
         return Ok(());
     }
-    restart_keeps_flow_logs(false)
+    restart_keeps_flow_logs(false, true)
 }
 
 #[test]
@@ -123,7 +129,16 @@ fn kill9_restart_restores_active_flow_logs() -> anyhow::Result<()> {
     if !privileged() {
         return Ok(());
     }
-    restart_keeps_flow_logs(true)
+    restart_keeps_flow_logs(true, true)
+}
+
+#[test]
+fn unpinned_agents_detach_on_exit() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    restart_keeps_flow_logs(true, false)?;
+    restart_keeps_flow_logs(false, false)
 }
 
 #[test]

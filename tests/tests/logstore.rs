@@ -307,7 +307,8 @@ fn retention_removes_expired_partitions() -> anyhow::Result<()> {
     assert!(!store.join("dt=2020-01-01").exists(), "expired partition kept");
     assert!(recent.exists(), "today's partition removed");
     assert!(b.stderr().contains("expired Logstore partition removed"));
-    assert!(b.stop()?.status.success());
+    let done = b.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
     Ok(())
 }
 

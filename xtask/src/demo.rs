@@ -45,6 +45,8 @@ pub fn run(agent: &Path, window_secs: u64, duration: Option<Duration>) -> anyhow
     let mut child = Command::new(agent)
         .args(["agent", "--netns", topo.router.name(), "-i", "r-a", "-i", "r-b"])
         .args(["--window-secs", &window_secs.to_string(), "--stdout"])
+        // The demo's namespaces go away with it: nothing to keep counting.
+        .arg("--no-pin")
         .arg("--data-dir")
         .arg(&data_dir)
         .spawn()

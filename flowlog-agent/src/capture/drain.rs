@@ -43,6 +43,22 @@ pub struct Drained {
     pub jiffies: Option<JiffiesRef>,
 }
 
+impl Drained {
+    /// Adds another drain's counts to this one.
+    fn absorb(&mut self, other: Drained) {
+        for (key, stats) in other.window.flows.iter() {
+            self.window.flows.push(*key, *stats);
+        }
+        for ((ifindex, dir), c) in &other.window.skipped {
+            self.window.add_skipped(*ifindex, *dir, c);
+        }
+        self.window.rtt.extend(other.window.rtt);
+        self.malformed.extend(other.malformed);
+        self.map_flows += other.map_flows;
+        self.overflow_events += other.overflow_events;
+    }
+}
+
 fn drain_err(what: &'static str) -> impl Fn(String) -> CaptureError {
     move |detail| CaptureError::Drain { what, detail }
 }
@@ -112,6 +128,7 @@ impl NetnsCapture {
                 Control {
                     generation: new,
                     flags: self.control_flags,
+                    netns_cookie: self.netns_cookie,
                 },
                 0,
             )
@@ -120,6 +137,39 @@ impl NetnsCapture {
             .wait()
             .map_err(|e| drain_err("(waiting for running programs)")(super::chain(&e)))?;
         self.generation = new;
+        let mut out = self.collect(old)?;
+        if let Some(carry) = self.carry.take() {
+            out.absorb(carry);
+        }
+        out.jiffies = self
+            .clock
+            .reference()
+            .inspect_err(|e| warn!(error = %e, "cannot date this window's flows"))
+            .ok();
+        Ok(out)
+    }
+
+    /// After adopting pinned maps: what an earlier run left in the
+    /// generation programs no longer write (it was killed mid-drain) goes
+    /// into the next window rather than lingering until the generation
+    /// comes round again.
+    pub(super) fn recover(&mut self) -> Result<(), CaptureError> {
+        let idle = self.generation ^ 1;
+        let d = self.collect(idle)?;
+        if d.map_flows > 0 || !d.window.skipped.is_empty() {
+            tracing::info!(
+                flows = d.map_flows,
+                netns = self.netns.as_deref().unwrap_or("-"),
+                "recovered counts an earlier run had not drained"
+            );
+        }
+        self.carry = Some(d);
+        Ok(())
+    }
+
+    /// Reads and deletes everything counted under generation `old`, which
+    /// no program writes any more.
+    fn collect(&mut self, old: u32) -> Result<Drained, CaptureError> {
         let overflow_events = self.poll_overflow();
         self.poll_handshakes();
 
@@ -160,11 +210,6 @@ impl NetnsCapture {
 
         self.drain_skipped(old as u8, &mut out)?;
         out.malformed = self.malformed_delta()?;
-        out.jiffies = self
-            .clock
-            .reference()
-            .inspect_err(|e| warn!(error = %e, "cannot date this window's flows"))
-            .ok();
         Ok(out)
     }
 

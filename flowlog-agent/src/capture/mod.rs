@@ -11,6 +11,7 @@ mod clock;
 mod drain;
 pub mod iface;
 pub mod netns;
+pub mod pins;
 pub mod sys;
 
 use aya::{
@@ -73,6 +74,13 @@ pub enum CaptureError {
     /// A syscall used while draining failed.
     #[error("draining {what} failed: {detail}")]
     Drain { what: &'static str, detail: String },
+    /// The namespace's pinned-state directory could not be made.
+    #[error("pinning state{scope} failed")]
+    Pin {
+        scope: String,
+        #[source]
+        source: pins::PinError,
+    },
     /// Jiffies could not be placed on the clock (probe program or map).
     #[error("reading the kernel clock failed: {detail}")]
     Clock { detail: String },
@@ -137,6 +145,13 @@ pub struct NetnsCapture {
     clock: clock::ClockProbe,
     rtt: RttTracker,
     control_flags: u32,
+    netns_cookie: u64,
+    /// Where this namespace's state is pinned (None: pinning off).
+    pins: Option<pins::NetnsPins>,
+    /// Whether the maps were pinned by an earlier run and adopted.
+    adopted: bool,
+    /// Counts of an earlier run's unfinished drain, for the next window.
+    carry: Option<Drained>,
     barrier: sys::ProgramBarrier,
     generation: u32,
     attached: Vec<(AttachedInterface, Vec<attach::Link>)>,
@@ -196,21 +211,50 @@ fn flow_map(map: Map, name: &'static str, key_size: usize) -> Result<MapData, Ca
 impl NetnsCapture {
     /// Loads the programs and maps for `netns`, attached nowhere yet.
     /// `first` names the interface that needs them, so that a verifier
-    /// rejection reads as an error of that attachment.
-    pub fn load(netns: Option<&str>, first: &str, config: &CaptureSettings) -> Result<Self, CaptureError> {
+    /// rejection reads as an error of that attachment. With `pins`, maps
+    /// pinned by an earlier run are adopted (when they match) and new ones
+    /// are pinned.
+    pub fn load(
+        netns: Option<&str>,
+        first: &str,
+        config: &CaptureSettings,
+        pins: Option<&pins::PinRoot>,
+    ) -> Result<Self, CaptureError> {
         let scope = match netns {
             Some(n) => format!(" for {first} in netns {n}"),
             None => format!(" for {first}"),
         };
-        let mut ebpf = EbpfLoader::new()
+        let netns_cookie = netns::run_in(netns, netns::cookie)?.map_err(|e| CaptureError::Map {
+            name: MAP_CONTROL,
+            detail: format!("cannot identify the network namespace: {e}"),
+        })?;
+        let pins = pins.map(|p| p.netns(netns));
+        let adopted = pins.as_ref().is_some_and(|p| p.check(config, netns_cookie));
+        let mut loader = EbpfLoader::new();
+        loader
             .map_max_entries(MAP_FLOWS4, config.flow_map_entries)
             .map_max_entries(MAP_FLOWS6, config.flow_map_entries_v6)
-            .map_max_entries(MAP_OVERFLOW, config.overflow_ring_bytes)
-            .load(PROGRAMS)
-            .map_err(|e| CaptureError::Load {
-                scope: scope.clone(),
-                source: Box::new(e),
-            })?;
+            .map_max_entries(MAP_OVERFLOW, config.overflow_ring_bytes);
+        let pin_paths: Vec<(&str, std::path::PathBuf)> = match &pins {
+            Some(p) => {
+                p.create().map_err(|source| CaptureError::Pin {
+                    scope: scope.clone(),
+                    source,
+                })?;
+                pins::pinned_maps()
+                    .into_iter()
+                    .map(|n| (n, p.map_path(n)))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        for (name, path) in &pin_paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(PROGRAMS).map_err(|e| CaptureError::Load {
+            scope: scope.clone(),
+            source: Box::new(e),
+        })?;
         attach::load_programs(&mut ebpf, &scope)?;
         let take = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name).ok_or_else(|| CaptureError::Map {
@@ -229,12 +273,19 @@ impl NetnsCapture {
         let mut control: Array<MapData, Control> =
             Array::try_from(take(&mut ebpf, MAP_CONTROL)?).map_err(map_err(MAP_CONTROL))?;
         let control_flags = if config.rtt { CONTROL_RTT } else { 0 };
+        // Adopted maps keep counting into the generation they were on.
+        let generation = if adopted {
+            control.get(&0, 0).map_err(map_err(MAP_CONTROL))?.generation & 1
+        } else {
+            0
+        };
         control
             .set(
                 0,
                 Control {
-                    generation: 0,
+                    generation,
                     flags: control_flags,
+                    netns_cookie,
                 },
                 0,
             )
@@ -270,7 +321,7 @@ impl NetnsCapture {
             name: "per-CPU maps",
             detail: format!("{what}: {e}"),
         })?;
-        Ok(Self {
+        let mut cap = Self {
             netns: netns.map(str::to_owned),
             ebpf,
             flows4,
@@ -283,8 +334,12 @@ impl NetnsCapture {
             clock,
             rtt: RttTracker::new(RttLimits::default()),
             control_flags,
+            netns_cookie,
+            pins,
+            adopted,
+            carry: None,
             barrier,
-            generation: 0,
+            generation,
             attached: Vec::new(),
             pending: [OverflowTable::default(), OverflowTable::default()],
             pending_skipped: Vec::new(),
@@ -293,7 +348,29 @@ impl NetnsCapture {
             cpus,
             flow_map_entries: config.flow_map_entries,
             last_map_flows: 0,
-        })
+        };
+        if adopted {
+            info!(
+                netns = netns.unwrap_or("-"),
+                generation, "adopted pinned maps; counting never stopped"
+            );
+            cap.recover()?;
+        }
+        Ok(cap)
+    }
+
+    /// Whether this capture carries on from maps an earlier run pinned.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// Forgets the namespace's pinned state: its links detach and its maps
+    /// are freed once this capture is dropped. For when no flow log needs
+    /// the namespace any more (not for a shutdown, which leaves it).
+    pub fn unpin(&self) {
+        if let Some(p) = &self.pins {
+            p.remove();
+        }
     }
 
     pub fn netns(&self) -> Option<&str> {
@@ -314,8 +391,42 @@ impl NetnsCapture {
         if let Some(existing) = self.attached().find(|a| a.info.interface == att.interface) {
             return Ok(existing.clone());
         }
+        let ns = self.netns.as_deref();
+        let lookup_err = |e: std::io::Error| CaptureError::Attach {
+            hook: "lookup",
+            attachment: att.to_string(),
+            detail: e.to_string(),
+        };
+        let info = netns::run_in(ns, || iface::lookup(&att.interface))?
+            .map_err(lookup_err)?
+            .ok_or_else(|| CaptureError::NoInterface {
+                attachment: att.to_string(),
+            })?;
+        // bpffs work (adopting, pinning) happens here; attaching, which
+        // resolves interface indexes, in the namespace.
+        let adopted = match &self.pins {
+            Some(p) => attach::adopt_links(&self.ebpf, att, p, &info),
+            None => attach::Adopted::default(),
+        };
         let ebpf = &mut self.ebpf;
-        let (attached, links) = netns::run_in(self.netns.as_deref(), || attach::attach(ebpf, att))??;
+        let (attached, named) = netns::run_in(ns, || attach::attach(ebpf, att, &info, adopted))??;
+        let links = match &self.pins {
+            Some(p) => {
+                let (mut kept, lost) = attach::pin_links(&mut self.ebpf, p, &att.interface, named);
+                for hook in lost {
+                    let ebpf = &mut self.ebpf;
+                    match netns::run_in(ns, || attach::reattach(ebpf, att, info.ifindex, hook))? {
+                        Ok(link) => kept.push(link),
+                        Err(e) => {
+                            attach::detach(&mut self.ebpf, kept);
+                            return Err(e);
+                        }
+                    }
+                }
+                kept
+            }
+            None => named.into_iter().map(|(_, l)| l).collect(),
+        };
         self.attached.push((attached.clone(), links));
         Ok(attached)
     }
@@ -370,6 +481,7 @@ impl NetnsCapture {
                 Control {
                     generation: self.generation,
                     flags: self.control_flags,
+                    netns_cookie: self.netns_cookie,
                 },
                 0,
             )

@@ -1,5 +1,6 @@
-//! The two bpf(2) operations aya 0.14 does not expose: batched
-//! lookup-and-delete of a hash map, and waiting for running programs.
+//! The bpf(2) operations aya 0.14 does not expose: batched lookup and
+//! delete of a hash map, waiting for running programs, test runs, and
+//! inspecting and updating pinned links.
 
 use std::{
     io,
@@ -8,7 +9,10 @@ use std::{
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
@@ -277,4 +281,90 @@ pub fn test_run_xdp(prog: BorrowedFd<'_>) -> Result<u32, SysError> {
     };
     bpf(BPF_PROG_TEST_RUN, &mut attr, "prog_test_run")?;
     Ok(attr.retval)
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct ObjGetAttr {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+}
+
+/// Opens a pinned object (map, program or link) by its bpffs path.
+pub fn obj_get(path: &std::path::Path) -> Result<OwnedFd, SysError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| SysError {
+        op: "obj_get",
+        source: io::Error::from(io::ErrorKind::InvalidInput),
+    })?;
+    let mut attr = ObjGetAttr {
+        pathname: c.as_ptr() as u64,
+        ..Default::default()
+    };
+    let fd = bpf(BPF_OBJ_GET, &mut attr, "obj_get")?;
+    // SAFETY: BPF_OBJ_GET returned a new file descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct InfoAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+pub const BPF_LINK_TYPE_XDP: u32 = 6;
+pub const BPF_LINK_TYPE_TCX: u32 = 11;
+pub const BPF_TCX_INGRESS: u32 = 46;
+pub const BPF_TCX_EGRESS: u32 = 47;
+
+/// What a link is hooked to: `struct bpf_link_info` for XDP and TCX links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub link_type: u32,
+    pub prog_id: u32,
+    /// 0 once the interface is gone (the link is then defunct).
+    pub ifindex: u32,
+    /// TCX links only: `BPF_TCX_INGRESS` or `BPF_TCX_EGRESS`.
+    pub attach_type: u32,
+}
+
+pub fn link_info(link: BorrowedFd<'_>) -> Result<LinkInfo, SysError> {
+    // type, id, prog_id, then a union aligned to 8 whose XDP and TCX arms
+    // start with ifindex (TCX: then attach_type).
+    let mut raw = [0u32; 16];
+    let mut attr = InfoAttr {
+        bpf_fd: link.as_raw_fd() as u32,
+        info_len: size_of_val(&raw) as u32,
+        info: raw.as_mut_ptr() as u64,
+    };
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr, "obj_get_info_by_fd(link)")?;
+    Ok(LinkInfo {
+        link_type: raw[0],
+        prog_id: raw[2],
+        ifindex: raw[4],
+        attach_type: raw[5],
+    })
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct LinkUpdateAttr {
+    link_fd: u32,
+    new_prog_fd: u32,
+    flags: u32,
+    old_prog_fd: u32,
+}
+
+/// Swaps the program behind a link atomically: packets see either the old
+/// program or the new one, never neither.
+pub fn link_update(link: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> Result<(), SysError> {
+    let mut attr = LinkUpdateAttr {
+        link_fd: link.as_raw_fd() as u32,
+        new_prog_fd: prog.as_raw_fd() as u32,
+        ..Default::default()
+    };
+    bpf(BPF_LINK_UPDATE, &mut attr, "link_update").map(drop)
 }

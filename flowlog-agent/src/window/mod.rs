@@ -8,6 +8,7 @@
 //! entries, not a million heap-allocated records.
 
 pub mod clock;
+pub mod progress;
 
 use std::collections::HashMap;
 
