@@ -22,7 +22,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::{
@@ -47,6 +47,9 @@ pub struct FlowLogSpec {
     pub logstore: Option<LogstoreRef>,
 }
 
+/// How long DeactiveFlowLog waits for its last window to reach the sinks.
+const LAST_WINDOW_WAIT: Duration = Duration::from_secs(10);
+
 /// One window of one flow log, ready to publish. Shared (not copied)
 /// between the sinks and the Logstore's retry queue.
 #[derive(Debug)]
@@ -55,6 +58,9 @@ pub struct WindowRecords {
     /// The Logstore the flow log writes to, if any.
     pub logstore: Option<LogstoreRef>,
     pub data: Arc<WindowData>,
+    /// Told once every sink has had the window (DeactiveFlowLog waits for
+    /// it, so the last records are readable when the call returns).
+    pub published: Option<oneshot::Sender<()>>,
 }
 
 type AttachmentKey = (Option<String>, String);
@@ -270,7 +276,12 @@ impl Engine {
         self.cut(false).await;
         if let Some(mut r) = self.running.remove(id) {
             let now = clock::unix_now_ns();
-            self.flush(&mut r, now).await;
+            let (tx, rx) = oneshot::channel();
+            self.flush(&mut r, now, Some(tx)).await;
+            // Bounded: a stalled sink must not hold the control loop.
+            if tokio::time::timeout(LAST_WINDOW_WAIT, rx).await.is_err() {
+                warn!(flow_log = %id, "last window not yet written; it will be published later");
+            }
             for a in &r.spec.attachments {
                 let key = attachment_key(a);
                 let empty = self.users.get_mut(&key).is_some_and(|u| {
@@ -355,7 +366,7 @@ impl Engine {
         let ids: Vec<String> = self.running.keys().cloned().collect();
         for id in ids {
             if let Some(mut r) = self.running.remove(&id) {
-                self.flush(&mut r, now).await;
+                self.flush(&mut r, now, None).await;
             }
         }
         if let Some(p) = &self.pins
@@ -410,7 +421,7 @@ impl Engine {
                 continue;
             };
             let end = r.window_end;
-            self.flush(&mut r, end).await;
+            self.flush(&mut r, end, None).await;
             if let Some(w) = r.next_window.take() {
                 r.spec.window = w;
             }
@@ -534,7 +545,7 @@ impl Engine {
 
     /// Turns a flow log's aggregate into records for `[window_start, end)`
     /// and hands them to the publisher.
-    async fn flush(&mut self, r: &mut Running, end: i128) {
+    async fn flush(&mut self, r: &mut Running, end: i128, published: Option<oneshot::Sender<()>>) {
         let window = Window {
             start_ns: r.window_start,
             end_ns: end,
@@ -575,6 +586,7 @@ impl Engine {
             flow_log_id: r.spec.id.clone(),
             logstore: r.spec.logstore.clone(),
             data: Arc::new(data),
+            published,
         };
         if self.publish.send(batch).await.is_err() {
             warn!(flow_log = %r.spec.id, "publisher gone; window dropped");

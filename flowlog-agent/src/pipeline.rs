@@ -316,6 +316,7 @@ fn spawn_publisher(
                     None => break,
                 }
             };
+            let mut batch = batch;
             let mut errors = 0u64;
             for sink in &mut sinks {
                 let result = sink.write(&batch.data).and_then(|()| sink.flush());
@@ -350,6 +351,9 @@ fn spawn_publisher(
                 "window published"
             );
             persist(&status);
+            if let Some(tx) = batch.published.take() {
+                let _ = tx.send(());
+            }
         }
         // Last chance for kept windows before the agent exits.
         let o = logstores.retry();

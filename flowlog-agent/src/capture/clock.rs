@@ -53,7 +53,7 @@ impl ClockProbe {
     }
 
     fn sample(&self) -> Result<ClockSample, ClockError> {
-        sys::test_run_xdp(self.program.as_fd())?;
+        sys::test_run_xdp(self.program.as_fd(), &[0u8; 64])?;
         Ok(self.map.get(&0, 0)?)
     }
 

@@ -359,6 +359,29 @@ impl NetnsCapture {
         Ok(cap)
     }
 
+    /// Runs the XDP program on one frame (BPF_PROG_TEST_RUN), as if it
+    /// arrived on the loopback device of the calling thread's namespace:
+    /// for checking what the kernel side makes of crafted frames. Returns
+    /// the program's verdict.
+    pub fn run_xdp(&self, frame: &[u8]) -> Result<u32, CaptureError> {
+        let prog = self
+            .ebpf
+            .program(PROG_XDP)
+            .ok_or_else(|| CaptureError::Map {
+                name: PROG_XDP,
+                detail: "program missing".into(),
+            })?
+            .fd()
+            .map_err(|e| CaptureError::Map {
+                name: PROG_XDP,
+                detail: chain(&e),
+            })?;
+        sys::test_run_xdp(prog.as_fd(), frame).map_err(|e| CaptureError::Drain {
+            what: "a test run",
+            detail: chain(&e),
+        })
+    }
+
     /// Whether this capture carries on from maps an earlier run pinned.
     pub fn adopted(&self) -> bool {
         self.adopted

@@ -268,10 +268,10 @@ struct TestRunAttr {
     duration: u32,
 }
 
-/// Runs a loaded XDP program once on a dummy frame (BPF_PROG_TEST_RUN);
-/// returns its verdict.
-pub fn test_run_xdp(prog: BorrowedFd<'_>) -> Result<u32, SysError> {
-    let frame = [0u8; 64];
+/// Runs a loaded XDP program once on `frame` (BPF_PROG_TEST_RUN), as if
+/// it arrived on the calling thread's namespace's loopback; returns its
+/// verdict. The kernel wants at least an Ethernet header's worth.
+pub fn test_run_xdp(prog: BorrowedFd<'_>, frame: &[u8]) -> Result<u32, SysError> {
     let mut attr = TestRunAttr {
         prog_fd: prog.as_fd().as_raw_fd() as u32,
         data_size_in: frame.len() as u32,
