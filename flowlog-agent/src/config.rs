@@ -27,6 +27,9 @@ pub const DEFAULT_LOGSTORE: &str = "flowlogs";
 pub const API_SOCKET: &str = "api.sock";
 /// Ceiling on per-generation flow-map entries (two generations exist).
 const FLOW_MAP_ENTRIES_MAX: u32 = 1 << 24;
+/// About 250 MiB of kept windows (~124 bytes per record in memory).
+pub const DEFAULT_LOGSTORE_BUFFER_RECORDS: usize = 2_000_000;
+const LOGSTORE_BUFFER_RECORDS_MAX: usize = 100_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -171,6 +174,9 @@ pub struct FileConfig {
     pub pin: Option<bool>,
     /// Where to pin them (default /sys/fs/bpf/flowlog).
     pub pin_dir: Option<PathBuf>,
+    /// Records kept in memory while the Logstore cannot be written (disk
+    /// full); beyond this the oldest windows are dropped and counted.
+    pub logstore_buffer_records: Option<u64>,
     #[serde(default, rename = "attachment")]
     pub attachments: Vec<Attachment>,
     #[serde(default)]
@@ -242,6 +248,7 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Where kernel state is pinned; `None` when pinning is off.
     pub pin_dir: Option<PathBuf>,
+    pub logstore_buffer_records: usize,
 }
 
 impl Config {
@@ -311,6 +318,14 @@ impl Config {
             }
             (true, dir) => Some(dir.unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR))),
         };
+        let logstore_buffer_records = file
+            .logstore_buffer_records
+            .unwrap_or(DEFAULT_LOGSTORE_BUFFER_RECORDS as u64);
+        if !(1..=LOGSTORE_BUFFER_RECORDS_MAX as u64).contains(&logstore_buffer_records) {
+            return invalid(format!(
+                "logstore-buffer-records must be between 1 and {LOGSTORE_BUFFER_RECORDS_MAX}, got {logstore_buffer_records}"
+            ));
+        }
         let api = file.api.unwrap_or_default();
         let metrics = file.metrics.unwrap_or_default();
         if let Some(addr) = metrics.listen
@@ -351,6 +366,7 @@ impl Config {
             api_allow_remote: api.allow_remote,
             metrics_listen: metrics.listen,
             pin_dir,
+            logstore_buffer_records: logstore_buffer_records as usize,
         })
     }
 }
@@ -449,7 +465,7 @@ protobuf-file = "/tmp/x.pb"
     #[test]
     fn rejects_bad_values() {
         type Mutation = fn(&mut FileConfig);
-        let cases: [(&str, Mutation); 7] = [
+        let cases: [(&str, Mutation); 8] = [
             ("window must be", |f| f.window_secs = Some(0)),
             ("flow-map-entries", |f| f.flow_map_entries = Some(0)),
             ("power of two", |f| f.overflow_ring_bytes = Some(5000)),
@@ -462,6 +478,7 @@ protobuf-file = "/tmp/x.pb"
             }),
             ("cen-id", |f| f.cen_id = Some(String::new())),
             ("absolute", |f| f.pin_dir = Some("relative/pins".into())),
+            ("logstore-buffer-records", |f| f.logstore_buffer_records = Some(0)),
         ];
         for (want, mutate) in cases {
             let mut f = with_iface(FileConfig::default());

@@ -87,6 +87,9 @@ struct AgentArgs {
     /// Do not pin: hooks detach when the agent stops.
     #[arg(long)]
     no_pin: bool,
+    /// Records kept in memory while the Logstore cannot be written.
+    #[arg(long)]
+    logstore_buffer_records: Option<u64>,
     /// Directory for state, status and the API socket.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -144,7 +147,8 @@ impl AgentArgs {
             flow_map_entries_ipv6,
             overflow_ring_bytes,
             data_dir,
-            pin_dir
+            pin_dir,
+            logstore_buffer_records
         );
         if self.api_listen.is_some() || self.allow_remote_api {
             let api = file.api.get_or_insert_with(ApiFile::default);

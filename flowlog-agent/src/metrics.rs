@@ -25,6 +25,9 @@ pub struct Metrics {
     /// Records published and failed windows, per sink.
     pub records_by_sink: BTreeMap<String, u64>,
     pub errors_by_sink: BTreeMap<String, u64>,
+    /// Records a sink lost: a file sink's failed window (taken back whole),
+    /// the Logstore's windows dropped over the backlog bound.
+    pub dropped_by_sink: BTreeMap<String, u64>,
 }
 
 impl Metrics {
@@ -195,6 +198,13 @@ pub fn render(s: &Status, m: &Metrics) -> String {
         "counter",
         "Failed writes of a window, per sink.",
         &by_sink(&m.errors_by_sink),
+    );
+    push(
+        &mut out,
+        "flowlog_records_dropped_total",
+        "counter",
+        "Records a sink lost: failed file-sink windows, Logstore windows over the backlog bound.",
+        &by_sink(&m.dropped_by_sink),
     );
     push(
         &mut out,

@@ -27,10 +27,7 @@ use crate::{
     config::Config,
     control::{Control, Defaults},
     engine::{Engine, FlowLogSpec, WindowRecords},
-    publish::{
-        self, PublishError, Sink,
-        logstore::{DEFAULT_MAX_PENDING_RECORDS, LogstoreSink},
-    },
+    publish::{self, PublishError, Sink, logstore::LogstoreSink},
     record::Identity,
     state::{StateError, Store},
     status::{Status, StatusBoard},
@@ -101,7 +98,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         },
     );
     let (batch_tx, batch_rx) = mpsc::channel::<WindowRecords>(8);
-    let logstores = LogstoreSink::new(store::Writer::new(&config.data_dir), DEFAULT_MAX_PENDING_RECORDS);
+    let logstores = LogstoreSink::new(
+        store::Writer::new(&config.data_dir),
+        config.logstore_buffer_records,
+    );
     let publisher = spawn_publisher(sinks, logstores, batch_rx, status.clone());
     let pins = config.pin_dir.as_deref().and_then(|dir| {
         PinRoot::open(dir)
@@ -319,17 +319,20 @@ fn spawn_publisher(
             let mut batch = batch;
             let mut errors = 0u64;
             for sink in &mut sinks {
-                let result = sink.write(&batch.data).and_then(|()| sink.flush());
+                let result = sink.write(&batch.data);
                 {
                     let mut m = status.metrics();
                     let name = sink.name().to_owned();
                     match &result {
                         Ok(()) => *m.records_by_sink.entry(name).or_default() += batch.data.len() as u64,
-                        Err(_) => *m.errors_by_sink.entry(name).or_default() += 1,
+                        Err(_) => {
+                            *m.errors_by_sink.entry(name.clone()).or_default() += 1;
+                            *m.dropped_by_sink.entry(name).or_default() += batch.data.len() as u64;
+                        }
                     }
                 }
                 if let Err(e) = result {
-                    error!(sink = sink.name(), error = %e, records = batch.data.len(), "publish failed");
+                    error!(sink = sink.name(), error = %e, records = batch.data.len(), "publish failed; the window's records are not in this sink");
                     errors += 1;
                 }
             }
@@ -372,6 +375,7 @@ fn record_logstore(status: &StatusBoard, o: crate::publish::logstore::Outcome, p
         let mut m = status.metrics();
         *m.records_by_sink.entry("logstore".into()).or_default() += o.records_written;
         *m.errors_by_sink.entry("logstore".into()).or_default() += o.write_errors;
+        *m.dropped_by_sink.entry("logstore".into()).or_default() += o.dropped_records;
     }
     let mut s = status.lock();
     s.logstore_files_written += o.files_written;

@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod disk;
 pub mod netns;
 pub mod packet;
 pub mod topology;

@@ -132,3 +132,105 @@ fn full_maps_yield_skipdata_with_exact_counts() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Flows per flood round: twenty times what the flow map holds.
+const FLOOD_FLOWS: u16 = 20_480;
+
+/// One round of the flood: `FLOOD_FLOWS` distinct five-tuples, one packet
+/// each, all new (the destination port names the round).
+fn flood_round(round: u16) -> (Vec<Vec<u8>>, u64) {
+    let mut bytes = 0;
+    let batch = (0..FLOOD_FLOWS)
+        .map(|i| {
+            let data = usize::from(i % 32);
+            bytes += 28 + data as u64;
+            let udp = frames::udp(1024 + i, 20_000 + round, data);
+            [
+                frames::eth(0x0800),
+                frames::ipv4([10, 1, 0, 2], [10, 2, 0, 2], 17, 0, &udp),
+            ]
+            .concat()
+        })
+        .collect();
+    (batch, bytes)
+}
+
+#[test]
+fn flood_beyond_map_capacity_is_accounted_exactly_over_several_windows() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let t = RouterTopology::with(RouterOptions {
+        ipv4_only: true,
+        ..Default::default()
+    })?;
+    let agent = Agent::start(&[
+        "--netns",
+        t.router.name(),
+        "-i",
+        "r-a",
+        "--mode",
+        "tc",
+        "--window-secs",
+        "1",
+        "--flow-map-entries",
+        "1024",
+        "--overflow-ring-bytes",
+        "65536",
+        "--no-rtt",
+    ])?;
+    // Rounds spread over about five windows.
+    let (mut packets, mut bytes) = (0u64, 0u64);
+    for round in 0..20 {
+        let (batch, b) = flood_round(round);
+        inject(&t.a, "eth0", &batch)?;
+        packets += batch.len() as u64;
+        bytes += b;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let done = agent.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
+    let flood = |status| Filter {
+        interface: Some("r-a"),
+        direction: Some("in"),
+        log_status: Some(status),
+        ..Default::default()
+    };
+    let ok = sum(
+        &done.records,
+        &Filter {
+            srcaddr: Some("10.1.0.2"),
+            ..flood("OK")
+        },
+    );
+    let skipped = sum(&done.records, &flood("SKIPDATA"));
+    assert_eq!(
+        ok.0 + skipped.0,
+        packets,
+        "packets: ok {ok:?} + skipped {skipped:?}"
+    );
+    assert_eq!(ok.1 + skipped.1, bytes, "bytes: ok {ok:?} + skipped {skipped:?}");
+    // Several windows each filled the map and skipped the rest.
+    let mut windows: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for r in done
+        .records
+        .iter()
+        .filter(|r| r["interface"] == "r-a" && r["direction"] == "in")
+    {
+        let w = windows.entry(r["start"].to_string()).or_default();
+        match r["log-status"].as_str() {
+            Some("OK") => w.0 += 1,
+            Some("SKIPDATA") => w.1 += 1,
+            _ => {}
+        }
+    }
+    let overloaded = windows
+        .values()
+        .filter(|(ok, skip)| *ok >= 1024 && *skip == 1)
+        .count();
+    assert!(
+        overloaded >= 3,
+        "windows (OK records, SKIPDATA records): {windows:?}"
+    );
+    Ok(())
+}

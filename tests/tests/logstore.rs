@@ -1,7 +1,8 @@
 //! The embedded log service on a real capture: every record lands in the
 //! Logstore as Parquet, SQL reads it back exactly (CLI and API), another
 //! engine (DuckDB) reads the same files, bad files and bad queries are
-//! handled, retention expires old partitions, failed writes are retried.
+//! handled, retention expires old partitions, failed writes are retried, a
+//! full disk costs a bounded, counted number of records and no torn ones.
 
 use std::{
     net::SocketAddr,
@@ -13,6 +14,7 @@ use std::{
 use flowlog_tests::{
     Filter,
     agent::{Agent, TempDir, binary},
+    disk::Tmpfs,
     privileged, sum,
     topology::{A_V4, B_V4, RouterTopology},
     traffic,
@@ -381,5 +383,115 @@ fn failed_writes_are_kept_and_retried() -> anyhow::Result<()> {
     let s = a.status()?;
     assert_eq!(s["logstore-dropped-records"], 0, "{s}");
     assert!(a.stop()?.status.success());
+    Ok(())
+}
+
+/// A metric's value from the agent's /metrics (0 when absent).
+fn metric(addr: &str, line_prefix: &str) -> anyhow::Result<u64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64))
+}
+
+#[test]
+fn a_full_disk_is_bounded_counted_and_recovered_from() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let t = RouterTopology::new()?;
+    // The Logstore and the JSON sink on a 1 MiB tmpfs; state, status and
+    // the agent's log stay on the real disk.
+    let dir = TempDir::new()?;
+    let full = dir.path().join("full");
+    std::fs::create_dir(&full)?;
+    let disk = Tmpfs::mount(&full, 1 << 20)?;
+    std::fs::create_dir(full.join("logstores"))?;
+    std::os::unix::fs::symlink(full.join("logstores"), dir.path().join("logstores"))?;
+    std::os::unix::fs::symlink(full.join("records.jsonl"), dir.path().join("records.jsonl"))?;
+    let metrics = format!("127.0.0.1:{}", 30_000 + (std::process::id() % 20_000) + 7);
+    let a = Agent::start_in(
+        dir.path(),
+        &["--logstore-buffer-records", "6", "--metrics-listen", &metrics],
+    )?;
+    let id = flow_log(&a, &t, 30, 1);
+    let filler = disk.fill()?;
+    let status = || -> anyhow::Result<Value> { Ok(a.ok("DescribeAgentStatus", json!({}))["Status"].clone()) };
+    // A new flow every 400 ms, over several one-second windows.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut port = 9900;
+    loop {
+        traffic::udp(&t.a, &t.b, SocketAddr::new(B_V4.parse()?, port), &[100])?;
+        port += 1;
+        std::thread::sleep(Duration::from_millis(400));
+        let s = status()?;
+        if s["logstore-dropped-records"].as_u64() > Some(0) && s["publish-errors"].as_u64() > Some(2) {
+            // The backlog stays within its bound while the disk is full.
+            assert!(s["logstore-pending-records"].as_u64() <= Some(6), "{s}");
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the full disk never showed: {s}");
+    }
+    let log = a.stderr();
+    assert!(
+        log.contains("Logstore write backlog over its bound: window dropped"),
+        "{log}"
+    );
+    assert!(
+        log.contains("publish failed; the window's records are not in this sink"),
+        "{log}"
+    );
+    let json_sink = format!(
+        "flowlog_records_dropped_total{{sink=\"json-file:{}\"}}",
+        dir.path().join("records.jsonl").display()
+    );
+    assert!(metric(&metrics, &json_sink)? > 0);
+    assert!(metric(&metrics, "flowlog_records_dropped_total{sink=\"logstore\"}")? > 0);
+
+    // Room again: what was kept is written, and new windows go through.
+    std::fs::remove_file(&filler)?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status()?["logstore-pending-records"].as_u64() != Some(0) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "kept records never written: {}",
+            status()?
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let last = traffic::udp(&t.a, &t.b, SocketAddr::new(B_V4.parse()?, port), &[100])?;
+    a.ok("DeactiveFlowLog", json!({"FlowLogId": id}));
+    let s = status()?;
+    let published = s["records-published"].as_u64().unwrap_or_default();
+
+    // Every record is in a sink or counted as dropped by it; the JSON file
+    // has no torn line (read_json_lines parses every one).
+    let lines = a.records()?;
+    assert_eq!(
+        lines.len() as u64 + metric(&metrics, &json_sink)?,
+        published,
+        "{s}"
+    );
+    let (rows, _) = cli_query(a.dir(), &[], "SELECT count(*) AS n FROM logs");
+    assert_eq!(
+        num(&rows[0]["n"]) + s["logstore-dropped-records"].as_u64().unwrap_or_default(),
+        published,
+        "{s}"
+    );
+    let after = Filter {
+        interface: Some("r-a"),
+        srcport: Some(last.into()),
+        dstport: Some(u64::from(port)),
+        ..Default::default()
+    };
+    assert_eq!(sum(&lines, &after).0, 1);
+    assert!(a.stop()?.status.success());
+    drop(disk);
     Ok(())
 }

@@ -1,38 +1,40 @@
 //! JSON lines, one record per line, field names as in the record table of
 //! DESIGN.md (kebab-case).
 
-use std::io::{self, BufWriter, Write};
+use std::io;
 
-use super::Sink;
+use super::{
+    Sink,
+    spool::{Spool, Target},
+};
 use crate::window::WindowData;
 
-pub struct JsonLines<W: Write> {
+pub struct JsonLines<W> {
     name: String,
-    out: BufWriter<W>,
+    out: Spool<W>,
 }
 
-impl<W: Write> JsonLines<W> {
+impl<W: Target> JsonLines<W> {
     pub fn new(name: impl Into<String>, out: W) -> Self {
         Self {
             name: name.into(),
-            out: BufWriter::with_capacity(1 << 16, out),
+            out: Spool::new(out),
         }
     }
 }
 
-impl<W: Write + Send> Sink for JsonLines<W> {
+impl<W: Target> Sink for JsonLines<W> {
     fn name(&self) -> &str {
         &self.name
     }
 
     fn write(&mut self, window: &WindowData) -> io::Result<()> {
-        window.try_for_each_record(|r| {
-            serde_json::to_writer(&mut self.out, r)?;
-            self.out.write_all(b"\n")
+        self.out.window(|s| {
+            window.try_for_each_record(|r| {
+                serde_json::to_writer(&mut *s.buffer(), r)?;
+                s.buffer().push(b'\n');
+                s.record_done()
+            })
         })
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
     }
 }

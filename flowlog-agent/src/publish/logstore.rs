@@ -13,9 +13,6 @@ use crate::{
     window::WindowData,
 };
 
-/// Records kept for retry before the oldest kept window is dropped.
-pub const DEFAULT_MAX_PENDING_RECORDS: usize = 5_000_000;
-
 struct Pending {
     dest: LogstoreRef,
     flow_log_id: String,

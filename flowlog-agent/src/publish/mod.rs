@@ -5,6 +5,7 @@
 mod json;
 pub mod logstore;
 mod protobuf;
+mod spool;
 
 use std::{
     fs::{File, OpenOptions},
@@ -32,10 +33,9 @@ pub enum PublishError {
 pub trait Sink: Send {
     /// Short name for logs and status.
     fn name(&self) -> &str;
-    /// Writes one window's records.
+    /// Writes one window's records and makes them visible to readers:
+    /// all of them, or (on error) none.
     fn write(&mut self, window: &WindowData) -> io::Result<()>;
-    /// Makes everything written so far visible to readers.
-    fn flush(&mut self) -> io::Result<()>;
 }
 
 fn open_append(path: &Path) -> Result<File, PublishError> {

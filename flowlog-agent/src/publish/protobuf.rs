@@ -2,28 +2,23 @@
 //! then the message), the framing protobuf libraries read with
 //! `parseDelimitedFrom` / `decode_length_delimited`.
 
-use std::{
-    fs::File,
-    io::{self, BufWriter, Write},
-};
+use std::{fs::File, io};
 
 use prost::Message;
 
-use super::Sink;
+use super::{Sink, spool::Spool};
 use crate::window::WindowData;
 
 pub struct ProtobufFile {
     name: String,
-    out: BufWriter<File>,
-    buf: Vec<u8>,
+    out: Spool<File>,
 }
 
 impl ProtobufFile {
     pub fn new(name: impl Into<String>, file: File) -> Self {
         Self {
             name: name.into(),
-            out: BufWriter::with_capacity(1 << 16, file),
-            buf: Vec::with_capacity(256),
+            out: Spool::new(file),
         }
     }
 }
@@ -34,20 +29,11 @@ impl Sink for ProtobufFile {
     }
 
     fn write(&mut self, window: &WindowData) -> io::Result<()> {
-        window.try_for_each_record(|r| {
-            self.buf.clear();
-            r.encode_length_delimited(&mut self.buf)
-                .map_err(io::Error::other)?;
-            self.out.write_all(&self.buf)
+        self.out.window(|s| {
+            window.try_for_each_record(|r| {
+                r.encode_length_delimited(s.buffer()).map_err(io::Error::other)?;
+                s.record_done()
+            })
         })
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()?;
-        match self.out.get_ref().sync_data() {
-            // Character devices and pipes (e.g. /dev/null) have nothing to sync.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
-            other => other,
-        }
     }
 }

@@ -1,0 +1,186 @@
+//! Whole windows or nothing: file sinks write through a spool that takes a
+//! failed window back (truncates to where the window began), so a full disk
+//! costs that window's records — counted — but never leaves a torn record
+//! that would break every reader of the file after it.
+
+use std::{
+    fs::File,
+    io::{self, Stdout, Write},
+};
+
+/// Bytes gathered before they are handed to the kernel.
+const SPOOL_BYTES: usize = 1 << 16;
+
+/// Where a sink's bytes end up.
+pub trait Target: Write + Send {
+    /// The current end, to truncate back to; `None` when the output cannot
+    /// be taken back (a terminal or a pipe).
+    fn end(&self) -> Option<u64>;
+    fn truncate(&mut self, at: u64) -> io::Result<()>;
+    /// Makes written bytes durable where that means anything.
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Target for File {
+    fn end(&self) -> Option<u64> {
+        self.metadata().ok().filter(|m| m.is_file()).map(|m| m.len())
+    }
+
+    fn truncate(&mut self, at: u64) -> io::Result<()> {
+        self.set_len(at)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        match self.sync_data() {
+            // Character devices and pipes (e.g. /dev/null) have nothing to sync.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+impl Target for Stdout {
+    fn end(&self) -> Option<u64> {
+        None
+    }
+
+    fn truncate(&mut self, _at: u64) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+pub struct Spool<W> {
+    out: W,
+    buf: Vec<u8>,
+    /// The output's end before the current window.
+    mark: Option<u64>,
+    /// Bytes of the current window already handed to `out`.
+    spilled: bool,
+}
+
+impl<W: Target> Spool<W> {
+    pub fn new(out: W) -> Self {
+        Self {
+            out,
+            buf: Vec::with_capacity(SPOOL_BYTES),
+            mark: None,
+            spilled: false,
+        }
+    }
+
+    /// Writes one window: `each` appends records to the buffer it is given.
+    /// On failure the window is taken back out of the output and the error
+    /// returned.
+    pub fn window(&mut self, each: impl FnOnce(&mut Self) -> io::Result<()>) -> io::Result<()> {
+        self.buf.clear();
+        self.mark = self.out.end();
+        self.spilled = false;
+        let result = each(self).and_then(|()| self.commit());
+        if result.is_err() {
+            self.buf.clear();
+            if let (Some(at), true) = (self.mark, self.spilled)
+                && let Err(e) = self.out.truncate(at)
+            {
+                tracing::error!(error = %e, "cannot take a failed window back out of the file");
+            }
+        }
+        result
+    }
+
+    /// The buffer to append the next record to.
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Called after each record: hands full buffers on.
+    pub fn record_done(&mut self) -> io::Result<()> {
+        if self.buf.len() >= SPOOL_BYTES {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self) -> io::Result<()> {
+        self.spilled = true;
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn commit(&mut self) -> io::Result<()> {
+        self.spill()?;
+        self.out.flush()?;
+        self.out.sync()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file that fails writes once it would pass `room` bytes, like a
+    /// full disk.
+    struct Small {
+        data: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Small {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let n = b.len().min(self.room.saturating_sub(self.data.len()));
+            if n == 0 && !b.is_empty() {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            self.data.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Target for Small {
+        fn end(&self) -> Option<u64> {
+            Some(self.data.len() as u64)
+        }
+
+        fn truncate(&mut self, at: u64) -> io::Result<()> {
+            self.data.truncate(at as usize);
+            Ok(())
+        }
+    }
+
+    fn lines(s: &mut Spool<Small>, n: usize, width: usize) -> io::Result<()> {
+        s.window(|s| {
+            for _ in 0..n {
+                s.buffer().extend(std::iter::repeat_n(b'x', width));
+                s.buffer().push(b'\n');
+                s.record_done()?;
+            }
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn a_window_that_does_not_fit_leaves_the_file_as_it_was() {
+        let mut s = Spool::new(Small {
+            data: Vec::new(),
+            room: 3 * SPOOL_BYTES,
+        });
+        lines(&mut s, 10, 99).unwrap();
+        assert_eq!(s.out.data.len(), 1000);
+        // Spills twice before the disk is full: all of it is taken back.
+        let err = lines(&mut s, 4000, 99).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(s.out.data.len(), 1000);
+        // Room again for small windows; nothing of the failed one shows.
+        lines(&mut s, 5, 99).unwrap();
+        assert_eq!(
+            s.out.data,
+            vec![[[b'x'; 99].as_slice(), b"\n"].concat(); 15].concat()
+        );
+    }
+}
