@@ -627,3 +627,128 @@ fn status_view_shows_attachments_and_windows() -> anyhow::Result<()> {
     assert!(a.stop()?.status.success());
     Ok(())
 }
+
+/// Reads until the server closes the connection (or 20 s pass); returns
+/// what it sent.
+fn until_closed(mut s: impl std::io::Read) -> anyhow::Result<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Ok(got),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(got),
+            Err(e) => anyhow::bail!(
+                "connection still open ({e}) after {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+}
+
+#[test]
+fn hostile_clients_are_cut_off_and_others_served() -> anyhow::Result<()> {
+    use std::{
+        io::Write,
+        net::TcpStream,
+        os::unix::net::UnixStream,
+        time::{Duration, Instant},
+    };
+    if !privileged() {
+        return Ok(());
+    }
+    let port = 20_000 + (std::process::id() % 20_000) as u16 + 3;
+    let addr = format!("127.0.0.1:{port}");
+    let a = Agent::start(&["--api-listen", &addr])?;
+    let key = ok(&a, "CreateAccessKey", json!({}));
+    let (id, secret) = (
+        key["AccessKeyId"].as_str().unwrap_or_default().to_owned(),
+        key["AccessKeySecret"].as_str().unwrap_or_default().to_owned(),
+    );
+    let limit = Some(Duration::from_secs(20));
+    let head = b"POST / HTTP/1.1\r\nHost: flowlog\r\nX-Slow: ";
+    // Slow-loris: headers started and never finished, on both listeners;
+    // one keeps dribbling a byte every 200 ms.
+    let mut silent = Vec::new();
+    for _ in 0..16 {
+        let mut s = TcpStream::connect(&addr)?;
+        s.write_all(head)?;
+        s.set_read_timeout(limit)?;
+        silent.push(s);
+    }
+    let mut unix = UnixStream::connect(a.socket())?;
+    unix.write_all(head)?;
+    unix.set_read_timeout(limit)?;
+    let dribbler = {
+        let mut s = TcpStream::connect(&addr)?;
+        s.set_read_timeout(limit)?;
+        s.write_all(head)?;
+        let reader = s.try_clone()?;
+        std::thread::spawn(move || {
+            for _ in 0..100 {
+                if s.write_all(b"a").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        reader
+    };
+    // A body that never arrives in full.
+    let mut slow_body = TcpStream::connect(&addr)?;
+    slow_body.write_all(
+        b"POST /v1/ListProjects HTTP/1.1\r\nHost: flowlog\r\nContent-Length: 100\r\n\r\n{\"a\":",
+    )?;
+    slow_body.set_read_timeout(limit)?;
+    // Meanwhile signed requests and Unix-socket requests go through.
+    let body = br#"{"Action":"ListProjects"}"#;
+    for _ in 0..5 {
+        let r = raw_tcp(
+            &addr,
+            &request(
+                "POST",
+                "/",
+                &signature_headers(&id, &secret, "POST", "/", api::now(), body),
+                body,
+            ),
+        )?;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(a.call("ListProjects", json!({}))?.0, 200);
+    }
+    // Headers far beyond the cap: refused outright.
+    let r = raw_tcp(
+        &addr,
+        &request(
+            "POST",
+            "/",
+            &format!("X-Big: {}\r\n", "b".repeat(64 * 1024)),
+            body,
+        ),
+    );
+    match r {
+        Ok(r) => assert_eq!(r.status, 431),
+        // The server may close before the client has written it all.
+        Err(e) => assert!(
+            format!("{e:#}").contains("reset") || format!("{e:#}").contains("pipe"),
+            "{e:#}"
+        ),
+    }
+    // Every hostile connection is closed in bounded time; the slow body
+    // gets a 408 first.
+    let started = Instant::now();
+    for s in silent {
+        until_closed(s)?;
+    }
+    until_closed(unix)?;
+    until_closed(dribbler)?;
+    let answer = String::from_utf8_lossy(&until_closed(slow_body)?).into_owned();
+    assert!(
+        answer.starts_with("HTTP/1.1 408") && answer.contains("RequestTimeout"),
+        "{answer}"
+    );
+    eprintln!("hostile connections closed within {:?}", started.elapsed());
+    // And the agent serves as before.
+    assert_eq!(a.call("ListProjects", json!({}))?.0, 200);
+    assert!(a.stop()?.status.success());
+    Ok(())
+}

@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod client;
 mod error;
+mod listen;
 pub mod params;
 
 use std::{
@@ -39,6 +40,8 @@ use tracing::{info, warn};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Time to send a request body once the headers are in.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Access key id → secret, as the control loop last published it.
 pub type KeyTable = Arc<RwLock<BTreeMap<String, String>>>;
@@ -178,32 +181,19 @@ pub async fn serve(
         keys: keys.clone(),
         require_auth,
     };
-    let signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|v| *v).await;
-    };
-    let unix_app = router(app(false));
-    let rx = stop_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(unix, unix_app)
-            .with_graceful_shutdown(signal(rx))
-            .await
-        {
-            warn!(error = %e, "Unix API listener failed");
-        }
-    }));
+    tasks.push(tokio::spawn(listen::serve(
+        unix,
+        router(app(false)),
+        stop_rx.clone(),
+    )));
     info!(socket = %socket.display(), "API listening");
     if let Some(listener) = tcp_listener {
         let addr = listener.local_addr().ok();
-        let tcp_app = router(app(true));
-        let rx = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, tcp_app)
-                .with_graceful_shutdown(signal(rx))
-                .await
-            {
-                warn!(error = %e, "TCP API listener failed");
-            }
-        }));
+        tasks.push(tokio::spawn(listen::serve(
+            listener,
+            router(app(true)),
+            stop_rx.clone(),
+        )));
         info!(addr = ?addr, "API listening on TCP (signed requests only)");
     }
     Ok(Servers { tasks, stop, socket })
@@ -268,9 +258,29 @@ async fn process(
     body: Body,
 ) -> Result<(String, Value), (String, ApiError)> {
     let unknown = || "-".to_owned();
-    let bytes = match http_body_util::Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(c) => c.to_bytes(),
+    let collect = http_body_util::Limited::new(body, MAX_BODY_BYTES).collect();
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, collect).await {
+        Ok(Ok(c)) => c.to_bytes(),
         Err(_) => {
+            return Err((
+                unknown(),
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "RequestTimeout",
+                    format!(
+                        "the request body did not arrive within {} s",
+                        BODY_TIMEOUT.as_secs()
+                    ),
+                ),
+            ));
+        }
+        Ok(Err(e)) if !e.is::<http_body_util::LengthLimitError>() => {
+            return Err((
+                unknown(),
+                ApiError::invalid("Body", format!("reading the body: {e}")),
+            ));
+        }
+        Ok(Err(_)) => {
             return Err((
                 unknown(),
                 ApiError::new(
