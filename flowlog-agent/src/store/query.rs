@@ -11,6 +11,11 @@
 //! files outside it are never opened (their partition and name carry the
 //! window start). A file that cannot be read is skipped, named in the
 //! result, and the query answers from the rest.
+//!
+//! Queries come from API clients, so they are held to reading: statements
+//! that define, write or set anything (`CREATE EXTERNAL TABLE` would read
+//! any file, `COPY … TO` write one) are refused, and each query has a
+//! memory pool and a time limit.
 
 use std::{
     fs::File,
@@ -25,12 +30,28 @@ use datafusion::{
         file_format::parquet::ParquetFormat,
         listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
     },
-    execution::context::SessionContext,
+    execution::{
+        context::{SQLOptions, SessionContext},
+        runtime_env::RuntimeEnvBuilder,
+    },
     parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder,
     prelude::SessionConfig,
 };
 
 use super::schema;
+
+/// Memory one query may hold (sorts and joins spill or fail beyond it).
+const QUERY_MEMORY_BYTES: usize = 512 << 20;
+/// Time one query may run.
+pub const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Reading only: no DDL, no DML (`COPY`, `INSERT`), no `SET`.
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -165,9 +186,13 @@ async fn session(files: &[PathBuf], range: TimeRange) -> Result<SessionContext, 
     let config = SessionConfig::new()
         .with_target_partitions(2)
         .with_information_schema(true);
-    let ctx = SessionContext::new_with_config(config);
-    let schema = schema::schema();
     let engine = |e: datafusion::error::DataFusionError| QueryError::Engine(e.to_string());
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(QUERY_MEMORY_BYTES, 1.0)
+        .build_arc()
+        .map_err(engine)?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let schema = schema::schema();
     if files.is_empty() {
         let empty = MemTable::try_new(schema.clone(), vec![vec![]]).map_err(engine)?;
         ctx.register_table("stored", Arc::new(empty)).map_err(engine)?;
@@ -208,6 +233,19 @@ async fn session(files: &[PathBuf], range: TimeRange) -> Result<SessionContext, 
     Ok(ctx)
 }
 
+async fn plan(ctx: &SessionContext, sql: &str) -> Result<datafusion::dataframe::DataFrame, QueryError> {
+    ctx.sql_with_options(sql, read_only())
+        .await
+        .map_err(|e| QueryError::Sql(e.to_string()))
+}
+
+/// Runs a query's execution under [`QUERY_TIMEOUT`].
+async fn limited<T>(run: impl std::future::Future<Output = T>) -> Result<T, QueryError> {
+    tokio::time::timeout(QUERY_TIMEOUT, run)
+        .await
+        .map_err(|_| QueryError::Sql(format!("the query ran longer than {} s", QUERY_TIMEOUT.as_secs())))
+}
+
 /// Runs `sql` over the Logstore in `dir`, limited to `range`.
 pub async fn run(dir: &Path, range: TimeRange, sql: &str) -> Result<QueryResult, QueryError> {
     if let (Some(from), Some(to)) = (range.from, range.to)
@@ -231,8 +269,8 @@ pub async fn run(dir: &Path, range: TimeRange, sql: &str) -> Result<QueryResult,
     }
     // Planning errors are the user's; execution errors may be a bad file.
     let ctx = session(&files, range).await?;
-    let df = ctx.sql(sql).await.map_err(|e| QueryError::Sql(e.to_string()))?;
-    match df.collect().await {
+    let df = plan(&ctx, sql).await?;
+    match limited(df.collect()).await? {
         Ok(batches) => Ok(QueryResult {
             batches,
             files: files.len(),
@@ -249,10 +287,9 @@ pub async fn run(dir: &Path, range: TimeRange, sql: &str) -> Result<QueryResult,
                 skipped.push((b, "corrupt data".into()));
             }
             let ctx = session(&good, range).await?;
-            let df = ctx.sql(sql).await.map_err(|e| QueryError::Sql(e.to_string()))?;
-            let batches = df
-                .collect()
-                .await
+            let df = plan(&ctx, sql).await?;
+            let batches = limited(df.collect())
+                .await?
                 .map_err(|e| QueryError::Engine(e.to_string()))?;
             Ok(QueryResult {
                 batches,

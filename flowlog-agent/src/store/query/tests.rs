@@ -46,6 +46,7 @@ fn window(start: i64) -> Window {
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -184,6 +185,35 @@ fn empty_logstore_answers_with_no_rows() {
     assert_eq!(
         to_json_rows(&r.batches).unwrap_or_default(),
         vec![serde_json::json!({"n": 0})]
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn statements_beyond_reading_are_refused() {
+    let data = scratch();
+    let dir = data.join("empty");
+    let _ = std::fs::create_dir_all(&dir);
+    let target = data.join("copied.csv");
+    let statements = [
+        format!("COPY (SELECT 1 AS x) TO '{}' STORED AS CSV", target.display()),
+        "CREATE EXTERNAL TABLE secrets (line VARCHAR) STORED AS CSV LOCATION '/etc/passwd'".to_owned(),
+        "CREATE VIEW mine AS SELECT 1".to_owned(),
+        "DROP VIEW logs".to_owned(),
+        "SET datafusion.execution.batch_size = 1".to_owned(),
+        "INSERT INTO logs_raw VALUES (1)".to_owned(),
+    ];
+    for sql in &statements {
+        match rt().block_on(run(&dir, TimeRange::default(), sql)) {
+            Err(QueryError::Sql(m)) => assert!(!m.is_empty()),
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+    assert!(!target.exists(), "COPY wrote a file");
+    // Reading still works.
+    assert!(
+        rt().block_on(run(&dir, TimeRange::default(), "SELECT 1 AS one"))
+            .is_ok()
     );
     let _ = std::fs::remove_dir_all(&data);
 }
