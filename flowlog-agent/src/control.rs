@@ -27,7 +27,6 @@ use crate::{
 };
 
 /// Most attachments one flow log may have.
-const MAX_ATTACHMENTS: usize = 16;
 const DEFAULT_TTL_DAYS: u64 = 30;
 const MAX_PAGE_SIZE: u64 = 100;
 
@@ -78,14 +77,15 @@ pub fn spec_of(f: &FlowLog) -> FlowLogSpec {
     }
 }
 
-fn parse_attachments(v: &Value) -> Result<Vec<AttachmentSpec>, ApiError> {
+pub fn parse_attachments(v: &Value) -> Result<Vec<AttachmentSpec>, ApiError> {
     let err = |m: String| ApiError::invalid("Attachments", m);
     let list = v.as_array().ok_or_else(|| {
         err("Attachments must be a list of {\"Interface\", \"Netns\", \"Mode\"} objects".into())
     })?;
-    if list.is_empty() || list.len() > MAX_ATTACHMENTS {
+    if list.is_empty() || list.len() > validate::MAX_ATTACHMENTS {
         return Err(err(format!(
-            "a flow log has 1 to {MAX_ATTACHMENTS} attachments, got {}",
+            "a flow log has 1 to {} attachments, got {}",
+            validate::MAX_ATTACHMENTS,
             list.len()
         )));
     }

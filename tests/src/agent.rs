@@ -198,6 +198,11 @@ impl Agent {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }
 
+    /// The agent's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// SIGKILL: no partial window, no detach by the agent itself.
     pub fn kill9(mut self) -> anyhow::Result<()> {
         if let Some(mut c) = self.child.take() {

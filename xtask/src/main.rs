@@ -3,7 +3,9 @@
 
 mod bench;
 mod demo;
+mod fuzz;
 mod setup;
+mod soak;
 
 use std::{
     path::PathBuf,
@@ -62,6 +64,23 @@ enum Cmd {
         /// Fewer flows, packets and trials (minutes instead of a quarter hour).
         #[arg(long)]
         quick: bool,
+    },
+    /// Mixed traffic through a router namespace for minutes while the agent
+    /// is restarted (SIGTERM and SIGKILL); prints packets sent, in OK
+    /// records, in SKIPDATA, the difference (must be 0), peak RSS and
+    /// restarts. Saves target/soak/results.json.
+    Soak {
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+    },
+    /// Fuzz the parsers of outside input (API requests, config files, state
+    /// files, ring events, SQL parameters) with cargo-fuzz, nightly.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+        /// Only these targets (default: all).
+        targets: Vec<String>,
     },
 }
 
@@ -126,6 +145,11 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Test { filter } => test(filter),
         Cmd::Bench { records, quick } => bench::run_all(records, quick),
+        Cmd::Fuzz { secs, targets } => fuzz::run_all(secs, &targets),
+        Cmd::Soak { minutes } => {
+            let bin = build(true)?;
+            soak::run(&bin, minutes)
+        }
     }
 }
 

@@ -249,6 +249,61 @@ async fn handle(
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// A request's action and parameters: the action from `/v1/<Action>` or
+/// the `Action` parameter; parameters from the query string, then the JSON
+/// object body (body wins). Pure, so it can be fuzzed.
+pub fn parse_request(path: &str, query: Option<&str>, body: &[u8]) -> Result<(String, Params), ApiError> {
+    let mut map: Map<String, Value> = Map::new();
+    if let Some(q) = query {
+        for pair in q.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let (k, v) = (percent_decode(k), percent_decode(v));
+            match (k, v) {
+                (Some(k), Some(v)) => {
+                    map.insert(k, Value::String(v));
+                }
+                _ => {
+                    return Err(ApiError::invalid(
+                        "Query",
+                        "the query string is not valid UTF-8 percent-encoding",
+                    ));
+                }
+            }
+        }
+    }
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(body)) => {
+                for (k, v) in body {
+                    map.insert(k, v);
+                }
+            }
+            Ok(_) => {
+                return Err(ApiError::invalid(
+                    "Body",
+                    "the request body must be a JSON object",
+                ));
+            }
+            Err(e) => {
+                return Err(ApiError::invalid(
+                    "Body",
+                    format!("the request body is not valid JSON: {e}"),
+                ));
+            }
+        }
+    }
+    let from_path = path
+        .strip_prefix("/v1/")
+        .filter(|a| !a.is_empty() && !a.contains('/'));
+    let action = match (from_path, map.get("Action")) {
+        (Some(a), _) => a.to_owned(),
+        (None, Some(Value::String(a))) => a.clone(),
+        (None, Some(_)) => return Err(ApiError::invalid("Action", "Action must be a string")),
+        (None, None) => return Err(ApiError::missing("Action")),
+    };
+    Ok((action, Params::new(map)))
+}
+
 async fn process(
     app: &App,
     method: &Method,
@@ -303,61 +358,11 @@ async fn process(
         )
         .map_err(|e| (unknown(), e))?;
     }
-    let mut map: Map<String, Value> = Map::new();
-    if let Some(q) = uri.query() {
-        for pair in q.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let (k, v) = (percent_decode(k), percent_decode(v));
-            match (k, v) {
-                (Some(k), Some(v)) => {
-                    map.insert(k, Value::String(v));
-                }
-                _ => {
-                    return Err((
-                        unknown(),
-                        ApiError::invalid("Query", "the query string is not valid UTF-8 percent-encoding"),
-                    ));
-                }
-            }
-        }
-    }
-    if !bytes.iter().all(u8::is_ascii_whitespace) {
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(body)) => {
-                for (k, v) in body {
-                    map.insert(k, v);
-                }
-            }
-            Ok(_) => {
-                return Err((
-                    unknown(),
-                    ApiError::invalid("Body", "the request body must be a JSON object"),
-                ));
-            }
-            Err(e) => {
-                return Err((
-                    unknown(),
-                    ApiError::invalid("Body", format!("the request body is not valid JSON: {e}")),
-                ));
-            }
-        }
-    }
-    let from_path = uri
-        .path()
-        .strip_prefix("/v1/")
-        .filter(|a| !a.is_empty() && !a.contains('/'));
-    let action = match (from_path, map.get("Action")) {
-        (Some(a), _) => a.to_owned(),
-        (None, Some(Value::String(a))) => a.clone(),
-        (None, Some(_)) => return Err((unknown(), ApiError::invalid("Action", "Action must be a string"))),
-        (None, None) => {
-            return Err((unknown(), ApiError::missing("Action")));
-        }
-    };
+    let (action, params) = parse_request(uri.path(), uri.query(), &bytes).map_err(|e| (unknown(), e))?;
     let (reply, rx) = oneshot::channel();
     let call = Call {
         action: action.clone(),
-        params: Params::new(map),
+        params,
         reply,
     };
     if app.calls.send(call).await.is_err() {

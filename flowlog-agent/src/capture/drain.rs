@@ -63,6 +63,23 @@ fn drain_err(what: &'static str) -> impl Fn(String) -> CaptureError {
     move |detail| CaptureError::Drain { what, detail }
 }
 
+/// An overflow-ring item as the kernel wrote it; `None` when too short
+/// (never from this build's programs, but ring bytes are outside input).
+pub fn overflow_event(item: &[u8]) -> Option<OverflowEvent> {
+    (item.len() >= size_of::<OverflowEvent>()).then(|| {
+        // SAFETY: length checked; every bit pattern is a valid OverflowEvent.
+        unsafe { item.as_ptr().cast::<OverflowEvent>().read_unaligned() }
+    })
+}
+
+/// A handshake-ring item; `None` when too short.
+pub fn handshake_event(item: &[u8]) -> Option<HandshakeEvent> {
+    (item.len() >= size_of::<HandshakeEvent>()).then(|| {
+        // SAFETY: length checked; every bit pattern is a valid HandshakeEvent.
+        unsafe { item.as_ptr().cast::<HandshakeEvent>().read_unaligned() }
+    })
+}
+
 impl NetnsCapture {
     /// Reads every overflow event currently in the ring into the pending
     /// table of its generation. Never blocks.
@@ -72,12 +89,9 @@ impl NetnsCapture {
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
             n += 1;
-            if item.len() < size_of::<OverflowEvent>() {
+            let Some(mut e) = overflow_event(&item) else {
                 continue;
-            }
-            // SAFETY: the kernel wrote a whole OverflowEvent (checked length);
-            // every bit pattern is a valid OverflowEvent.
-            let mut e: OverflowEvent = unsafe { item.as_ptr().cast::<OverflowEvent>().read_unaligned() };
+            };
             // Keys merge across windows without their generation.
             e.key.generation = 0;
             let table = &mut self.pending[usize::from(e.generation & 1)];
@@ -107,12 +121,9 @@ impl NetnsCapture {
         let ring = self.handshakes.get_mut();
         while let Some(item) = ring.next() {
             n += 1;
-            if item.len() < size_of::<HandshakeEvent>() {
-                continue;
+            if let Some(e) = handshake_event(&item) {
+                self.rtt.observe(&e);
             }
-            // SAFETY: whole HandshakeEvent (checked length), any bits valid.
-            let e: HandshakeEvent = unsafe { item.as_ptr().cast::<HandshakeEvent>().read_unaligned() };
-            self.rtt.observe(&e);
         }
         n
     }

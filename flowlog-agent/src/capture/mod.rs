@@ -9,6 +9,7 @@
 mod attach;
 mod clock;
 mod drain;
+pub use drain::{handshake_event, overflow_event};
 pub mod iface;
 pub mod netns;
 pub mod pins;

@@ -148,6 +148,10 @@ impl Store {
                         found: state.version,
                     });
                 }
+                state.check().map_err(|message| StateError::Corrupt {
+                    path: path.clone(),
+                    message,
+                })?;
                 state
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State {
@@ -186,6 +190,76 @@ impl Store {
         self.state = next;
         Ok(())
     }
+}
+
+impl State {
+    /// Holds only what the API could have written: a hand-edited or damaged
+    /// file is refused with the reason instead of half-used (an Interval of
+    /// 0 would otherwise stop the agent at its first window).
+    pub fn check(&self) -> Result<(), String> {
+        for (key, p) in &self.projects {
+            same(key, &p.name)?;
+            validate::project_name(&p.name)?;
+            validate::description(&p.description)?;
+            for (key, l) in &p.logstores {
+                same(key, &l.name)?;
+                validate::logstore_name(&l.name)?;
+                validate::ttl(l.ttl)?;
+            }
+        }
+        for (key, f) in &self.flow_logs {
+            same(key, &f.flow_log_id)?;
+            for (what, v) in [
+                ("FlowLogId", &f.flow_log_id),
+                ("FlowLogName", &f.flow_log_name),
+                ("CenId", &f.cen_id),
+                ("AccountId", &f.account_id),
+            ] {
+                printable(what, v)?;
+            }
+            validate::description(&f.description)?;
+            validate::interval(f.interval)?;
+            if !self
+                .projects
+                .get(&f.project_name)
+                .is_some_and(|p| p.logstores.contains_key(&f.log_store_name))
+            {
+                return Err(format!(
+                    "flow log {key} writes to {}/{}, which does not exist",
+                    f.project_name, f.log_store_name
+                ));
+            }
+            if f.attachments.is_empty() || f.attachments.len() > validate::MAX_ATTACHMENTS {
+                return Err(format!("flow log {key} has {} attachments", f.attachments.len()));
+            }
+            for a in &f.attachments {
+                crate::config::check_ifname(&a.interface).map_err(|e| e.to_string())?;
+                if let Some(ns) = &a.netns {
+                    crate::config::check_netns_name(ns).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        for (key, k) in &self.access_keys {
+            same(key, &k.access_key_id)?;
+            printable("AccessKeyId", &k.access_key_id)?;
+            printable("AccessKeySecret", &k.access_key_secret)?;
+        }
+        Ok(())
+    }
+}
+
+fn same(key: &str, name: &str) -> Result<(), String> {
+    if key != name {
+        return Err(format!("entry {key:?} names itself {name:?}"));
+    }
+    Ok(())
+}
+
+fn printable(what: &str, v: &str) -> Result<(), String> {
+    if v.is_empty() || v.chars().count() > 128 || v.chars().any(char::is_control) {
+        return Err(format!("{what} {v:?} must be 1 to 128 printable characters"));
+    }
+    Ok(())
 }
 
 /// Unix seconds now.
@@ -234,9 +308,9 @@ mod tests {
         let mut store = Store::open(&dir).unwrap_or_else(|e| panic!("{e}"));
         let mut next = store.state.clone();
         next.projects.insert(
-            "p1".into(),
+            "proj1".into(),
             Project {
-                name: "p1".into(),
+                name: "proj1".into(),
                 description: String::new(),
                 created: 1,
                 logstores: BTreeMap::new(),
@@ -264,6 +338,36 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let e = Store::open(&dir).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("layout version 9"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn contents_the_api_could_not_have_written_are_refused() {
+        let dir = scratch();
+        let flow_log = |interval: u64, logstore: &str, interface: &str| {
+            format!(
+                r#"{{"Version": 1, "AccessKeys": {{}},
+                "Projects": {{"proj": {{"Name": "proj", "Description": "", "Created": 1,
+                    "Logstores": {{"flows": {{"Name": "flows", "Ttl": 7, "Created": 1}}}}}}}},
+                "FlowLogs": {{"fl-1": {{"FlowLogId": "fl-1", "FlowLogName": "n", "Description": "",
+                    "CenId": "cen-1", "AccountId": "a", "ProjectName": "proj", "LogStoreName": "{logstore}",
+                    "Attachments": [{{"Interface": "{interface}"}}], "Interval": {interval},
+                    "Status": "Active", "CreationTime": 1}}}}}}"#
+            )
+        };
+        let open = |text: String| {
+            std::fs::write(dir.join(STATE_FILE), text).unwrap_or_else(|e| panic!("{e}"));
+            Store::open(&dir).map(|_| ()).map_err(|e| e.to_string())
+        };
+        assert_eq!(open(flow_log(60, "flows", "eth0")), Ok(()));
+        for (text, why) in [
+            (flow_log(0, "flows", "eth0"), "Interval 0"),
+            (flow_log(60, "gone", "eth0"), "does not exist"),
+            (flow_log(60, "flows", "a/b"), "interface"),
+        ] {
+            let e = open(text).err().unwrap_or_default();
+            assert!(e.contains("corrupt") && e.contains(why), "{e}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -2,6 +2,9 @@
 //! product's documented constraints. Each check returns the message a
 //! person needs to fix the value.
 
+/// Interfaces one flow log may capture on.
+pub const MAX_ATTACHMENTS: usize = 16;
+
 /// Project: 3–63 characters, lowercase letters, digits and hyphens,
 /// starting and ending with a letter or digit.
 pub fn project_name(s: &str) -> Result<(), String> {

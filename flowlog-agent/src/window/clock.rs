@@ -29,7 +29,9 @@ impl Window {
 /// of `len` since the Unix epoch (10:00, 10:10, … for 10 minutes), so
 /// records from many routers share the same bounds.
 pub fn next_boundary(now_ns: i128, len: Duration) -> i128 {
-    let len = len.as_nanos() as i128;
+    // Lengths come validated (≥ 1 s); the floor keeps a bad one from
+    // dividing by zero or ticking without pause.
+    let len = len.as_nanos().max(1_000_000_000) as i128;
     (now_ns.div_euclid(len) + 1) * len
 }
 

@@ -25,13 +25,22 @@ impl Progress {
     pub fn load(dir: &Path) -> Self {
         let path = dir.join(FILE);
         let ends = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            Ok(bytes) => Self::from_slice(&bytes).unwrap_or_else(|e| {
                 warn!(path = %path.display(), error = %e, "ignoring unreadable window progress");
                 BTreeMap::new()
             }),
             Err(_) => BTreeMap::new(),
         };
         Self { path, ends }
+    }
+
+    /// The file's content: flow log id → last window end (Unix ns, ≥ 0).
+    pub fn from_slice(bytes: &[u8]) -> Result<BTreeMap<String, i64>, String> {
+        let ends: BTreeMap<String, i64> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        match ends.iter().find(|(_, end)| **end < 0) {
+            Some((id, end)) => Err(format!("flow log {id} has a negative window end {end}")),
+            None => Ok(ends),
+        }
     }
 
     pub fn last_end(&self, id: &str) -> Option<i128> {

@@ -1,0 +1,293 @@
+//! `cargo xtask soak`: ten minutes (by default) of mixed traffic through a
+//! router namespace while the agent is restarted again and again — SIGTERM
+//! during floods, SIGKILL mid-window — then the books are balanced: every
+//! packet sent into the router must be in an OK record or in a SKIPDATA
+//! count, exactly.
+//!
+//! Traffic from host a into the router's r-a: steady UDP from eight
+//! sockets (v4; the topology has IPv6 off so no neighbour discovery adds
+//! packets nobody counted) and, in the first third of every cycle, floods
+//! of 20 480 distinct five-tuples injected raw — five times the flow map —
+//! so SKIPDATA is exercised all along.
+//!
+//! SIGKILL lands only after the floods' windows were published: overflow
+//! events the agent had read but not yet published die with it (README,
+//! "Restarts lose nothing", names this limit); SIGTERM publishes them.
+
+use std::{
+    net::{SocketAddr, UdpSocket},
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use flowlog_tests::{
+    Filter,
+    agent::{Agent, read_json_lines},
+    packet::{frames, inject},
+    sum,
+    topology::{A_V4, B_V4, RouterOptions, RouterTopology},
+};
+
+const WINDOW_SECS: u64 = 5;
+const FLOW_MAP_ENTRIES: &str = "4096";
+const FLOOD_FLOWS: u16 = 20_480;
+/// One restart per cycle, alternating SIGTERM (during the floods) and
+/// SIGKILL (in the quiet part).
+const CYCLE: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct Sent {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Sent {
+    fn add(&self, packets: u64, bytes: u64) {
+        self.packets.fetch_add(packets, Ordering::SeqCst);
+        self.bytes.fetch_add(bytes, Ordering::SeqCst);
+    }
+}
+
+/// Peak RSS (VmHWM) of a running process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Eight UDP flows from a, ten 100–400-byte datagrams every 10 ms.
+fn steady(t: &RouterTopology, stop: &AtomicBool, sent: &Sent) -> anyhow::Result<()> {
+    let dst: SocketAddr = SocketAddr::new(B_V4.parse()?, 9);
+    let sockets = (0..8)
+        .map(|i| {
+            let bind = SocketAddr::new("0.0.0.0".parse().map_err(anyhow::Error::from)?, 41_000 + i);
+            t.a.run(move || UdpSocket::bind(bind))?
+                .map_err(anyhow::Error::from)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut n = 0usize;
+    while !stop.load(Ordering::SeqCst) {
+        for _ in 0..10 {
+            let size = 100 + (n * 37) % 300;
+            let s = &sockets[n % sockets.len()];
+            if s.send_to(&vec![0x5a; size], dst).is_ok() {
+                sent.add(1, size as u64 + 28);
+            }
+            n += 1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// One flood: distinct five-tuples, one packet each; `round` picks the
+/// destination port so every flood is new flows.
+fn flood(t: &RouterTopology, round: u16, sent: &Sent) -> anyhow::Result<()> {
+    let mut bytes = 0;
+    let batch: Vec<Vec<u8>> = (0..FLOOD_FLOWS)
+        .map(|i| {
+            let data = usize::from(i % 64);
+            bytes += 28 + data as u64;
+            let udp = frames::udp(1024 + i, 20_000 + round % 10_000, data);
+            [
+                frames::eth(0x0800),
+                frames::ipv4([10, 1, 0, 2], [10, 2, 0, 2], 17, 0, &udp),
+            ]
+            .concat()
+        })
+        .collect();
+    inject(&t.a, "eth0", &batch)?;
+    sent.add(u64::from(FLOOD_FLOWS), bytes);
+    Ok(())
+}
+
+/// Packets r-a dropped before any hook could see them (backlog overflow):
+/// those would be missing from the books through no fault of the agent.
+fn ingress_drops(t: &RouterTopology) -> u64 {
+    t.router
+        .run(|| std::fs::read_to_string("/sys/class/net/r-a/statistics/rx_dropped"))
+        .ok()
+        .and_then(Result::ok)
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn start(dir: &Path, t: &RouterTopology) -> anyhow::Result<Agent> {
+    Agent::start_in(
+        dir,
+        &[
+            "--netns",
+            t.router.name(),
+            "-i",
+            "r-a",
+            "-i",
+            "r-b",
+            "--mode",
+            "tc",
+            "--window-secs",
+            &WINDOW_SECS.to_string(),
+            "--flow-map-entries",
+            FLOW_MAP_ENTRIES,
+            "--overflow-ring-bytes",
+            "65536",
+            "--no-rtt",
+        ],
+    )
+}
+
+pub fn run(agent: &Path, minutes: u64) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the soak loads eBPF programs and creates namespaces: run it as root");
+    }
+    // SAFETY: setting an environment variable before any thread starts.
+    unsafe { std::env::set_var("FLOWLOG_BIN", agent) };
+    flowlog_tests::netns::sweep_stale();
+    let t = Arc::new(RouterTopology::with(RouterOptions {
+        ipv4_only: true,
+        ..Default::default()
+    })?);
+    let dir = std::env::current_dir()?.join("target/soak");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let drops_before = ingress_drops(&t);
+    let mut a = start(&dir, &t)?;
+    a.wait_windows(1, Duration::from_secs(30))?;
+
+    let sent = Arc::new(Sent::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stream = {
+        let (t, stop, sent) = (t.clone(), stop.clone(), sent.clone());
+        std::thread::spawn(move || steady(&t, &stop, &sent))
+    };
+    let total = Duration::from_secs(minutes * 60);
+    let began = Instant::now();
+    let (mut restarts, mut kills, mut peak_kib, mut round) = (0u32, 0u32, 0u64, 0u16);
+    let mut cycle = 0u32;
+    eprintln!(
+        "soak: {minutes} min, {WINDOW_SECS} s windows, flow map {FLOW_MAP_ENTRIES}, a restart every {CYCLE:?}"
+    );
+    while began.elapsed() < total {
+        let cycle_start = Instant::now();
+        let graceful = cycle.is_multiple_of(2);
+        // Floods in the first 20 s; a SIGTERM restart right in the middle.
+        let mut terminated = false;
+        while cycle_start.elapsed() < Duration::from_secs(20) {
+            flood(&t, round, &sent)?;
+            round = round.wrapping_add(1);
+            std::thread::sleep(Duration::from_millis(2500));
+            if graceful && !terminated && cycle_start.elapsed() >= Duration::from_secs(10) {
+                terminated = true;
+                peak_kib = peak_kib.max(a.pid().map_or(0, peak_rss_kib));
+                let done = a.stop()?;
+                if !done.status.success() {
+                    bail!("agent exited with {} on SIGTERM:\n{}", done.status, done.stderr);
+                }
+                a = start(&dir, &t)?;
+                restarts += 1;
+            }
+        }
+        // Quiet part: the floods' windows get published, then SIGKILL
+        // mid-window.
+        let kill_at = Duration::from_secs(45);
+        while cycle_start.elapsed() < kill_at {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if !graceful {
+            let into = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis()
+                % u128::from(WINDOW_SECS * 1000);
+            // Away from the boundary, where a window is being drained.
+            if into < 1000 || into > u128::from(WINDOW_SECS * 1000 - 1000) {
+                std::thread::sleep(Duration::from_millis(1500));
+            }
+            peak_kib = peak_kib.max(a.pid().map_or(0, peak_rss_kib));
+            a.kill9()?;
+            std::thread::sleep(Duration::from_millis(500));
+            a = start(&dir, &t)?;
+            restarts += 1;
+            kills += 1;
+        }
+        while cycle_start.elapsed() < CYCLE && began.elapsed() < total {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        cycle += 1;
+        eprintln!(
+            "soak: {:>4.0} s, {} packets sent, {restarts} restarts ({kills} SIGKILL)",
+            began.elapsed().as_secs_f64(),
+            sent.packets.load(Ordering::SeqCst)
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    stream
+        .join()
+        .map_err(|_| anyhow::anyhow!("traffic thread panicked"))??;
+    // Let the last packets reach the hooks, then a final graceful stop.
+    std::thread::sleep(Duration::from_millis(500));
+    peak_kib = peak_kib.max(a.pid().map_or(0, peak_rss_kib));
+    let done = a.stop()?;
+    if !done.status.success() {
+        bail!("agent exited with {}:\n{}", done.status, done.stderr);
+    }
+    let records = read_json_lines(&dir.join("records.jsonl")).context("reading the records")?;
+    let at = |status| Filter {
+        interface: Some("r-a"),
+        direction: Some("in"),
+        log_status: Some(status),
+        ..Default::default()
+    };
+    let ok = sum(
+        &records,
+        &Filter {
+            srcaddr: Some(A_V4),
+            ..at("OK")
+        },
+    );
+    let skipped = sum(&records, &at("SKIPDATA"));
+    let (packets, bytes) = (
+        sent.packets.load(Ordering::SeqCst),
+        sent.bytes.load(Ordering::SeqCst),
+    );
+    let drops = ingress_drops(&t) - drops_before;
+    let diff = i128::from(ok.0 + skipped.0) - i128::from(packets);
+    let diff_bytes = i128::from(ok.1 + skipped.1) - i128::from(bytes);
+    println!("soak results ({minutes} min, {} records):", records.len());
+    println!("  packets sent            {packets}");
+    println!("  packets in OK records   {}", ok.0);
+    println!("  packets in SKIPDATA     {}", skipped.0);
+    println!("  difference              {diff} packets, {diff_bytes} bytes");
+    println!("  dropped before the hook {drops}");
+    println!("  agent peak RSS          {:.1} MiB", peak_kib as f64 / 1024.0);
+    println!(
+        "  restarts survived       {restarts} ({kills} SIGKILL, {} SIGTERM)",
+        restarts - kills
+    );
+    let summary = serde_json::json!({
+        "minutes": minutes,
+        "sent_packets": packets,
+        "ok_packets": ok.0,
+        "skipdata_packets": skipped.0,
+        "difference_packets": diff as i64,
+        "difference_bytes": diff_bytes as i64,
+        "ingress_drops": drops,
+        "peak_rss_mib": peak_kib as f64 / 1024.0,
+        "restarts": restarts,
+        "sigkill": kills,
+    });
+    std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&summary)?)?;
+    if diff != 0 || diff_bytes != 0 {
+        bail!("the books do not balance: {diff} packets, {diff_bytes} bytes");
+    }
+    Ok(())
+}
