@@ -302,6 +302,9 @@ impl LogstoreArgs {
                 result.skipped.len() + result.files
             );
         }
+        if result.truncated {
+            eprintln!("warning: only the first {} rows are shown", query::MAX_ROWS);
+        }
         Ok(())
     }
 }

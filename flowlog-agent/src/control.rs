@@ -13,6 +13,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::{
@@ -45,6 +46,8 @@ pub struct Control {
     defaults: Defaults,
     /// Active flow logs whose interfaces could not be attached (yet).
     unattached: BTreeSet<String>,
+    /// The last call's window on its way to the sinks (DeactiveFlowLog).
+    published: Option<oneshot::Receiver<()>>,
 }
 
 fn bad(param: &str) -> impl Fn(String) -> ApiError + '_ {
@@ -127,6 +130,7 @@ impl Control {
             keys,
             defaults,
             unattached: BTreeSet::new(),
+            published: None,
         };
         c.publish_keys();
         c
@@ -204,6 +208,12 @@ impl Control {
                 crate::capture::chain(&e)
             ))
         })
+    }
+
+    /// What tells when the window the last call published reached the
+    /// sinks, if it published one.
+    pub fn take_published(&mut self) -> Option<oneshot::Receiver<()>> {
+        self.published.take()
     }
 
     pub async fn handle(&mut self, action: &str, p: Params) -> Result<Value, ApiError> {
@@ -343,6 +353,7 @@ impl Control {
             sql,
             project,
             logstore,
+            line: line as usize,
         })
     }
 
@@ -685,7 +696,7 @@ impl Control {
         }
         if let Err(e) = self.commit(next) {
             // Not durable: undo the attach so state and kernel agree.
-            self.engine.deactivate(&id).await;
+            let _ = self.engine.deactivate(&id).await;
             return Err(e);
         }
         Ok(json!({ "Success": true }))
@@ -706,7 +717,7 @@ impl Control {
         }
         self.commit(next)?;
         self.unattached.remove(&id);
-        self.engine.deactivate(&id).await;
+        self.published = self.engine.deactivate(&id).await;
         Ok(json!({ "Success": true }))
     }
 

@@ -47,9 +47,6 @@ pub struct FlowLogSpec {
     pub logstore: Option<LogstoreRef>,
 }
 
-/// How long DeactiveFlowLog waits for its last window to reach the sinks.
-const LAST_WINDOW_WAIT: Duration = Duration::from_secs(10);
-
 /// One window of one flow log, ready to publish. Shared (not copied)
 /// between the sinks and the Logstore's retry queue.
 #[derive(Debug)]
@@ -58,8 +55,8 @@ pub struct WindowRecords {
     /// The Logstore the flow log writes to, if any.
     pub logstore: Option<LogstoreRef>,
     pub data: Arc<WindowData>,
-    /// Told once every sink has had the window (DeactiveFlowLog waits for
-    /// it, so the last records are readable when the call returns).
+    /// Told once every sink has had the window (DeactiveFlowLog's answer
+    /// waits for it, so the last records are readable when it returns).
     pub published: Option<oneshot::Sender<()>>,
 }
 
@@ -268,20 +265,20 @@ impl Engine {
     }
 
     /// Stops a flow log: publishes its partial window, then releases the
-    /// interfaces no other flow log uses.
-    pub async fn deactivate(&mut self, id: &str) {
+    /// interfaces no other flow log uses. Returns what tells when the
+    /// window has reached the sinks (the caller may wait for it; the
+    /// control loop does not).
+    pub async fn deactivate(&mut self, id: &str) -> Option<oneshot::Receiver<()>> {
         if !self.running.contains_key(id) {
-            return;
+            return None;
         }
         self.cut(false).await;
+        let mut published = None;
         if let Some(mut r) = self.running.remove(id) {
             let now = clock::unix_now_ns();
             let (tx, rx) = oneshot::channel();
             self.flush(&mut r, now, Some(tx)).await;
-            // Bounded: a stalled sink must not hold the control loop.
-            if tokio::time::timeout(LAST_WINDOW_WAIT, rx).await.is_err() {
-                warn!(flow_log = %id, "last window not yet written; it will be published later");
-            }
+            published = Some(rx);
             for a in &r.spec.attachments {
                 let key = attachment_key(a);
                 let empty = self.users.get_mut(&key).is_some_and(|u| {
@@ -299,6 +296,7 @@ impl Engine {
             info!(flow_log = %id, "flow log inactive");
         }
         self.refresh_status();
+        published
     }
 
     /// A new window length for a running flow log, from its next boundary.

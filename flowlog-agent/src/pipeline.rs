@@ -217,7 +217,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                         Err(e) => Reply::Done(Err(e)),
                     }
                 } else {
-                    Reply::Done(control.handle(&c.action, c.params).await)
+                    let result = control.handle(&c.action, c.params).await;
+                    match (result, control.take_published()) {
+                        (Ok(v), Some(published)) => Reply::Published(v, published),
+                        (result, _) => Reply::Done(result),
+                    }
                 };
                 let _ = c.reply.send(reply);
             }
@@ -227,6 +231,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     }
     info!("shutting down: publishing partial windows");
+    // Calls still queued or arriving now are answered "shutting down"
+    // instead of waiting for a loop that has ended.
+    drop(calls);
     servers.shutdown().await;
     let _ = metrics_stop.send(true);
     if let Some(t) = metrics_task {

@@ -82,6 +82,49 @@ pub fn raw_tcp(addr: &str, request: &[u8]) -> anyhow::Result<Response> {
     exchange(s, request)
 }
 
+/// A TCP connection to `addr` from the loopback address `from` (any of
+/// 127.0.0.0/8), standing for another client machine.
+pub fn connect_from(from: std::net::Ipv4Addr, addr: &str) -> anyhow::Result<TcpStream> {
+    use std::os::fd::FromRawFd as _;
+    let to: std::net::SocketAddrV4 = addr.parse()?;
+    let sa = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a fresh socket, owned by the TcpStream below (closed on error).
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: fd is a valid socket we own.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let (local, remote) = (sa(from, 0), sa(*to.ip(), to.port()));
+    // SAFETY: valid sockaddr_in structures of the given length.
+    unsafe {
+        anyhow::ensure!(
+            libc::bind(fd, std::ptr::from_ref(&local).cast(), len) == 0,
+            "bind {from}: {}",
+            std::io::Error::last_os_error()
+        );
+        anyhow::ensure!(
+            libc::connect(fd, std::ptr::from_ref(&remote).cast(), len) == 0,
+            "connect {addr}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(stream)
+}
+
+/// Sends raw request bytes over TCP from the loopback address `from`.
+pub fn raw_tcp_from(from: std::net::Ipv4Addr, addr: &str, request: &[u8]) -> anyhow::Result<Response> {
+    let s = connect_from(from, addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    exchange(s, request)
+}
+
 /// `POST /v1/<action>` with a JSON body over the Unix socket.
 pub fn call_unix(socket: &Path, action: &str, params: &Value) -> anyhow::Result<(u16, Value)> {
     let body = serde_json::to_vec(params)?;

@@ -650,7 +650,7 @@ fn until_closed(mut s: impl std::io::Read) -> anyhow::Result<Vec<u8>> {
 fn hostile_clients_are_cut_off_and_others_served() -> anyhow::Result<()> {
     use std::{
         io::Write,
-        net::TcpStream,
+        net::{Ipv4Addr, TcpStream},
         os::unix::net::UnixStream,
         time::{Duration, Instant},
     };
@@ -667,10 +667,11 @@ fn hostile_clients_are_cut_off_and_others_served() -> anyhow::Result<()> {
     );
     let limit = Some(Duration::from_secs(20));
     let head = b"POST / HTTP/1.1\r\nHost: flowlog\r\nX-Slow: ";
-    // Slow-loris: headers started and never finished, on both listeners;
-    // one keeps dribbling a byte every 200 ms.
+    // Slow-loris from one client address (127.0.0.1): headers started and
+    // never finished, on both listeners; one keeps dribbling a byte every
+    // 200 ms. Together they hold all the connections one address may.
     let mut silent = Vec::new();
-    for _ in 0..16 {
+    for _ in 0..15 {
         let mut s = TcpStream::connect(&addr)?;
         s.write_all(head)?;
         s.set_read_timeout(limit)?;
@@ -694,16 +695,27 @@ fn hostile_clients_are_cut_off_and_others_served() -> anyhow::Result<()> {
         });
         reader
     };
-    // A body that never arrives in full.
-    let mut slow_body = TcpStream::connect(&addr)?;
+    // One more from that address is closed at once, unanswered.
+    let mut over = TcpStream::connect(&addr)?;
+    over.set_read_timeout(limit)?;
+    let refused = Instant::now();
+    assert!(until_closed(&mut over)?.is_empty());
+    assert!(
+        refused.elapsed() < flowlog_agent::api::listen::HEADER_TIMEOUT,
+        "closed only by the header timeout"
+    );
+    // A body that never arrives in full, from another address.
+    let mut slow_body = api::connect_from(Ipv4Addr::new(127, 0, 0, 3), &addr)?;
     slow_body.write_all(
         b"POST /v1/ListProjects HTTP/1.1\r\nHost: flowlog\r\nContent-Length: 100\r\n\r\n{\"a\":",
     )?;
     slow_body.set_read_timeout(limit)?;
-    // Meanwhile signed requests and Unix-socket requests go through.
+    // Meanwhile signed requests from other clients and Unix-socket requests
+    // go through.
     let body = br#"{"Action":"ListProjects"}"#;
     for _ in 0..5 {
-        let r = raw_tcp(
+        let r = api::raw_tcp_from(
+            Ipv4Addr::new(127, 0, 0, 2),
             &addr,
             &request(
                 "POST",
@@ -716,7 +728,8 @@ fn hostile_clients_are_cut_off_and_others_served() -> anyhow::Result<()> {
         assert_eq!(a.call("ListProjects", json!({}))?.0, 200);
     }
     // Headers far beyond the cap: refused outright.
-    let r = raw_tcp(
+    let r = api::raw_tcp_from(
+        Ipv4Addr::new(127, 0, 0, 2),
         &addr,
         &request(
             "POST",

@@ -320,8 +320,9 @@ fn mapped(a: [u8; 4]) -> [u8; 16] {
 
 /// What the kernel program did with one frame, from one drain.
 fn outcome(cap: &mut NetnsCapture, b: &Base, frame: &[u8]) -> anyhow::Result<Outcome> {
-    let verdict = cap.run_xdp(frame)?;
+    let (verdict, after) = cap.run_xdp(frame)?;
     anyhow::ensure!(verdict == XDP_PASS, "{}: verdict {verdict}, not XDP_PASS", b.name);
+    anyhow::ensure!(after == frame, "{}: the program changed the frame", b.name);
     let d = cap.drain()?;
     let flows: Vec<_> = d.window.flows.iter().collect();
     match (flows.as_slice(), d.malformed.as_slice()) {

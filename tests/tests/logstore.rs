@@ -152,6 +152,16 @@ fn records_land_in_the_logstore_and_query_back_exactly() -> anyhow::Result<()> {
         json!({"ProjectName": "lproj", "LogStoreName": "flows", "Line": 3}),
     );
     assert_eq!(v["Count"], 3);
+    // Line caps any query's rows, and the answer says it cut.
+    let v = a.ok(
+        "GetLogs",
+        json!({"ProjectName": "lproj", "LogStoreName": "flows", "Line": 2, "Query": "SELECT * FROM logs"}),
+    );
+    assert_eq!(
+        (&v["Count"], &v["Truncated"], &v["Complete"]),
+        (&json!(2), &json!(true), &json!(false)),
+        "{v}"
+    );
     // A time range before the capture finds nothing.
     let v = a.ok(
         "GetLogs",
@@ -252,10 +262,25 @@ fn bad_queries_get_clear_errors() -> anyhow::Result<()> {
             400,
             "InvalidParameter.Line",
         ),
+        // Queries only read.
+        (
+            json!({"ProjectName": "lproj", "LogStoreName": "flows", "Query": "COPY (SELECT 1) TO '/tmp/flowlog-api-copy.csv'"}),
+            400,
+            "InvalidParameter.Query",
+        ),
+        (
+            json!({"ProjectName": "lproj", "LogStoreName": "flows", "Query": "CREATE EXTERNAL TABLE p (l VARCHAR) STORED AS CSV LOCATION '/etc/passwd'"}),
+            400,
+            "InvalidParameter.Query",
+        ),
     ] {
         let (s, v) = a.call("GetLogs", params)?;
         assert_eq!((s, v["Code"].as_str()), (status, Some(code)), "{v}");
     }
+    assert!(
+        !Path::new("/tmp/flowlog-api-copy.csv").exists(),
+        "COPY wrote a file"
+    );
     let data = a.dir().to_owned();
     let run = |args: &[&str]| {
         Command::new(binary().unwrap_or_default())

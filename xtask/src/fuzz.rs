@@ -69,7 +69,9 @@ pub fn run_all(secs: u64, only: &[String]) -> anyhow::Result<()> {
         let work = root.join("target/fuzz-corpus").join(target);
         std::fs::create_dir_all(&work)?;
         copy_dir(&fuzz_dir.join("corpus").join(target), &work)?;
+        // Fresh each run: what is found now is what gets reported.
         let artifacts = root.join("target/fuzz-artifacts").join(target);
+        let _ = std::fs::remove_dir_all(&artifacts);
         std::fs::create_dir_all(&artifacts)?;
         eprintln!("fuzz: {target} for {secs} s");
         let status = nightly_cargo()
@@ -86,7 +88,7 @@ pub fn run_all(secs: u64, only: &[String]) -> anyhow::Result<()> {
             .status()
             .with_context(|| format!("running cargo fuzz for {target}"))?;
         let regressions = fuzz_dir.join("regressions").join(target);
-        let found = copy_dir(&artifacts, &regressions)?;
+        let found = copy_findings(&artifacts, &regressions)?;
         if !status.success() || found > 0 {
             crashed.push(format!("{target} ({found} inputs in {})", regressions.display()));
         }
@@ -105,14 +107,28 @@ pub fn run_all(secs: u64, only: &[String]) -> anyhow::Result<()> {
 
 /// Copies the files of `from` into `to`; returns how many were new.
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<usize> {
+    copy_matching(from, to, |_| true)
+}
+
+/// Copies what libFuzzer saved as a failure (a crash, a timeout, running
+/// out of memory; not its `slow-unit-*` notes) into `to`.
+fn copy_findings(from: &Path, to: &Path) -> anyhow::Result<usize> {
+    copy_matching(from, to, |name| {
+        ["crash-", "timeout-", "oom-", "leak-"]
+            .iter()
+            .any(|p| name.starts_with(p))
+    })
+}
+
+fn copy_matching(from: &Path, to: &Path, keep: impl Fn(&str) -> bool) -> anyhow::Result<usize> {
     let Ok(entries) = std::fs::read_dir(from) else {
         return Ok(0);
     };
-    std::fs::create_dir_all(to)?;
     let mut n = 0;
     for e in entries.flatten() {
         let dest = to.join(e.file_name());
-        if e.path().is_file() && !dest.exists() {
+        if e.path().is_file() && keep(&e.file_name().to_string_lossy()) && !dest.exists() {
+            std::fs::create_dir_all(to)?;
             std::fs::copy(e.path(), &dest)?;
             n += 1;
         }

@@ -259,7 +259,7 @@ pub fn run(agent: &Path, minutes: u64) -> anyhow::Result<()> {
         sent.packets.load(Ordering::SeqCst),
         sent.bytes.load(Ordering::SeqCst),
     );
-    let drops = ingress_drops(&t) - drops_before;
+    let drops = ingress_drops(&t).saturating_sub(drops_before);
     let diff = i128::from(ok.0 + skipped.0) - i128::from(packets);
     let diff_bytes = i128::from(ok.1 + skipped.1) - i128::from(bytes);
     println!("soak results ({minutes} min, {} records):", records.len());

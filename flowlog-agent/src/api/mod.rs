@@ -12,7 +12,7 @@
 pub mod auth;
 pub mod client;
 mod error;
-mod listen;
+pub mod listen;
 pub mod params;
 
 use std::{
@@ -58,7 +58,14 @@ pub struct Call {
 pub enum Reply {
     Done(Result<Value, ApiError>),
     Query(QuerySpec),
+    /// Done, and a window is on its way to the sinks: the answer waits
+    /// for it (at most [`PUBLISH_WAIT`]) so the records are readable when
+    /// the client gets it.
+    Published(Value, oneshot::Receiver<()>),
 }
+
+/// How long an answer waits for the window its call published.
+pub const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A validated GetLogs request.
 #[derive(Debug)]
@@ -68,16 +75,20 @@ pub struct QuerySpec {
     pub sql: String,
     pub project: String,
     pub logstore: String,
+    /// Rows to return at most (`Line`).
+    pub line: usize,
 }
 
 async fn run_query(q: QuerySpec) -> Result<Value, ApiError> {
-    use crate::store::query::{QueryError, run, to_json_rows};
-    let result = run(&q.dir, q.range, &q.sql).await.map_err(|e| match e {
-        QueryError::Sql(m) => ApiError::invalid("Query", m),
-        QueryError::Range { .. } => ApiError::invalid("From", e.to_string()),
-        QueryError::NoLogstore(_) => ApiError::not_found("LogStore", e.to_string()),
-        QueryError::Engine(m) => ApiError::internal(m),
-    })?;
+    use crate::store::query::{QueryError, run_limited, to_json_rows};
+    let result = run_limited(&q.dir, q.range, &q.sql, q.line)
+        .await
+        .map_err(|e| match e {
+            QueryError::Sql(m) => ApiError::invalid("Query", m),
+            QueryError::Range { .. } => ApiError::invalid("From", e.to_string()),
+            QueryError::NoLogstore(_) => ApiError::not_found("LogStore", e.to_string()),
+            QueryError::Engine(m) => ApiError::internal(m),
+        })?;
     let rows = to_json_rows(&result.batches).map_err(|e| ApiError::internal(e.to_string()))?;
     let skipped: Vec<Value> = result
         .skipped
@@ -91,7 +102,8 @@ async fn run_query(q: QuerySpec) -> Result<Value, ApiError> {
         "Logs": rows,
         "FilesRead": result.files,
         "SkippedFiles": skipped,
-        "Complete": skipped.is_empty(),
+        "Complete": skipped.is_empty() && !result.truncated,
+        "Truncated": result.truncated,
     }))
 }
 
@@ -377,6 +389,12 @@ async fn process(
     }
     match rx.await {
         Ok(Reply::Done(Ok(v))) => Ok((action, v)),
+        Ok(Reply::Published(v, published)) => {
+            if tokio::time::timeout(PUBLISH_WAIT, published).await.is_err() {
+                warn!(%action, "the window is not written yet; answering without waiting longer");
+            }
+            Ok((action, v))
+        }
         Ok(Reply::Done(Err(e))) => Err((action, e)),
         Ok(Reply::Query(q)) => run_query(q)
             .await

@@ -363,8 +363,8 @@ impl NetnsCapture {
     /// Runs the XDP program on one frame (BPF_PROG_TEST_RUN), as if it
     /// arrived on the loopback device of the calling thread's namespace:
     /// for checking what the kernel side makes of crafted frames. Returns
-    /// the program's verdict.
-    pub fn run_xdp(&self, frame: &[u8]) -> Result<u32, CaptureError> {
+    /// the program's verdict and the frame as it left the program.
+    pub fn run_xdp(&self, frame: &[u8]) -> Result<(u32, Vec<u8>), CaptureError> {
         let prog = self
             .ebpf
             .program(PROG_XDP)

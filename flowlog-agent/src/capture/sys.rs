@@ -270,17 +270,23 @@ struct TestRunAttr {
 
 /// Runs a loaded XDP program once on `frame` (BPF_PROG_TEST_RUN), as if
 /// it arrived on the calling thread's namespace's loopback; returns its
-/// verdict. The kernel wants at least an Ethernet header's worth.
-pub fn test_run_xdp(prog: BorrowedFd<'_>, frame: &[u8]) -> Result<u32, SysError> {
+/// verdict and the frame as the program left it. The kernel wants at least
+/// an Ethernet header's worth.
+pub fn test_run_xdp(prog: BorrowedFd<'_>, frame: &[u8]) -> Result<(u32, Vec<u8>), SysError> {
+    // Room for a program that grows the frame (ours never does).
+    let mut out = vec![0u8; frame.len() + 256];
     let mut attr = TestRunAttr {
         prog_fd: prog.as_fd().as_raw_fd() as u32,
         data_size_in: frame.len() as u32,
+        data_size_out: out.len() as u32,
         data_in: frame.as_ptr() as u64,
+        data_out: out.as_mut_ptr() as u64,
         repeat: 1,
         ..Default::default()
     };
     bpf(BPF_PROG_TEST_RUN, &mut attr, "prog_test_run")?;
-    Ok(attr.retval)
+    out.truncate(attr.data_size_out as usize);
+    Ok((attr.retval, out))
 }
 
 #[repr(C)]

@@ -49,10 +49,11 @@ impl LogstoreSink {
         self.pending_records
     }
 
-    /// Queues a window (if it has a Logstore) and writes whatever can be
-    /// written, oldest first.
+    /// Queues a window (if it has a Logstore), writes whatever can be
+    /// written, oldest first, then holds what is left to the bound: the
+    /// oldest kept windows go first, and a window that alone exceeds it is
+    /// not kept at all.
     pub fn publish(&mut self, batch: &WindowRecords) -> Outcome {
-        let mut out = Outcome::default();
         if let Some(dest) = &batch.logstore {
             self.pending_records += batch.data.len();
             self.pending.push_back(Pending {
@@ -60,23 +61,21 @@ impl LogstoreSink {
                 flow_log_id: batch.flow_log_id.clone(),
                 data: batch.data.clone(),
             });
-            while self.pending_records > self.max_pending_records && self.pending.len() > 1 {
-                if let Some(old) = self.pending.pop_front() {
-                    self.pending_records -= old.data.len();
-                    out.dropped_records += old.data.len() as u64;
-                    error!(
-                        flow_log = %old.flow_log_id,
-                        start = old.data.window.start_secs(),
-                        records = old.data.len(),
-                        "Logstore write backlog over its bound: window dropped"
-                    );
-                }
-            }
         }
-        let retried = self.retry();
-        out.files_written += retried.files_written;
-        out.records_written += retried.records_written;
-        out.write_errors += retried.write_errors;
+        let mut out = self.retry();
+        while self.pending_records > self.max_pending_records {
+            let Some(old) = self.pending.pop_front() else {
+                break;
+            };
+            self.pending_records -= old.data.len();
+            out.dropped_records += old.data.len() as u64;
+            error!(
+                flow_log = %old.flow_log_id,
+                start = old.data.window.start_secs(),
+                records = old.data.len(),
+                "Logstore write backlog over its bound: window dropped"
+            );
+        }
         out
     }
 

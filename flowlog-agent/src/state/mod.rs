@@ -232,7 +232,13 @@ impl State {
             if f.attachments.is_empty() || f.attachments.len() > validate::MAX_ATTACHMENTS {
                 return Err(format!("flow log {key} has {} attachments", f.attachments.len()));
             }
-            for a in &f.attachments {
+            for (i, a) in f.attachments.iter().enumerate() {
+                if f.attachments[..i]
+                    .iter()
+                    .any(|b| b.interface == a.interface && b.netns == a.netns)
+                {
+                    return Err(format!("flow log {key} lists interface {} twice", a.interface));
+                }
                 crate::config::check_ifname(&a.interface).map_err(|e| e.to_string())?;
                 if let Some(ns) = &a.netns {
                     crate::config::check_netns_name(ns).map_err(|e| e.to_string())?;

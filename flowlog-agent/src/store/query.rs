@@ -32,6 +32,7 @@ use datafusion::{
     },
     execution::{
         context::{SQLOptions, SessionContext},
+        disk_manager::{DiskManagerBuilder, DiskManagerMode},
         runtime_env::RuntimeEnvBuilder,
     },
     parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder,
@@ -40,10 +41,16 @@ use datafusion::{
 
 use super::schema;
 
-/// Memory one query may hold (sorts and joins spill or fail beyond it).
+/// Memory one query may hold; sorts and joins beyond it fail (nothing
+/// spills to disk: a query only reads).
 const QUERY_MEMORY_BYTES: usize = 512 << 20;
-/// Time one query may run.
+/// Queries running at once (each with its own pool); more wait their turn.
+const CONCURRENT_QUERIES: usize = 2;
+static QUERY_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_QUERIES);
+/// Time one query may take, waiting for a slot included.
 pub const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Rows one query returns at most.
+pub const MAX_ROWS: usize = 100_000;
 
 /// Reading only: no DDL, no DML (`COPY`, `INSERT`), no `SET`.
 fn read_only() -> SQLOptions {
@@ -77,6 +84,8 @@ pub struct QueryResult {
     pub files: usize,
     /// Files skipped, with the reason.
     pub skipped: Vec<(PathBuf, String)>,
+    /// More rows matched than were returned.
+    pub truncated: bool,
 }
 
 /// A time range `[from, to)` in Unix seconds; `None` ends are open.
@@ -189,6 +198,7 @@ async fn session(files: &[PathBuf], range: TimeRange) -> Result<SessionContext, 
     let engine = |e: datafusion::error::DataFusionError| QueryError::Engine(e.to_string());
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(QUERY_MEMORY_BYTES, 1.0)
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
         .build_arc()
         .map_err(engine)?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
@@ -233,21 +243,75 @@ async fn session(files: &[PathBuf], range: TimeRange) -> Result<SessionContext, 
     Ok(ctx)
 }
 
-async fn plan(ctx: &SessionContext, sql: &str) -> Result<datafusion::dataframe::DataFrame, QueryError> {
+/// Plans `sql` read-only, fetching one row past `max_rows` to tell
+/// whether the result was cut.
+async fn plan(
+    ctx: &SessionContext,
+    sql: &str,
+    max_rows: usize,
+) -> Result<datafusion::dataframe::DataFrame, QueryError> {
     ctx.sql_with_options(sql, read_only())
         .await
+        .and_then(|df| df.limit(0, Some(max_rows + 1)))
         .map_err(|e| QueryError::Sql(e.to_string()))
 }
 
-/// Runs a query's execution under [`QUERY_TIMEOUT`].
-async fn limited<T>(run: impl std::future::Future<Output = T>) -> Result<T, QueryError> {
-    tokio::time::timeout(QUERY_TIMEOUT, run)
-        .await
-        .map_err(|_| QueryError::Sql(format!("the query ran longer than {} s", QUERY_TIMEOUT.as_secs())))
+fn too_long() -> QueryError {
+    QueryError::Sql(format!("the query ran longer than {} s", QUERY_TIMEOUT.as_secs()))
 }
 
-/// Runs `sql` over the Logstore in `dir`, limited to `range`.
+/// Keeps the first `max_rows` rows; says whether there were more.
+fn cut(batches: Vec<RecordBatch>, max_rows: usize) -> (Vec<RecordBatch>, bool) {
+    let mut left = max_rows;
+    let mut out = Vec::with_capacity(batches.len());
+    let mut truncated = false;
+    for b in batches {
+        if b.num_rows() > left {
+            truncated = true;
+            if left > 0 {
+                out.push(b.slice(0, left));
+            }
+            left = 0;
+        } else {
+            left -= b.num_rows();
+            out.push(b);
+        }
+    }
+    (out, truncated)
+}
+
+/// Runs `sql` over the Logstore in `dir`, limited to `range`, returning
+/// at most [`MAX_ROWS`] rows.
 pub async fn run(dir: &Path, range: TimeRange, sql: &str) -> Result<QueryResult, QueryError> {
+    run_limited(dir, range, sql, MAX_ROWS).await
+}
+
+/// [`run`] with at most `max_rows` rows (capped at [`MAX_ROWS`]), under
+/// [`QUERY_TIMEOUT`] in all.
+pub async fn run_limited(
+    dir: &Path,
+    range: TimeRange,
+    sql: &str,
+    max_rows: usize,
+) -> Result<QueryResult, QueryError> {
+    let max_rows = max_rows.min(MAX_ROWS);
+    tokio::time::timeout(QUERY_TIMEOUT, async {
+        let _slot = QUERY_SLOTS
+            .acquire()
+            .await
+            .map_err(|e| QueryError::Engine(e.to_string()))?;
+        run_now(dir, range, sql, max_rows).await
+    })
+    .await
+    .map_err(|_| too_long())?
+}
+
+async fn run_now(
+    dir: &Path,
+    range: TimeRange,
+    sql: &str,
+    max_rows: usize,
+) -> Result<QueryResult, QueryError> {
     if let (Some(from), Some(to)) = (range.from, range.to)
         && from >= to
     {
@@ -269,13 +333,17 @@ pub async fn run(dir: &Path, range: TimeRange, sql: &str) -> Result<QueryResult,
     }
     // Planning errors are the user's; execution errors may be a bad file.
     let ctx = session(&files, range).await?;
-    let df = plan(&ctx, sql).await?;
-    match limited(df.collect()).await? {
-        Ok(batches) => Ok(QueryResult {
-            batches,
-            files: files.len(),
-            skipped,
-        }),
+    let df = plan(&ctx, sql, max_rows).await?;
+    match df.collect().await {
+        Ok(batches) => {
+            let (batches, truncated) = cut(batches, max_rows);
+            Ok(QueryResult {
+                batches,
+                files: files.len(),
+                skipped,
+                truncated,
+            })
+        }
         Err(first) => {
             let (good, bad): (Vec<PathBuf>, Vec<PathBuf>) =
                 files.into_iter().partition(|f| check_all(f).is_ok());
@@ -287,14 +355,17 @@ pub async fn run(dir: &Path, range: TimeRange, sql: &str) -> Result<QueryResult,
                 skipped.push((b, "corrupt data".into()));
             }
             let ctx = session(&good, range).await?;
-            let df = plan(&ctx, sql).await?;
-            let batches = limited(df.collect())
-                .await?
+            let df = plan(&ctx, sql, max_rows).await?;
+            let batches = df
+                .collect()
+                .await
                 .map_err(|e| QueryError::Engine(e.to_string()))?;
+            let (batches, truncated) = cut(batches, max_rows);
             Ok(QueryResult {
                 batches,
                 files: good.len(),
                 skipped,
+                truncated,
             })
         }
     }

@@ -181,6 +181,9 @@ pub mod sql_params {
         query::{self, TimeRange},
     };
 
+    /// Where the committed corpus's `COPY … TO` statements write.
+    pub const COPY_TARGET: &str = "/tmp/flowlog-fuzz-copy.csv";
+
     fn dir() -> &'static PathBuf {
         static DIR: OnceLock<PathBuf> = OnceLock::new();
         DIR.get_or_init(|| {
@@ -223,5 +226,10 @@ pub mod sql_params {
             .map(|d| d.flatten().collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "a query wrote into the Logstore: {sql:?}");
+        // The path the corpus's COPY statements aim at.
+        assert!(
+            !std::path::Path::new(COPY_TARGET).exists(),
+            "a query wrote {COPY_TARGET}: {sql:?}"
+        );
     }
 }
