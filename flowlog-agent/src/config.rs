@@ -151,6 +151,118 @@ pub struct MetricsFile {
     pub allow_remote: bool,
 }
 
+/// Publishing every window's records to NATS JetStream (off without
+/// `servers`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JetStreamFile {
+    /// Server URLs, e.g. `nats://10.0.0.5:4222`; several for a cluster.
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// Subject prefix: records go to `<subject>.<flow-log-id>`.
+    pub subject: Option<String>,
+    /// Stream to create if missing (subjects `<subject>.>`).
+    pub stream: Option<String>,
+    /// Replicas of that stream (1, 3 or 5).
+    pub replicas: Option<u32>,
+    /// Authentication: a token, or a credentials (JWT + NKey) file.
+    pub token: Option<String>,
+    pub credentials: Option<PathBuf>,
+    /// TLS: CA certificate file for the servers (implies TLS).
+    pub tls_ca: Option<PathBuf>,
+    /// Bound of the on-disk queue of windows not yet acknowledged.
+    pub queue_bytes: Option<u64>,
+    /// JetStream's duplicate window: a resend within it is recognised.
+    pub duplicate_window_secs: Option<u64>,
+}
+
+/// Validated JetStream settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JetStream {
+    pub servers: Vec<String>,
+    pub subject: String,
+    pub stream: String,
+    pub replicas: u32,
+    pub token: Option<String>,
+    pub credentials: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub queue_bytes: u64,
+    pub duplicate_window: Duration,
+}
+
+pub const DEFAULT_JETSTREAM_SUBJECT: &str = "flowlog.records";
+pub const DEFAULT_JETSTREAM_STREAM: &str = "FLOWLOG";
+/// 1 GiB of queued windows.
+pub const DEFAULT_JETSTREAM_QUEUE_BYTES: u64 = 1 << 30;
+const DEFAULT_DUPLICATE_WINDOW_SECS: u64 = 3600;
+
+impl JetStreamFile {
+    fn validate(self) -> Result<Option<JetStream>, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.servers.is_empty() {
+            return Ok(None);
+        }
+        for s in &self.servers {
+            let rest = s.split_once("://").map_or(s.as_str(), |(scheme, rest)| {
+                if matches!(scheme, "nats" | "tls") {
+                    rest
+                } else {
+                    ""
+                }
+            });
+            if rest.is_empty() || rest.contains(char::is_whitespace) {
+                return invalid(format!("jetstream server {s:?} must look like nats://host:port"));
+            }
+        }
+        let subject = self.subject.unwrap_or_else(|| DEFAULT_JETSTREAM_SUBJECT.into());
+        let token_ok =
+            |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+        if !subject.split('.').all(token_ok) {
+            return invalid(format!(
+                "jetstream subject {subject:?} must be dot-separated tokens of letters, digits, '-' and '_'"
+            ));
+        }
+        let stream = self.stream.unwrap_or_else(|| DEFAULT_JETSTREAM_STREAM.into());
+        if !token_ok(&stream) || stream.len() > 64 {
+            return invalid(format!(
+                "jetstream stream {stream:?} must be 1 to 64 letters, digits, '-' or '_'"
+            ));
+        }
+        let replicas = self.replicas.unwrap_or(1);
+        if !matches!(replicas, 1 | 3 | 5) {
+            return invalid(format!("jetstream replicas must be 1, 3 or 5, got {replicas}"));
+        }
+        if self.token.is_some() && self.credentials.is_some() {
+            return invalid("jetstream: give a token or a credentials file, not both".into());
+        }
+        let queue_bytes = self.queue_bytes.unwrap_or(DEFAULT_JETSTREAM_QUEUE_BYTES);
+        if queue_bytes < 1 << 16 {
+            return invalid(format!(
+                "jetstream queue-bytes must be at least 65536, got {queue_bytes}"
+            ));
+        }
+        let dup = self
+            .duplicate_window_secs
+            .unwrap_or(DEFAULT_DUPLICATE_WINDOW_SECS);
+        if !(1..=7 * 86_400).contains(&dup) {
+            return invalid(format!(
+                "jetstream duplicate-window-secs must be 1 to 604800, got {dup}"
+            ));
+        }
+        Ok(Some(JetStream {
+            servers: self.servers,
+            subject,
+            stream,
+            replicas,
+            token: self.token,
+            credentials: self.credentials,
+            tls_ca: self.tls_ca,
+            queue_bytes,
+            duplicate_window: Duration::from_secs(dup),
+        }))
+    }
+}
+
 /// The file's shape; every field optional so flags can fill gaps.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -185,6 +297,8 @@ pub struct FileConfig {
     pub api: Option<ApiFile>,
     #[serde(default)]
     pub metrics: Option<MetricsFile>,
+    #[serde(default)]
+    pub jetstream: Option<JetStreamFile>,
 }
 
 impl FileConfig {
@@ -249,6 +363,8 @@ pub struct Config {
     /// Where kernel state is pinned; `None` when pinning is off.
     pub pin_dir: Option<PathBuf>,
     pub logstore_buffer_records: usize,
+    /// Where windows are also published, if anywhere.
+    pub jetstream: Option<JetStream>,
 }
 
 impl Config {
@@ -326,6 +442,7 @@ impl Config {
                 "logstore-buffer-records must be between 1 and {LOGSTORE_BUFFER_RECORDS_MAX}, got {logstore_buffer_records}"
             ));
         }
+        let jetstream = file.jetstream.unwrap_or_default().validate()?;
         let api = file.api.unwrap_or_default();
         let metrics = file.metrics.unwrap_or_default();
         if let Some(addr) = metrics.listen
@@ -367,6 +484,7 @@ impl Config {
             metrics_listen: metrics.listen,
             pin_dir,
             logstore_buffer_records: logstore_buffer_records as usize,
+            jetstream,
         })
     }
 }
@@ -465,7 +583,7 @@ protobuf-file = "/tmp/x.pb"
     #[test]
     fn rejects_bad_values() {
         type Mutation = fn(&mut FileConfig);
-        let cases: [(&str, Mutation); 8] = [
+        let cases: [(&str, Mutation); 11] = [
             ("window must be", |f| f.window_secs = Some(0)),
             ("flow-map-entries", |f| f.flow_map_entries = Some(0)),
             ("power of two", |f| f.overflow_ring_bytes = Some(5000)),
@@ -479,6 +597,26 @@ protobuf-file = "/tmp/x.pb"
             ("cen-id", |f| f.cen_id = Some(String::new())),
             ("absolute", |f| f.pin_dir = Some("relative/pins".into())),
             ("logstore-buffer-records", |f| f.logstore_buffer_records = Some(0)),
+            ("nats://host:port", |f| {
+                f.jetstream = Some(JetStreamFile {
+                    servers: vec!["http://x:1".into()],
+                    ..Default::default()
+                })
+            }),
+            ("replicas must be 1, 3 or 5", |f| {
+                f.jetstream = Some(JetStreamFile {
+                    servers: vec!["nats://x:1".into()],
+                    replicas: Some(2),
+                    ..Default::default()
+                })
+            }),
+            ("jetstream subject", |f| {
+                f.jetstream = Some(JetStreamFile {
+                    servers: vec!["nats://x:1".into()],
+                    subject: Some("a.*".into()),
+                    ..Default::default()
+                })
+            }),
         ];
         for (want, mutate) in cases {
             let mut f = with_iface(FileConfig::default());

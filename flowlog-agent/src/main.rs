@@ -90,6 +90,13 @@ struct AgentArgs {
     /// Records kept in memory while the Logstore cannot be written.
     #[arg(long)]
     logstore_buffer_records: Option<u64>,
+    /// Also publish every window to this NATS JetStream server (repeatable
+    /// for a cluster; the file's [jetstream] section has every setting).
+    #[arg(long = "jetstream-server")]
+    jetstream_servers: Vec<String>,
+    /// Bound of the on-disk queue of windows JetStream has not acknowledged.
+    #[arg(long)]
+    jetstream_queue_bytes: Option<u64>,
     /// Directory for state, status and the API socket.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -156,6 +163,15 @@ impl AgentArgs {
                 api.listen = self.api_listen;
             }
             api.allow_remote |= self.allow_remote_api;
+        }
+        if !self.jetstream_servers.is_empty() || self.jetstream_queue_bytes.is_some() {
+            let js = file.jetstream.get_or_insert_with(Default::default);
+            if !self.jetstream_servers.is_empty() {
+                js.servers = self.jetstream_servers;
+            }
+            if self.jetstream_queue_bytes.is_some() {
+                js.queue_bytes = self.jetstream_queue_bytes;
+            }
         }
         if self.metrics_listen.is_some() {
             file.metrics.get_or_insert_with(MetricsFile::default).listen = self.metrics_listen;

@@ -227,6 +227,40 @@ pub fn render(s: &Status, m: &Metrics) -> String {
         "Records dropped because the kept backlog hit its bound.",
         &one(s.logstore_dropped_records),
     );
+    for (name, kind, help, v) in [
+        (
+            "flowlog_jetstream_published_records_total",
+            "counter",
+            "Records JetStream acknowledged.",
+            s.jetstream_published_records,
+        ),
+        (
+            "flowlog_jetstream_queued_records",
+            "gauge",
+            "Records in the on-disk queue, not yet acknowledged.",
+            s.jetstream_queued_records,
+        ),
+        (
+            "flowlog_jetstream_queued_bytes",
+            "gauge",
+            "Bytes of the on-disk queue.",
+            s.jetstream_queued_bytes,
+        ),
+        (
+            "flowlog_jetstream_dropped_records_total",
+            "counter",
+            "Records dropped: queue bound reached, queue unwritable or unreadable.",
+            s.jetstream_dropped_records,
+        ),
+        (
+            "flowlog_jetstream_errors_total",
+            "counter",
+            "Failed attempts to publish a window.",
+            s.jetstream_errors,
+        ),
+    ] {
+        push(&mut out, name, kind, help, &one(v));
+    }
     push(
         &mut out,
         "flowlog_drain_errors_total",

@@ -27,7 +27,11 @@ use crate::{
     config::Config,
     control::{Control, Defaults},
     engine::{Engine, FlowLogSpec, WindowRecords},
-    publish::{self, PublishError, Sink, logstore::LogstoreSink},
+    publish::{
+        self, PublishError, Sink,
+        jetstream::{JetStreamError, JetStreamPublisher},
+        logstore::LogstoreSink,
+    },
     record::Identity,
     state::{StateError, Store},
     status::{Status, StatusBoard},
@@ -45,6 +49,8 @@ pub enum RunError {
     State(#[from] StateError),
     #[error(transparent)]
     Api(#[from] ServeError),
+    #[error(transparent)]
+    JetStream(#[from] JetStreamError),
     /// The configured flow log's Logstore could not be set up.
     #[error("default Logstore {0}")]
     Logstore(String),
@@ -102,7 +108,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         store::Writer::new(&config.data_dir),
         config.logstore_buffer_records,
     );
-    let publisher = spawn_publisher(sinks, logstores, batch_rx, status.clone());
+    let jetstream = match config.jetstream.clone() {
+        Some(js) => Some(JetStreamPublisher::start(js, &config.data_dir, status.clone())?),
+        None => None,
+    };
+    let publisher = spawn_publisher(sinks, logstores, jetstream, batch_rx, status.clone());
     let pins = config.pin_dir.as_deref().and_then(|dir| {
         PinRoot::open(dir)
             .inspect_err(|e| {
@@ -300,6 +310,7 @@ fn persist(status: &StatusBoard) {
 fn spawn_publisher(
     mut sinks: Vec<Box<dyn Sink>>,
     mut logstores: LogstoreSink,
+    jetstream: Option<JetStreamPublisher>,
     mut input: mpsc::Receiver<WindowRecords>,
     status: StatusBoard,
 ) -> std::thread::JoinHandle<()> {
@@ -345,6 +356,9 @@ fn spawn_publisher(
             }
             let o = logstores.publish(&batch);
             record_logstore(&status, o, logstores.pending_records());
+            if let Some(js) = &jetstream {
+                js.publish(&batch);
+            }
             {
                 let mut s = status.lock();
                 s.windows_published += 1;
@@ -364,6 +378,9 @@ fn spawn_publisher(
             if let Some(tx) = batch.published.take() {
                 let _ = tx.send(());
             }
+        }
+        if let Some(js) = jetstream {
+            js.shutdown();
         }
         // Last chance for kept windows before the agent exits.
         let o = logstores.retry();

@@ -67,6 +67,15 @@ pub struct Status {
     pub logstore_pending_records: u64,
     pub logstore_dropped_records: u64,
     pub publish_errors: u64,
+    /// JetStream: records acknowledged, waiting in the on-disk queue (and
+    /// its bytes), dropped (queue bound, unreadable queue file, queue write
+    /// failure), failed attempts, and whether the last attempt succeeded.
+    pub jetstream_published_records: u64,
+    pub jetstream_queued_records: u64,
+    pub jetstream_queued_bytes: u64,
+    pub jetstream_dropped_records: u64,
+    pub jetstream_errors: u64,
+    pub jetstream_connected: bool,
 }
 
 /// Shared handle; every stage updates its part.
@@ -74,6 +83,7 @@ pub struct Status {
 pub struct StatusBoard {
     inner: Arc<Mutex<Status>>,
     metrics: Arc<Mutex<Metrics>>,
+    persisting: Arc<Mutex<()>>,
     path: PathBuf,
 }
 
@@ -82,6 +92,7 @@ impl StatusBoard {
         Self {
             inner: Arc::new(Mutex::new(status)),
             metrics: Arc::new(Mutex::new(Metrics::default())),
+            persisting: Arc::default(),
             path: data_dir.join(STATUS_FILE),
         }
     }
@@ -101,7 +112,12 @@ impl StatusBoard {
     }
 
     /// Writes the file via a temporary name, so readers never see half of it.
+    /// Several threads persist; one at a time shares the temporary file.
     pub fn persist(&self) -> std::io::Result<()> {
+        let _one = self
+            .persisting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let json = serde_json::to_vec_pretty(&*self.lock()).map_err(std::io::Error::other)?;
         let tmp = self.path.with_extension("json.tmp");
         let mut f = std::fs::File::create(&tmp)?;

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod api;
 pub mod disk;
+pub mod nats;
 pub mod netns;
 pub mod packet;
 pub mod topology;

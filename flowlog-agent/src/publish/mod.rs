@@ -1,7 +1,10 @@
 //! Publishing records: the seam between window building and where records
 //! end up. Each [`Sink`] takes a window's records at a time; the embedded
-//! Logstore and the message-bus sinks plug in here.
+//! Logstore ([`logstore`]) and NATS JetStream ([`jetstream`]) take whole
+//! windows with their flow log's destination, and keep what they cannot
+//! deliver yet.
 
+pub mod jetstream;
 mod json;
 pub mod logstore;
 mod protobuf;

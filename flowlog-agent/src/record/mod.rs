@@ -15,7 +15,7 @@ mod pb {
     include!(concat!(env!("OUT_DIR"), "/flowlog.v1.rs"));
 }
 
-pub use pb::FlowLogRecord;
+pub use pb::{FlowLogBatch, FlowLogRecord};
 
 /// Layout version carried in every record.
 pub const RECORD_VERSION: u32 = 1;

