@@ -27,6 +27,7 @@
 pub mod api;
 pub mod capture;
 pub mod cli;
+pub mod collect;
 pub mod config;
 pub mod control;
 pub mod engine;

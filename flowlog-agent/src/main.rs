@@ -35,8 +35,34 @@ enum Command {
         #[arg(long, default_value = flowlog_agent::config::DEFAULT_PIN_DIR)]
         pin_dir: PathBuf,
     },
+    /// Central collector: ingest the agents' JetStream stream into the
+    /// Logstores of a data directory (run several to share the work).
+    Collect(CollectArgs),
     #[command(flatten)]
     Control(cli::Command),
+}
+
+#[derive(Args)]
+struct CollectArgs {
+    /// NATS server URL (repeatable).
+    #[arg(long = "server", required = true)]
+    servers: Vec<String>,
+    #[arg(long, default_value = flowlog_agent::config::DEFAULT_JETSTREAM_STREAM)]
+    stream: String,
+    /// Durable consumer name; collectors with the same name share the work.
+    #[arg(long, default_value = "flowlog-collect")]
+    consumer: String,
+    /// Central data directory; Logstores go under <data-dir>/logstores.
+    #[arg(long)]
+    data_dir: PathBuf,
+    #[arg(long, env = "FLOWLOG_NATS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Messages fetched at once.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Seconds before an unacknowledged message is delivered again.
+    #[arg(long, default_value_t = 30)]
+    ack_wait_secs: u64,
 }
 
 /// Every option of the configuration file, as flags; flags win over the file.
@@ -224,8 +250,11 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in log files.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let cli = Cli::parse();
@@ -239,6 +268,18 @@ fn run() -> anyhow::Result<()> {
             rt.block_on(flowlog_agent::run(config, shutdown_signal()))?;
         }
         Command::Control(cmd) => rt.block_on(cli::run(&cli.conn, &cmd))?,
+        Command::Collect(a) => {
+            let settings = flowlog_agent::collect::CollectSettings {
+                servers: a.servers,
+                stream: a.stream,
+                consumer: a.consumer,
+                data_dir: a.data_dir,
+                token: a.token,
+                batch: a.batch.clamp(1, 10_000),
+                ack_wait: std::time::Duration::from_secs(a.ack_wait_secs.max(1)),
+            };
+            rt.block_on(flowlog_agent::collect::run(settings, shutdown_signal()))?;
+        }
         Command::Unpin { pin_dir } => match std::fs::remove_dir_all(&pin_dir) {
             Ok(()) => println!("removed {}: hooks detached, maps freed", pin_dir.display()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

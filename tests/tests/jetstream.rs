@@ -225,3 +225,125 @@ fn windows_wait_on_disk_while_the_server_is_away_and_across_restarts() -> anyhow
     assert_eq!(sum(&records, &f).1, 3 * (100 + 200 + 300) + 9 * 28);
     Ok(())
 }
+
+/// `flowlog collect` as a child process, its log in `log`.
+fn collector(url: &str, central: &Path, consumer: &str, log: &Path) -> anyhow::Result<std::process::Child> {
+    let log = std::fs::File::create(log)?;
+    Ok(std::process::Command::new(flowlog_tests::agent::binary()?)
+        .args(["collect", "--server", url, "--data-dir"])
+        .arg(central)
+        .args(["--consumer", consumer, "--ack-wait-secs", "2", "--batch", "4"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()?)
+}
+
+/// SIGTERM, then the exit status (bounded wait).
+fn terminate(mut c: std::process::Child) -> anyhow::Result<std::process::ExitStatus> {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = c.try_wait()? {
+            return Ok(s);
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            anyhow::bail!("collector did not stop on SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// (rows, sum of bytes) in the central default Logstore.
+fn central_totals(central: &Path) -> anyhow::Result<(u64, u64)> {
+    let out = std::process::Command::new(flowlog_tests::agent::binary()?)
+        .args(["query", "--data-dir"])
+        .arg(central)
+        .args([
+            "--project",
+            "default",
+            "--logstore",
+            "flowlogs",
+            "--format",
+            "json",
+        ])
+        .arg("SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM logs")
+        .output()?;
+    if !out.status.success() {
+        return Ok((0, 0));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    let num = |x: &Value| {
+        x.as_u64()
+            .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(0)
+    };
+    Ok((num(&v[0]["n"]), num(&v[0]["b"])))
+}
+
+#[test]
+fn collectors_store_every_record_once_even_when_it_comes_again() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let Some(program) = server_program() else {
+        return Ok(());
+    };
+    let t = RouterTopology::new()?;
+    let dir = TempDir::new()?;
+    let server = NatsServer::start(&program, dir.path())?;
+    let url = server.url();
+    // An agent's windows in the stream.
+    let a = Agent::start_in(dir.path(), &agent_args(&t, &url))?;
+    for i in 0..4 {
+        traffic::udp(&t.a, &t.b, SocketAddr::new(B_V4.parse()?, 9960 + i), &[150; 5])?;
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    a.wait_windows(4, Duration::from_secs(20))?;
+    let done = a.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
+    let published = assert_exactly_once(&url, dir.path())?;
+    let want = (
+        published.len() as u64,
+        published
+            .iter()
+            .map(|r| r["bytes"].as_u64().unwrap_or(0))
+            .sum::<u64>(),
+    );
+
+    let central = dir.path().join("central");
+    // A collector killed right away, then one that runs to the end.
+    let first = collector(&url, &central, "central", &dir.path().join("collect-1.log"))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let mut first = first;
+    first.kill()?;
+    first.wait()?;
+    let second = collector(&url, &central, "central", &dir.path().join("collect-2.log"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while central_totals(&central)? != want {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "central Logstore holds {:?}, want {want:?}",
+            central_totals(&central)?
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(terminate(second)?.success());
+
+    // Every message delivered once more (a new consumer reads from the
+    // start): all already stored, nothing written twice.
+    let log = dir.path().join("collect-3.log");
+    let third = collector(&url, &central, "replay", &log)?;
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(terminate(third)?.success());
+    let text = std::fs::read_to_string(&log)?;
+    let (ids, _) = stream_contents(&url)?;
+    assert!(
+        text.contains(&format!("already_stored={}", ids.len())) && text.contains("files=0"),
+        "{text}"
+    );
+    assert_eq!(central_totals(&central)?, want);
+    Ok(())
+}

@@ -102,6 +102,20 @@ pub fn partition(unix_secs: i64) -> PathBuf {
 }
 
 /// Parses `dt=YYYY-MM-DD` to days since the epoch.
+/// A name as one file-name token: anything but letters, digits, '.', '_'
+/// and '-' becomes '_' (ids come from configuration and the network).
+fn file_token(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 pub fn parse_dt(name: &str) -> Option<i64> {
     let date = name.strip_prefix("dt=")?;
     let mut it = date.split('-');
@@ -149,9 +163,10 @@ impl Writer {
         flow_log_id: &str,
         data: &WindowData,
     ) -> Result<PathBuf, StoreError> {
-        self.write_with(dest, flow_log_id, data.window, |emit| {
+        self.write_with(dest, flow_log_id, data.window, None, |emit| {
             data.try_for_each_record(emit)
         })
+        .map(|p| p.unwrap_or_default())
     }
 
     /// Writes records of one window as one file (tests and benchmarks).
@@ -162,8 +177,25 @@ impl Writer {
         window: Window,
         records: impl Iterator<Item = FlowLogRecord>,
     ) -> Result<PathBuf, StoreError> {
-        self.write_with(dest, flow_log_id, window, |emit| {
+        self.write_with(dest, flow_log_id, window, None, |emit| {
             records.into_iter().try_for_each(|r| emit(&r))
+        })
+        .map(|p| p.unwrap_or_default())
+    }
+
+    /// Writes records as the file named by `unique` (e.g. a message id),
+    /// unless that file is already there: then `Ok(None)`. Writing the same
+    /// records twice therefore stores them once.
+    pub fn write_once(
+        &self,
+        dest: &LogstoreRef,
+        flow_log_id: &str,
+        window: Window,
+        unique: &str,
+        records: &[FlowLogRecord],
+    ) -> Result<Option<PathBuf>, StoreError> {
+        self.write_with(dest, flow_log_id, window, Some(unique), |emit| {
+            records.iter().try_for_each(emit)
         })
     }
 
@@ -174,22 +206,29 @@ impl Writer {
         dest: &LogstoreRef,
         flow_log_id: &str,
         window: Window,
+        unique: Option<&str>,
         produce: impl FnOnce(&mut dyn FnMut(&FlowLogRecord) -> Result<(), StoreError>) -> Result<(), StoreError>,
-    ) -> Result<PathBuf, StoreError> {
+    ) -> Result<Option<PathBuf>, StoreError> {
         let dir = logstore_dir(&self.data_dir, dest).join(partition(window.start_secs()));
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| StoreError::Io { path, source }
         };
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let random = || crate::state::random_string(crate::state::LOWER_ALNUM, 6);
         let name = format!(
-            "{}-{}-{flow_log_id}-{}.parquet",
+            "{}-{}-{}-{}.parquet",
             window.start_secs(),
             window.end_secs(),
-            crate::state::random_string(crate::state::LOWER_ALNUM, 6)
+            file_token(flow_log_id),
+            unique.map_or_else(random, file_token)
         );
         let path = dir.join(&name);
-        let tmp = dir.join(format!(".{name}.tmp"));
+        if unique.is_some() && path.exists() {
+            return Ok(None);
+        }
+        // Random, so two writers of the same unique file never share one.
+        let tmp = dir.join(format!(".{name}.{}.tmp", random()));
         let result = (|| {
             let file = File::create(&tmp).map_err(io(&tmp))?;
             let pq = |source| StoreError::Parquet {
@@ -219,7 +258,7 @@ impl Writer {
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
-        result.map(|()| path)
+        result.map(|()| Some(path))
     }
 }
 

@@ -3,7 +3,8 @@
 //! The publisher thread hands each window to [`JetStreamPublisher::publish`],
 //! which writes it to the on-disk [`queue`] and returns; a sender thread of
 //! its own takes the oldest queued window, publishes it as protobuf
-//! `FlowLogBatch` messages (at most [`BATCH_RECORDS`] records each) to
+//! `FlowLogBatch` messages (at most [`BATCH_RECORDS`] records and
+//! [`BATCH_BYTES`] each) to
 //! `<subject>.<flow-log-id>`, waits for JetStream's acknowledgement of every
 //! message, and only then removes it from the queue. Unreachable servers
 //! just leave windows queued; a restart picks them up.
@@ -34,8 +35,10 @@ use tracing::{debug, error, info, warn};
 use self::queue::{Queue, QueueError, Queued};
 use crate::{config::JetStream, engine::WindowRecords, record::FlowLogRecord, status::StatusBoard};
 
-/// Records per message: ~100 KiB, well under NATS's 1 MiB payload limit.
-pub const BATCH_RECORDS: usize = 500;
+/// Records per message at most, and bytes (NATS's default payload limit is
+/// 1 MiB): a collector writes each message as one Logstore file.
+pub const BATCH_RECORDS: usize = 5000;
+pub const BATCH_BYTES: usize = 768 * 1024;
 /// Header names on every message.
 pub const HEADER_PROJECT: &str = "Flowlog-Project";
 pub const HEADER_LOGSTORE: &str = "Flowlog-Logstore";
@@ -284,8 +287,7 @@ impl Sender {
     async fn send(&self, js: &jetstream::Context, w: &Queued) -> Result<(), async_nats::Error> {
         let subject = format!("{}.{}", self.settings.subject, subject_token(&w.meta.flow_log_id));
         let mut acks = Vec::new();
-        for (n, chunk) in w.records.chunks(BATCH_RECORDS).enumerate() {
-            let payload = encode(chunk);
+        for (n, payload) in batches(&w.records).into_iter().enumerate() {
             let mut msg = PublishMessage::build()
                 .payload(payload)
                 .message_id(format!("{}.{}.{n}", w.meta.flow_log_id, w.meta.start_ns))
@@ -304,18 +306,26 @@ impl Sender {
     }
 }
 
-/// A `FlowLogBatch` of `records`, encoded field by field (no copy of the
-/// records into a batch value first).
-fn encode(records: &[FlowLogRecord]) -> Bytes {
-    let len: usize = records
-        .iter()
-        .map(|r| prost::encoding::message::encoded_len(1, r))
-        .sum();
-    let mut buf = Vec::with_capacity(len);
+/// The window's records as encoded `FlowLogBatch` messages, field by field
+/// (no copy of the records into batch values), in order; the same records
+/// always give the same messages, so message ids stay stable on resend.
+fn batches(records: &[FlowLogRecord]) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    let mut n = 0;
     for r in records {
+        let len = prost::encoding::message::encoded_len(1, r);
+        if n > 0 && (n == BATCH_RECORDS || buf.len() + len > BATCH_BYTES) {
+            out.push(Bytes::from(std::mem::take(&mut buf)));
+            n = 0;
+        }
         prost::encoding::message::encode(1, r, &mut buf);
+        n += 1;
     }
-    buf.into()
+    if n > 0 {
+        out.push(buf.into());
+    }
+    out
 }
 
 /// A flow log id as one subject token ('.', '*', '>' and spaces would

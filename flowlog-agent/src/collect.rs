@@ -1,0 +1,220 @@
+//! `flowlog collect`: the central side of JetStream publishing. A durable
+//! pull consumer on the agents' stream (several collectors with the same
+//! consumer name share the work) writes every message into the Project and
+//! Logstore its headers name, under a central data directory, so the same
+//! `flowlog query` and `flowlog analyze` commands work on the fleet's data.
+//!
+//! Each message becomes one Parquet file named after the message id
+//! (`<start>-<end>-<flow log>-<message id>.parquet`), and is acknowledged
+//! only once that file is durably in place. A message delivered again — the
+//! collector died before its acknowledgement arrived, or another consumer
+//! reads the stream — finds its file there and is acknowledged without
+//! writing: every record is stored exactly once.
+
+use std::{path::PathBuf, time::Duration};
+
+use async_nats::jetstream::{self, AckKind, consumer};
+use futures_util::StreamExt as _;
+use prost::Message as _;
+use tracing::{debug, info, warn};
+
+use crate::{
+    publish::jetstream::{HEADER_FLOW_LOG, HEADER_LOGSTORE, HEADER_PROJECT},
+    record::FlowLogBatch,
+    store::{LogstoreRef, Writer},
+    window::Window,
+};
+
+/// What `flowlog collect` needs.
+#[derive(Clone, Debug)]
+pub struct CollectSettings {
+    pub servers: Vec<String>,
+    pub stream: String,
+    pub consumer: String,
+    pub data_dir: PathBuf,
+    pub token: Option<String>,
+    /// Messages fetched at once.
+    pub batch: usize,
+    /// Unacknowledged messages are delivered again after this.
+    pub ack_wait: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+fn nats<E: std::fmt::Display>(e: E) -> CollectError {
+    CollectError::Nats(e.to_string())
+}
+
+/// Totals since the collector started.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Collected {
+    pub messages: u64,
+    pub records: u64,
+    pub files: u64,
+    /// Messages whose file was already stored (redeliveries).
+    pub already_stored: u64,
+    /// Messages that cannot be stored (not a FlowLogBatch): terminated.
+    pub rejected: u64,
+}
+
+/// Runs until `stop` resolves.
+pub async fn run(
+    s: CollectSettings,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Collected, CollectError> {
+    let mut opts = async_nats::ConnectOptions::new()
+        .name("flowlog-collect")
+        .retry_on_initial_connect();
+    if let Some(t) = &s.token {
+        opts = opts.token(t.clone());
+    }
+    let client = opts.connect(s.servers.as_slice()).await.map_err(nats)?;
+    let js = jetstream::new(client);
+    let stream = js.get_stream(&s.stream).await.map_err(nats)?;
+    let consumer = stream
+        .get_or_create_consumer(
+            &s.consumer,
+            consumer::pull::Config {
+                durable_name: Some(s.consumer.clone()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: s.ack_wait,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(nats)?;
+    info!(stream = %s.stream, consumer = %s.consumer, data_dir = %s.data_dir.display(), "collecting");
+    let writer = Writer::new(&s.data_dir);
+    let mut total = Collected::default();
+    tokio::pin!(stop);
+    loop {
+        let fetch = consumer
+            .fetch()
+            .max_messages(s.batch)
+            .expires(Duration::from_secs(1))
+            .messages();
+        let mut batch = tokio::select! {
+            b = fetch => match b {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(error = %e, "fetching from the stream failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        while let Some(m) = batch.next().await {
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(error = %e, "reading a message failed");
+                    break;
+                }
+            };
+            let outcome = store_message(&writer, &m);
+            let ack = match &outcome {
+                Stored::Written { records } => {
+                    total.records += records;
+                    total.files += 1;
+                    AckKind::Ack
+                }
+                Stored::Already => {
+                    total.already_stored += 1;
+                    AckKind::Ack
+                }
+                // Nothing to retry: a message that is no FlowLogBatch.
+                Stored::Rejected => {
+                    total.rejected += 1;
+                    AckKind::Term
+                }
+                // The Logstore cannot take it now (disk full): delivered
+                // again later.
+                Stored::Failed => AckKind::Nak(Some(Duration::from_secs(5))),
+            };
+            // Confirmed, so a lost acknowledgement shows (the message then
+            // comes back and finds its file).
+            if let Err(e) = m.double_ack_with(ack).await {
+                debug!(error = %e, "acknowledgement not confirmed; the message may come again");
+            }
+            total.messages += 1;
+        }
+        debug!(?total, "collected");
+    }
+    info!(
+        messages = total.messages,
+        records = total.records,
+        files = total.files,
+        already_stored = total.already_stored,
+        rejected = total.rejected,
+        "collector stopped"
+    );
+    Ok(total)
+}
+
+enum Stored {
+    Written { records: u64 },
+    Already,
+    Rejected,
+    Failed,
+}
+
+fn header<'a>(m: &'a async_nats::jetstream::Message, name: &str) -> Option<&'a str> {
+    m.headers.as_ref()?.get(name).map(|v| v.as_str())
+}
+
+fn store_message(writer: &Writer, m: &async_nats::jetstream::Message) -> Stored {
+    let Some(id) = header(m, "Nats-Msg-Id") else {
+        warn!(subject = %m.subject, "message without Nats-Msg-Id; rejected");
+        return Stored::Rejected;
+    };
+    let batch = match FlowLogBatch::decode(m.payload.as_ref()) {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(id, error = %e, "message is not a FlowLogBatch; rejected");
+            return Stored::Rejected;
+        }
+    };
+    let Some(first) = batch.records.first() else {
+        return Stored::Already;
+    };
+    let dest = LogstoreRef {
+        project: header(m, HEADER_PROJECT)
+            .unwrap_or(crate::config::DEFAULT_PROJECT)
+            .to_owned(),
+        logstore: header(m, HEADER_LOGSTORE)
+            .unwrap_or(crate::config::DEFAULT_LOGSTORE)
+            .to_owned(),
+    };
+    if crate::state::validate::project_name(&dest.project).is_err()
+        || crate::state::validate::logstore_name(&dest.logstore).is_err()
+    {
+        warn!(id, project = %dest.project, logstore = %dest.logstore, "message names an invalid Project or Logstore; rejected");
+        return Stored::Rejected;
+    }
+    let flow_log = header(m, HEADER_FLOW_LOG).unwrap_or(first.flow_log_id.as_str());
+    let window = Window {
+        start_ns: i128::from(first.start) * 1_000_000_000,
+        end_ns: i128::from(first.end) * 1_000_000_000,
+    };
+    match writer.write_once(&dest, flow_log, window, id, &batch.records) {
+        Ok(Some(path)) => {
+            debug!(file = %path.display(), records = batch.records.len(), "stored");
+            Stored::Written {
+                records: batch.records.len() as u64,
+            }
+        }
+        Ok(None) => {
+            debug!(id, "already stored");
+            Stored::Already
+        }
+        Err(e) => {
+            warn!(id, error = %crate::capture::chain(&e), "cannot store a message; it will be delivered again");
+            Stored::Failed
+        }
+    }
+}
