@@ -40,6 +40,8 @@ pub struct NatsServer {
     port: u16,
     store: PathBuf,
     log: PathBuf,
+    /// Cluster arguments (name, cluster listen address, routes).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -51,10 +53,48 @@ impl NatsServer {
             port: free_port()?,
             store: dir.join("jetstream"),
             log: dir.join("nats-server.log"),
+            extra: Vec::new(),
             child: None,
         };
         s.spawn()?;
         Ok(s)
+    }
+
+    /// Starts `n` servers forming one JetStream cluster (each its own store
+    /// under `dir/n<i>`), and waits until JetStream answers on all of them.
+    pub fn cluster(program: &Path, dir: &Path, n: usize) -> anyhow::Result<Vec<Self>> {
+        let client_ports = (0..n).map(|_| free_port()).collect::<anyhow::Result<Vec<_>>>()?;
+        let cluster_ports = (0..n).map(|_| free_port()).collect::<anyhow::Result<Vec<_>>>()?;
+        let routes = cluster_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut servers = Vec::new();
+        for i in 0..n {
+            let d = dir.join(format!("n{i}"));
+            std::fs::create_dir_all(&d)?;
+            let mut s = Self {
+                program: program.to_owned(),
+                port: client_ports[i],
+                store: d.join("jetstream"),
+                log: d.join("nats-server.log"),
+                extra: vec![
+                    "--name".into(),
+                    format!("n{i}"),
+                    "--cluster_name".into(),
+                    "flowlog".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{}", cluster_ports[i]),
+                    "--routes".into(),
+                    routes.clone(),
+                ],
+                child: None,
+            };
+            s.spawn()?;
+            servers.push(s);
+        }
+        Ok(servers)
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
@@ -66,6 +106,7 @@ impl NatsServer {
         let child = Command::new(&self.program)
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(&self.store)
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -347,3 +347,95 @@ fn collectors_store_every_record_once_even_when_it_comes_again() -> anyhow::Resu
     assert_eq!(central_totals(&central)?, want);
     Ok(())
 }
+
+#[test]
+fn a_cluster_member_killed_while_publishing_loses_nothing() -> anyhow::Result<()> {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    };
+    if !privileged() {
+        return Ok(());
+    }
+    let Some(program) = server_program() else {
+        return Ok(());
+    };
+    let t = Arc::new(RouterTopology::new()?);
+    let dir = TempDir::new()?;
+    let mut servers = NatsServer::cluster(&program, dir.path(), 3)?;
+    let urls: Vec<String> = servers.iter().map(NatsServer::url).collect();
+    let config = dir.path().join("flowlog.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[jetstream]\nservers = [{}]\nreplicas = 3\n",
+            urls.iter()
+                .map(|u| format!("{u:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )?;
+    let mut args = agent_args(&t, "unused");
+    args.truncate(args.len() - 2);
+    args.extend(["--config", config.to_str().unwrap_or_default()]);
+    let a = Agent::start_in(dir.path(), &args)?;
+    wait_for("the replicated stream", &a, |a| {
+        status_u64(a, "jetstream-published-records") > 0
+    })?;
+
+    // A steady stream of datagrams; a server dies in the middle of it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let sender = {
+        let (t, stop, sent) = (t.clone(), stop.clone(), sent.clone());
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let dst = SocketAddr::new(B_V4.parse()?, 9970);
+            while !stop.load(Ordering::SeqCst) {
+                traffic::udp_from_port(&t.a, &t.b, 41_970, dst, &[120; 5])?;
+                sent.fetch_add(5, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(())
+        })
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    // The member the agent is connected to (its client logs the port).
+    let log = a.stderr();
+    let port = log
+        .rsplit("connected successfully server=")
+        .next()
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_default()
+        .to_owned();
+    let victim = urls
+        .iter()
+        .position(|u| u.ends_with(&format!(":{port}")))
+        .ok_or_else(|| anyhow::anyhow!("agent connected to no member? {log}"))?;
+    servers[victim].kill()?;
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, Ordering::SeqCst);
+    sender.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    a.wait_windows(2, Duration::from_secs(20))?;
+    wait_for("the queue to empty", &a, |a| {
+        status_u64(a, "jetstream-queued-records") == 0
+    })?;
+    let done = a.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
+    assert_eq!(done.agent_status["jetstream-dropped-records"], 0);
+    // It went on through another member (the client reconnected).
+    assert!(
+        done.stderr.matches("connected successfully server=").count() >= 2,
+        "{}",
+        done.stderr
+    );
+    // Read back through a surviving member.
+    let records = assert_exactly_once(&urls[(victim + 1) % urls.len()], dir.path())?;
+    let f = Filter {
+        interface: Some("r-a"),
+        srcport: Some(41_970),
+        dstport: Some(9970),
+        ..Default::default()
+    };
+    assert_eq!(sum(&records, &f).0, sent.load(Ordering::SeqCst));
+    Ok(())
+}
