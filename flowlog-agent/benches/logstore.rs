@@ -6,6 +6,10 @@
 //! heavy-tailed packet counts. One Parquet file per window, as the agent
 //! writes them.
 
+#[path = "common/args.rs"]
+mod args;
+
+use args::arg;
 use std::time::Instant;
 
 use flowlog_agent::{
@@ -91,15 +95,6 @@ fn window_records(rng: &mut Rng, n: usize, start: i64) -> Vec<FlowLogRecord> {
             }
         })
         .collect()
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn dir_size(p: &std::path::Path) -> u64 {

@@ -37,6 +37,8 @@ pub struct CollectSettings {
     pub batch: usize,
     /// Unacknowledged messages are delivered again after this.
     pub ack_wait: Duration,
+    /// Stop once a fetch finds nothing left (a one-off ingest).
+    pub exit_when_idle: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +110,9 @@ pub async fn run(
             },
             () = &mut stop => break,
         };
+        let mut got = 0;
         while let Some(m) = batch.next().await {
+            got += 1;
             let m = match m {
                 Ok(m) => m,
                 Err(e) => {
@@ -144,6 +148,9 @@ pub async fn run(
             total.messages += 1;
         }
         debug!(?total, "collected");
+        if got == 0 && s.exit_when_idle {
+            break;
+        }
     }
     info!(
         messages = total.messages,

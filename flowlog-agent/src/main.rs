@@ -63,6 +63,9 @@ struct CollectArgs {
     /// Seconds before an unacknowledged message is delivered again.
     #[arg(long, default_value_t = 30)]
     ack_wait_secs: u64,
+    /// Exit once the stream has nothing left for this consumer.
+    #[arg(long)]
+    exit_when_idle: bool,
 }
 
 /// Every option of the configuration file, as flags; flags win over the file.
@@ -222,18 +225,25 @@ impl AgentArgs {
     }
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGINT/SIGTERM handlers now (not when the returned future
+/// is first polled: a signal arriving before that would kill the process
+/// with nothing published); the future resolves on either signal. Needs
+/// the runtime entered.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
+    let handlers = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+    async move {
+        match handlers {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
             }
-        }
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "cannot install signal handlers; stop with SIGKILL");
-            std::future::pending::<()>().await;
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot install signal handlers; stop with SIGKILL");
+                std::future::pending::<()>().await;
+            }
         }
     }
 }
@@ -262,6 +272,7 @@ fn run() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let _runtime = rt.enter();
     match cli.command {
         Command::Agent(args) => {
             let config = args.into_config(cli.conn.socket.clone())?;
@@ -277,6 +288,7 @@ fn run() -> anyhow::Result<()> {
                 token: a.token,
                 batch: a.batch.clamp(1, 10_000),
                 ack_wait: std::time::Duration::from_secs(a.ack_wait_secs.max(1)),
+                exit_when_idle: a.exit_when_idle,
             };
             rt.block_on(flowlog_agent::collect::run(settings, shutdown_signal()))?;
         }

