@@ -5,7 +5,7 @@
 //! `flowlog query` and `flowlog analyze` commands work on the fleet's data.
 //!
 //! Each message becomes one Parquet file named after the message id
-//! (`<start>-<end>-<flow log>-<message id>.parquet`), and is acknowledged
+//! (`<start>-<end>-<flow log>-<hash of the message id>.parquet`), and is acknowledged
 //! only once that file is durably in place. A message delivered again — the
 //! collector died before its acknowledgement arrived, or another consumer
 //! reads the stream — finds its file there and is acknowledged without
@@ -16,6 +16,7 @@ use std::{path::PathBuf, time::Duration};
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures_util::StreamExt as _;
 use prost::Message as _;
+use sha2::Digest as _;
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -208,7 +209,9 @@ fn store_message(writer: &Writer, m: &async_nats::jetstream::Message) -> Stored 
         start_ns: i128::from(first.start) * 1_000_000_000,
         end_ns: i128::from(first.end) * 1_000_000_000,
     };
-    match writer.write_once(&dest, flow_log, window, id, &batch.records) {
+    // The id hashed: message ids can be long, file names cannot.
+    let unique = crate::api::auth::hex(&sha2::Sha256::digest(id.as_bytes())[..12]);
+    match writer.write_once(&dest, flow_log, window, &unique, &batch.records) {
         Ok(Some(path)) => {
             debug!(file = %path.display(), records = batch.records.len(), "stored");
             Stored::Written {

@@ -104,6 +104,20 @@ pub fn hooks_on(ns: &netns::Netns, ifname: &str) -> anyhow::Result<(usize, usize
     Ok((ingress, egress, link.contains("xdp")))
 }
 
+/// [`hooks_on`] once it shows no hook, or after 5 s: the kernel releases a
+/// link whose last reference went away (an unpinned link, a closed fd)
+/// asynchronously, so "detached" may take a moment to show.
+pub fn hooks_gone(ns: &netns::Netns, ifname: &str) -> anyhow::Result<(usize, usize, bool)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let h = hooks_on(ns, ifname)?;
+        if h == (0, 0, false) || std::time::Instant::now() > deadline {
+            return Ok(h);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Records of one flow (flow log, interface, direction, five-tuple) never
 /// describe the same packets twice: ordered by first-seen, each record's
 /// window starts no earlier and its packets come no earlier than the

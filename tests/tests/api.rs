@@ -5,7 +5,7 @@
 use flowlog_tests::{
     agent::Agent,
     api::{self, raw_tcp, raw_unix, request, signature_headers},
-    hooks_on, privileged,
+    hooks_gone, hooks_on, privileged,
     topology::RouterTopology,
 };
 use serde_json::{Value, json};
@@ -303,7 +303,7 @@ fn flow_log_lifecycle_and_its_errors() -> anyhow::Result<()> {
     );
 
     ok(&a, "DeactiveFlowLog", json!({"FlowLogId": id}));
-    assert_eq!(hooks_on(&t.router, "r-a")?, (0, 0, false));
+    assert_eq!(hooks_gone(&t.router, "r-a")?, (0, 0, false));
     ok(&a, "DeleteFlowlog", json!({"FlowLogId": id}));
     for action in ["ActiveFlowLog", "DeactiveFlowLog", "DeleteFlowlog"] {
         expect(
@@ -354,7 +354,7 @@ fn failed_activation_leaves_nothing_half_applied() -> anyhow::Result<()> {
             .is_some_and(|m| m.contains("ghost") && m.contains("does not exist")),
         "{v}"
     );
-    assert_eq!(hooks_on(&t.router, "r-a")?, (0, 0, false), "r-a left attached");
+    assert_eq!(hooks_gone(&t.router, "r-a")?, (0, 0, false), "r-a left attached");
     let f = ok(&a, "DescribeFlowlogs", json!({"FlowLogId": id}))["FlowLogs"][0].clone();
     assert_eq!(f["Status"], "Inactive");
     // A flow log already running on r-a keeps its hooks through the failure.
@@ -372,7 +372,7 @@ fn failed_activation_leaves_nothing_half_applied() -> anyhow::Result<()> {
     );
     assert_eq!(hooks_on(&t.router, "r-a")?, (1, 1, false));
     assert!(a.stop()?.status.success());
-    assert_eq!(hooks_on(&t.router, "r-a")?, (0, 0, false));
+    assert_eq!(hooks_gone(&t.router, "r-a")?, (0, 0, false));
     Ok(())
 }
 

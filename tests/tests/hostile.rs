@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use flowlog_tests::{
     Filter,
     agent::{Agent, TempDir, run_expecting_failure},
-    hooks_on,
+    hooks_gone, hooks_on,
     packet::{frames, inject},
     privileged, sum,
     topology::{B_V4, RouterTopology},
@@ -201,7 +201,7 @@ fn missing_interface_fails_and_leaves_nothing_attached() -> anyhow::Result<()> {
     let agent = Agent::start(&["--netns", t.router.name(), "-i", "r-a", "--mode", "xdp"])?;
     assert_eq!(hooks_on(&t.router, "r-a")?, (0, 1, true));
     agent.stop()?;
-    assert_eq!(hooks_on(&t.router, "r-a")?, (0, 0, false));
+    assert_eq!(hooks_gone(&t.router, "r-a")?, (0, 0, false));
     Ok(())
 }
 

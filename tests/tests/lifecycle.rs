@@ -9,7 +9,7 @@ use std::{
 use flowlog_tests::{
     Filter,
     agent::{Agent, TempDir, binary},
-    hooks_on, privileged, sum,
+    hooks_gone, hooks_on, privileged, sum,
     topology::{A_V4, B_V4, RouterTopology},
     traffic,
 };
@@ -168,7 +168,7 @@ fn flow_logs_sharing_an_interface_share_one_hook() -> anyhow::Result<()> {
     let mid = a.records()?;
     assert_eq!(sum(&of(&mid, &x), &udp_flow(&x, 9400)), (3, 60 + 3 * 28, 1));
     a.ok("DeactiveFlowLog", json!({"FlowLogId": y}));
-    assert_eq!(hooks_on(&t.router, "r-a")?, (0, 0, false));
+    assert_eq!(hooks_gone(&t.router, "r-a")?, (0, 0, false));
     let done = a.stop()?;
     assert!(done.status.success());
     let r = &done.records;

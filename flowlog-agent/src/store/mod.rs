@@ -101,11 +101,12 @@ pub fn partition(unix_secs: i64) -> PathBuf {
     PathBuf::from(format!("dt={y:04}-{m:02}-{d:02}")).join(format!("hour={hour:02}"))
 }
 
-/// Parses `dt=YYYY-MM-DD` to days since the epoch.
 /// A name as one file-name token: anything but letters, digits, '.', '_'
-/// and '-' becomes '_' (ids come from configuration and the network).
+/// and '-' becomes '_' (ids come from configuration and the network), and
+/// at most 64 characters, so a file name stays far below 255 bytes.
 fn file_token(s: &str) -> String {
     s.chars()
+        .take(64)
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._-".contains(c) {
                 c
@@ -116,6 +117,7 @@ fn file_token(s: &str) -> String {
         .collect()
 }
 
+/// Parses `dt=YYYY-MM-DD` to days since the epoch.
 pub fn parse_dt(name: &str) -> Option<i64> {
     let date = name.strip_prefix("dt=")?;
     let mut it = date.split('-');

@@ -45,6 +45,9 @@ pub const HEADER_LOGSTORE: &str = "Flowlog-Logstore";
 pub const HEADER_FLOW_LOG: &str = "Flowlog-Flow-Log-Id";
 /// How long a stopping agent keeps sending what is queued.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Longest one window's publishing may take before it counts as failed
+/// (acknowledgements of a dying server are waited for one by one).
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Wait between attempts while the servers do not answer (doubling).
 const RETRY_MIN: Duration = Duration::from_millis(250);
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -194,16 +197,18 @@ impl Sender {
                 }
                 Some(Ok(w)) => w,
             };
-            let sent = match &js {
-                Some(ctx) => self.send(ctx, &window).await,
-                None => match self.connect().await {
-                    Ok(ctx) => {
-                        let r = self.send(&ctx, &window).await;
-                        js = Some(ctx);
-                        r
-                    }
-                    Err(e) => Err(e),
-                },
+            let attempt = async {
+                let ctx = match js.take() {
+                    Some(ctx) => ctx,
+                    None => self.connect().await?,
+                };
+                let r = self.send(&ctx, &window).await;
+                js = Some(ctx);
+                r
+            };
+            let sent = match tokio::time::timeout(SEND_TIMEOUT, attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(format!("no acknowledgement within {} s", SEND_TIMEOUT.as_secs()).into()),
             };
             match sent {
                 Ok(()) => {
