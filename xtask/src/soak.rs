@@ -240,6 +240,9 @@ pub fn run(agent: &Path, minutes: u64) -> anyhow::Result<()> {
     if !done.status.success() {
         bail!("agent exited with {}:\n{}", done.status, done.stderr);
     }
+    // The stopped agent left its hooks pinned for a next start that will
+    // not come: free them with the namespaces.
+    let _ = std::fs::remove_dir_all(flowlog_tests::agent::pin_dir(&dir));
     let records = read_json_lines(&dir.join("records.jsonl")).context("reading the records")?;
     let at = |status| Filter {
         interface: Some("r-a"),
