@@ -543,13 +543,6 @@ fn memlock(fd: std::os::fd::BorrowedFd<'_>) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 fn section_memory(t: &RouterTopology, agent: Option<&Path>, quick: bool) -> anyhow::Result<Value> {
     let entries = 1u32 << 20;
     let settings = CaptureSettings {
@@ -618,7 +611,7 @@ fn section_memory(t: &RouterTopology, agent: Option<&Path>, quick: bool) -> anyh
                 .and_then(|v| v["windows-published"].as_u64())
                 .unwrap_or(0);
         }
-        let hwm = vm_hwm_kib(child.id());
+        let hwm = flowlog_tests::peak_rss_kib(child.id());
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let _ = child.wait();

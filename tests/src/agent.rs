@@ -247,19 +247,8 @@ impl Agent {
             .child
             .take()
             .ok_or_else(|| anyhow::anyhow!("agent already stopped"))?;
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(s) = child.try_wait()? {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                bail!("agent did not stop within 30 s:\n{}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = terminate(&mut child, Duration::from_secs(30))
+            .map_err(|e| anyhow::anyhow!("agent: {e:#}\n{}", self.stderr()))?;
         Ok(Finished {
             status,
             records: self.records()?,
@@ -288,6 +277,28 @@ pub fn read_json_lines(path: &Path) -> anyhow::Result<Vec<Value>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).with_context(|| format!("bad record line: {l}")))
         .collect()
+}
+
+/// SIGTERM, then the exit status once the process ends; SIGKILL and an
+/// error if it takes longer than `within`.
+pub fn terminate(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> anyhow::Result<std::process::ExitStatus> {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("did not stop within {within:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Runs `flowlog agent <args>` expecting it to fail within 30 s; returns

@@ -104,6 +104,33 @@ pub fn hooks_on(ns: &netns::Netns, ifname: &str) -> anyhow::Result<(usize, usize
     Ok((ingress, egress, link.contains("xdp")))
 }
 
+/// Peak resident memory (VmHWM) of a running process, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The agent's Prometheus text from `GET /metrics` on `addr`, checked to
+/// be a 200 in the text exposition format.
+pub fn scrape_metrics(addr: &str) -> anyhow::Result<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("no body"))?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
+    anyhow::ensure!(
+        head.to_ascii_lowercase().contains("text/plain; version=0.0.4"),
+        "{head}"
+    );
+    Ok(body.to_owned())
+}
+
 /// [`hooks_on`] once it shows no hook, or after 5 s: the kernel releases a
 /// link whose last reference went away (an unpinned link, a closed fd)
 /// asynchronously, so "detached" may take a moment to show.

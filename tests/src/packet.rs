@@ -312,6 +312,23 @@ pub mod frames {
         u
     }
 
+    /// `count` UDP frames from 10.1.0.2 to 10.2.0.2, one per five-tuple:
+    /// source ports `first_sport..`, destination port `dport`, frame `i`
+    /// carrying `i % payload_mod` payload bytes. Returns the frames and their
+    /// IP bytes in all (what the collector must account).
+    pub fn distinct_udp(count: u16, first_sport: u16, dport: u16, payload_mod: u16) -> (Vec<Vec<u8>>, u64) {
+        let mut bytes = 0;
+        let batch = (0..count)
+            .map(|i| {
+                let data = usize::from(i % payload_mod);
+                bytes += 28 + data as u64;
+                let udp = udp(first_sport + i, dport, data);
+                [eth(0x0800), ipv4([10, 1, 0, 2], [10, 2, 0, 2], 17, 0, &udp)].concat()
+            })
+            .collect();
+        (batch, bytes)
+    }
+
     pub fn ipv6(src: [u8; 16], dst: [u8; 16], next: u8, payload: &[u8]) -> Vec<u8> {
         let mut h = vec![0x60, 0, 0, 0];
         h.extend_from_slice(&(payload.len() as u16).to_be_bytes());

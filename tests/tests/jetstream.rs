@@ -14,7 +14,7 @@ use async_nats::jetstream::{self, consumer};
 use flowlog_agent::record::FlowLogBatch;
 use flowlog_tests::{
     Filter,
-    agent::{Agent, TempDir},
+    agent::{Agent, TempDir, terminate},
     nats::{NatsServer, server_program},
     privileged, sum,
     topology::{B_V4, RouterTopology},
@@ -255,23 +255,6 @@ fn collector(url: &str, central: &Path, consumer: &str, log: &Path) -> anyhow::R
         .spawn()?)
 }
 
-/// SIGTERM, then the exit status (bounded wait).
-fn terminate(mut c: std::process::Child) -> anyhow::Result<std::process::ExitStatus> {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(s) = c.try_wait()? {
-            return Ok(s);
-        }
-        if Instant::now() > deadline {
-            let _ = c.kill();
-            anyhow::bail!("collector did not stop on SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// (rows, sum of bytes) in the central default Logstore.
 fn central_totals(central: &Path) -> anyhow::Result<(u64, u64)> {
     let out = std::process::Command::new(flowlog_tests::agent::binary()?)
@@ -336,7 +319,7 @@ fn collectors_store_every_record_once_even_when_it_comes_again() -> anyhow::Resu
     let mut first = first;
     first.kill()?;
     first.wait()?;
-    let second = collector(&url, &central, "central", &dir.path().join("collect-2.log"))?;
+    let mut second = collector(&url, &central, "central", &dir.path().join("collect-2.log"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while central_totals(&central)? != want {
         anyhow::ensure!(
@@ -346,7 +329,7 @@ fn collectors_store_every_record_once_even_when_it_comes_again() -> anyhow::Resu
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let status = terminate(second)?;
+    let status = terminate(&mut second, Duration::from_secs(20))?;
     assert!(
         status.success(),
         "collector exited with {status}:\n{}",
@@ -356,9 +339,9 @@ fn collectors_store_every_record_once_even_when_it_comes_again() -> anyhow::Resu
     // Every message delivered once more (a new consumer reads from the
     // start): all already stored, nothing written twice.
     let log = dir.path().join("collect-3.log");
-    let third = collector(&url, &central, "replay", &log)?;
+    let mut third = collector(&url, &central, "replay", &log)?;
     std::thread::sleep(Duration::from_secs(3));
-    assert!(terminate(third)?.success());
+    assert!(terminate(&mut third, Duration::from_secs(20))?.success());
     let text = std::fs::read_to_string(&log)?;
     let (ids, _) = stream_contents(&url)?;
     assert!(

@@ -76,17 +76,7 @@ fn full_maps_yield_skipdata_with_exact_counts() -> anyhow::Result<()> {
     ])?;
     // 3000 distinct five-tuples, each one packet, in one burst.
     const N: u16 = 3000;
-    let batch: Vec<Vec<u8>> = (0..N)
-        .map(|i| {
-            let udp = frames::udp(10_000 + i, 9, usize::from(i % 50));
-            [
-                frames::eth(0x0800),
-                frames::ipv4([10, 1, 0, 2], [10, 2, 0, 2], 17, 0, &udp),
-            ]
-            .concat()
-        })
-        .collect();
-    let sent_bytes: u64 = (0..N).map(|i| 28 + u64::from(i % 50)).sum();
+    let (batch, sent_bytes) = frames::distinct_udp(N, 10_000, 9, 50);
     inject(&t.a, "eth0", &batch)?;
     let done = agent.stop()?;
     assert!(done.status.success(), "{}", done.stderr);
@@ -136,25 +126,6 @@ fn full_maps_yield_skipdata_with_exact_counts() -> anyhow::Result<()> {
 /// Flows per flood round: twenty times what the flow map holds.
 const FLOOD_FLOWS: u16 = 20_480;
 
-/// One round of the flood: `FLOOD_FLOWS` distinct five-tuples, one packet
-/// each, all new (the destination port names the round).
-fn flood_round(round: u16) -> (Vec<Vec<u8>>, u64) {
-    let mut bytes = 0;
-    let batch = (0..FLOOD_FLOWS)
-        .map(|i| {
-            let data = usize::from(i % 32);
-            bytes += 28 + data as u64;
-            let udp = frames::udp(1024 + i, 20_000 + round, data);
-            [
-                frames::eth(0x0800),
-                frames::ipv4([10, 1, 0, 2], [10, 2, 0, 2], 17, 0, &udp),
-            ]
-            .concat()
-        })
-        .collect();
-    (batch, bytes)
-}
-
 #[test]
 fn flood_beyond_map_capacity_is_accounted_exactly_over_several_windows() -> anyhow::Result<()> {
     if !privileged() {
@@ -182,7 +153,8 @@ fn flood_beyond_map_capacity_is_accounted_exactly_over_several_windows() -> anyh
     // Rounds spread over about five windows.
     let (mut packets, mut bytes) = (0u64, 0u64);
     for round in 0..20 {
-        let (batch, b) = flood_round(round);
+        // All new flows: the destination port names the round.
+        let (batch, b) = frames::distinct_udp(FLOOD_FLOWS, 1024, 20_000 + round, 32);
         inject(&t.a, "eth0", &batch)?;
         packets += batch.len() as u64;
         bytes += b;

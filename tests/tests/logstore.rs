@@ -413,11 +413,7 @@ fn failed_writes_are_kept_and_retried() -> anyhow::Result<()> {
 
 /// A metric's value from the agent's /metrics (0 when absent).
 fn metric(addr: &str, line_prefix: &str) -> anyhow::Result<u64> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
+    let text = flowlog_tests::scrape_metrics(addr)?;
     Ok(text
         .lines()
         .find_map(|l| l.strip_prefix(line_prefix))

@@ -1,11 +1,7 @@
 //! The Prometheus endpoint: it parses with the Prometheus client's own
 //! parser, and its counters move exactly with real traffic.
 
-use std::{
-    io::{Read as _, Write as _},
-    net::{SocketAddr, TcpStream},
-    process::Command,
-};
+use std::{io::Write as _, net::SocketAddr, process::Command};
 
 use flowlog_tests::{
     agent::Agent,
@@ -13,22 +9,6 @@ use flowlog_tests::{
     topology::{B_V4, RouterOptions, RouterTopology},
     traffic,
 };
-
-fn scrape(addr: &str) -> anyhow::Result<String> {
-    let mut s = TcpStream::connect(addr)?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let (head, body) = raw
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("no body"))?;
-    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
-    anyhow::ensure!(
-        head.to_ascii_lowercase().contains("text/plain; version=0.0.4"),
-        "{head}"
-    );
-    Ok(body.to_owned())
-}
 
 /// Parses the exposition with prometheus_client and returns one sample.
 fn sample(py: &std::path::Path, text: &str, name: &str, labels: &[(&str, &str)]) -> anyhow::Result<f64> {
@@ -94,7 +74,7 @@ fn metrics_parse_and_count_real_traffic() -> anyhow::Result<()> {
     let dst = SocketAddr::new(B_V4.parse()?, 9800);
     let src = traffic::udp(&t.a, &t.b, dst, &[100; 7])?;
     agent.wait_windows(2, std::time::Duration::from_secs(10))?;
-    let text = scrape(&addr)?;
+    let text = flowlog_tests::scrape_metrics(&addr)?;
     assert_eq!(
         sample(&py, &text, "flowlog_packets_total", &r_a_in)?,
         7.0,
@@ -123,7 +103,7 @@ fn metrics_parse_and_count_real_traffic() -> anyhow::Result<()> {
     traffic::udp_from_port(&t.a, &t.b, src, dst, &[200; 5])?;
     let before = agent.status()?["windows-published"].as_u64().unwrap_or(0);
     agent.wait_windows(before + 2, std::time::Duration::from_secs(10))?;
-    let text = scrape(&addr)?;
+    let text = flowlog_tests::scrape_metrics(&addr)?;
     assert_eq!(sample(&py, &text, "flowlog_packets_total", &r_a_in)?, 12.0);
     assert_eq!(
         sample(&py, &text, "flowlog_bytes_total", &r_a_in)?,

@@ -53,18 +53,6 @@ impl Sent {
     }
 }
 
-/// Peak RSS (VmHWM) of a running process, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Eight UDP flows from a, ten 100–400-byte datagrams every 10 ms.
 fn steady(t: &RouterTopology, stop: &AtomicBool, sent: &Sent) -> anyhow::Result<()> {
     let dst: SocketAddr = SocketAddr::new(B_V4.parse()?, 9);
@@ -93,19 +81,7 @@ fn steady(t: &RouterTopology, stop: &AtomicBool, sent: &Sent) -> anyhow::Result<
 /// One flood: distinct five-tuples, one packet each; `round` picks the
 /// destination port so every flood is new flows.
 fn flood(t: &RouterTopology, round: u16, sent: &Sent) -> anyhow::Result<()> {
-    let mut bytes = 0;
-    let batch: Vec<Vec<u8>> = (0..FLOOD_FLOWS)
-        .map(|i| {
-            let data = usize::from(i % 64);
-            bytes += 28 + data as u64;
-            let udp = frames::udp(1024 + i, 20_000 + round % 10_000, data);
-            [
-                frames::eth(0x0800),
-                frames::ipv4([10, 1, 0, 2], [10, 2, 0, 2], 17, 0, &udp),
-            ]
-            .concat()
-        })
-        .collect();
+    let (batch, bytes) = frames::distinct_udp(FLOOD_FLOWS, 1024, 20_000 + round % 10_000, 64);
     inject(&t.a, "eth0", &batch)?;
     sent.add(u64::from(FLOOD_FLOWS), bytes);
     Ok(())
@@ -188,7 +164,7 @@ pub fn run(agent: &Path, minutes: u64) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(2500));
             if graceful && !terminated && cycle_start.elapsed() >= Duration::from_secs(10) {
                 terminated = true;
-                peak_kib = peak_kib.max(a.pid().map_or(0, peak_rss_kib));
+                peak_kib = peak_kib.max(a.pid().and_then(flowlog_tests::peak_rss_kib).unwrap_or(0));
                 let done = a.stop()?;
                 if !done.status.success() {
                     bail!("agent exited with {} on SIGTERM:\n{}", done.status, done.stderr);
@@ -212,7 +188,7 @@ pub fn run(agent: &Path, minutes: u64) -> anyhow::Result<()> {
             if into < 1000 || into > u128::from(WINDOW_SECS * 1000 - 1000) {
                 std::thread::sleep(Duration::from_millis(1500));
             }
-            peak_kib = peak_kib.max(a.pid().map_or(0, peak_rss_kib));
+            peak_kib = peak_kib.max(a.pid().and_then(flowlog_tests::peak_rss_kib).unwrap_or(0));
             a.kill9()?;
             std::thread::sleep(Duration::from_millis(500));
             a = start(&dir, &t)?;
@@ -235,7 +211,7 @@ pub fn run(agent: &Path, minutes: u64) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("traffic thread panicked"))??;
     // Let the last packets reach the hooks, then a final graceful stop.
     std::thread::sleep(Duration::from_millis(500));
-    peak_kib = peak_kib.max(a.pid().map_or(0, peak_rss_kib));
+    peak_kib = peak_kib.max(a.pid().and_then(flowlog_tests::peak_rss_kib).unwrap_or(0));
     let done = a.stop()?;
     if !done.status.success() {
         bail!("agent exited with {}:\n{}", done.status, done.stderr);

@@ -72,6 +72,14 @@ fn lock(q: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
     q.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The queue's depth into the status.
+fn report_queue(queue: &Mutex<Queue>, status: &StatusBoard) {
+    let q = lock(queue);
+    let mut s = status.lock();
+    s.jetstream_queued_records = q.records();
+    s.jetstream_queued_bytes = q.bytes();
+}
+
 impl JetStreamPublisher {
     /// Opens the queue in `<data-dir>/jetstream-queue` and starts sending.
     pub fn start(
@@ -113,10 +121,7 @@ impl JetStreamPublisher {
     }
 
     fn report(&self) {
-        let q = lock(&self.queue);
-        let mut s = self.status.lock();
-        s.jetstream_queued_records = q.records();
-        s.jetstream_queued_bytes = q.bytes();
+        report_queue(&self.queue, &self.status);
     }
 
     /// Queues a window for sending; never waits for the servers.
@@ -239,12 +244,7 @@ impl Sender {
                     retry = (retry * 2).min(RETRY_MAX);
                 }
             }
-            {
-                let q = lock(&self.queue);
-                let mut s = self.status.lock();
-                s.jetstream_queued_records = q.records();
-                s.jetstream_queued_bytes = q.bytes();
-            }
+            report_queue(&self.queue, &self.status);
             // status.json shows the queue as it is now, not as of the last
             // window boundary.
             if let Err(e) = self.status.persist() {
