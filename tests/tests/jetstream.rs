@@ -32,13 +32,24 @@ fn stream_contents(url: &str) -> anyhow::Result<(Vec<String>, Vec<Value>)> {
     rt.block_on(async {
         let client = async_nats::connect(url).await?;
         let js = jetstream::new(client);
-        // A cluster that just lost a member may still be electing leaders.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let (stream, total) = loop {
+        // A cluster that just lost a member may still be electing leaders:
+        // every request to it may time out until it has.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (total, reader) = loop {
             let got = async {
                 let mut s = js.get_stream("FLOWLOG").await?;
                 let n = s.info().await?.state.messages as usize;
-                Ok::<_, anyhow::Error>((s, n))
+                // One replica in memory: the reader needs no consumer group
+                // of its own from a cluster that has just lost a member.
+                let reader = s
+                    .create_consumer(consumer::pull::Config {
+                        ack_policy: consumer::AckPolicy::None,
+                        num_replicas: 1,
+                        memory_storage: true,
+                        ..Default::default()
+                    })
+                    .await?;
+                Ok::<_, anyhow::Error>((n, reader))
             }
             .await;
             match got {
@@ -50,12 +61,6 @@ fn stream_contents(url: &str) -> anyhow::Result<(Vec<String>, Vec<Value>)> {
                 Err(e) => return Err(e),
             }
         };
-        let reader = stream
-            .create_consumer(consumer::pull::Config {
-                ack_policy: consumer::AckPolicy::None,
-                ..Default::default()
-            })
-            .await?;
         let (mut ids, mut records) = (Vec::new(), Vec::new());
         let deadline = Instant::now() + Duration::from_secs(20);
         while ids.len() < total && Instant::now() < deadline {
