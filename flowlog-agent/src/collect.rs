@@ -20,7 +20,7 @@ use sha2::Digest as _;
 use tracing::{debug, info, warn};
 
 use crate::{
-    publish::jetstream::{HEADER_FLOW_LOG, HEADER_LOGSTORE, HEADER_PROJECT},
+    publish::jetstream::{HEADER_FLOW_LOG, HEADER_LOGSTORE, HEADER_PROJECT, auth::NatsAuth},
     record::FlowLogBatch,
     store::{LogstoreRef, Writer},
     window::Window,
@@ -33,7 +33,7 @@ pub struct CollectSettings {
     pub stream: String,
     pub consumer: String,
     pub data_dir: PathBuf,
-    pub token: Option<String>,
+    pub auth: NatsAuth,
     /// Messages fetched at once.
     pub batch: usize,
     /// Unacknowledged messages are delivered again after this.
@@ -46,6 +46,8 @@ pub struct CollectSettings {
 pub enum CollectError {
     #[error("NATS: {0}")]
     Nats(String),
+    #[error(transparent)]
+    Auth(#[from] crate::publish::jetstream::auth::AuthError),
 }
 
 fn nats<E: std::fmt::Display>(e: E) -> CollectError {
@@ -69,12 +71,10 @@ pub async fn run(
     s: CollectSettings,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Collected, CollectError> {
-    let mut opts = async_nats::ConnectOptions::new()
+    let opts = async_nats::ConnectOptions::new()
         .name("flowlog-collect")
         .retry_on_initial_connect();
-    if let Some(t) = &s.token {
-        opts = opts.token(t.clone());
-    }
+    let opts = s.auth.apply(opts).await?;
     let client = opts.connect(s.servers.as_slice()).await.map_err(nats)?;
     let js = jetstream::new(client);
     let stream = js.get_stream(&s.stream).await.map_err(nats)?;

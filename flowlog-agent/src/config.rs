@@ -10,6 +10,8 @@ use std::{
 
 use serde::Deserialize;
 
+use crate::publish::jetstream::auth::NatsAuth;
+
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 const IFNAME_MAX: usize = 15;
 /// Longest window we accept: one day.
@@ -165,8 +167,10 @@ pub struct JetStreamFile {
     pub stream: Option<String>,
     /// Replicas of that stream (1, 3 or 5).
     pub replicas: Option<u32>,
-    /// Authentication: a token, or a credentials (JWT + NKey) file.
+    /// Authentication: a token, a file holding a user NKey seed, or a
+    /// credentials (JWT + NKey) file.
     pub token: Option<String>,
+    pub nkey_seed: Option<PathBuf>,
     pub credentials: Option<PathBuf>,
     /// TLS: CA certificate file for the servers (implies TLS).
     pub tls_ca: Option<PathBuf>,
@@ -183,9 +187,7 @@ pub struct JetStream {
     pub subject: String,
     pub stream: String,
     pub replicas: u32,
-    pub token: Option<String>,
-    pub credentials: Option<PathBuf>,
-    pub tls_ca: Option<PathBuf>,
+    pub auth: NatsAuth,
     pub queue_bytes: u64,
     pub duplicate_window: Duration,
 }
@@ -232,8 +234,14 @@ impl JetStreamFile {
         if !matches!(replicas, 1 | 3 | 5) {
             return invalid(format!("jetstream replicas must be 1, 3 or 5, got {replicas}"));
         }
-        if self.token.is_some() && self.credentials.is_some() {
-            return invalid("jetstream: give a token or a credentials file, not both".into());
+        let auth = NatsAuth {
+            token: self.token,
+            nkey_seed: self.nkey_seed,
+            credentials: self.credentials,
+            tls_ca: self.tls_ca,
+        };
+        if let Err(e) = auth.check() {
+            return invalid(format!("jetstream: {e}"));
         }
         let queue_bytes = self.queue_bytes.unwrap_or(DEFAULT_JETSTREAM_QUEUE_BYTES);
         if queue_bytes < 1 << 16 {
@@ -254,9 +262,7 @@ impl JetStreamFile {
             subject,
             stream,
             replicas,
-            token: self.token,
-            credentials: self.credentials,
-            tls_ca: self.tls_ca,
+            auth,
             queue_bytes,
             duplicate_window: Duration::from_secs(dup),
         }))

@@ -55,8 +55,17 @@ struct CollectArgs {
     /// Central data directory; Logstores go under <data-dir>/logstores.
     #[arg(long)]
     data_dir: PathBuf,
+    /// Authentication: a token, a file holding a user NKey seed, or a
+    /// credentials (JWT + NKey) file; one of them.
     #[arg(long, env = "FLOWLOG_NATS_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    #[arg(long)]
+    nkey_seed: Option<PathBuf>,
+    #[arg(long)]
+    credentials: Option<PathBuf>,
+    /// CA certificate (PEM) of the servers; requires TLS.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
     /// Messages fetched at once.
     #[arg(long, default_value_t = 256)]
     batch: usize,
@@ -285,7 +294,12 @@ fn run() -> anyhow::Result<()> {
                 stream: a.stream,
                 consumer: a.consumer,
                 data_dir: a.data_dir,
-                token: a.token,
+                auth: flowlog_agent::publish::jetstream::auth::NatsAuth {
+                    token: a.token,
+                    nkey_seed: a.nkey_seed,
+                    credentials: a.credentials,
+                    tls_ca: a.tls_ca,
+                },
                 batch: a.batch.clamp(1, 10_000),
                 ack_wait: std::time::Duration::from_secs(a.ack_wait_secs.max(1)),
                 exit_when_idle: a.exit_when_idle,

@@ -1,7 +1,7 @@
 //! Support code for flowlog's kernel integration tests (`tests/tests/`), and
 //! for the demo behind `cargo xtask run`: namespaces, topologies, known
-//! traffic, raw frames, a reference capture, and the agent as a child
-//! process.
+//! traffic, raw frames, a reference capture, the agent as a child process,
+//! NATS servers and TLS certificates for them.
 //!
 //! Everything here works on real kernels objects; tests need root.
 
@@ -11,6 +11,7 @@ pub mod disk;
 pub mod nats;
 pub mod netns;
 pub mod packet;
+pub mod tls;
 pub mod topology;
 pub mod traffic;
 pub mod wire;
@@ -129,6 +130,17 @@ pub fn scrape_metrics(addr: &str) -> anyhow::Result<String> {
         "{head}"
     );
     Ok(body.to_owned())
+}
+
+/// One metric's value from the agent's /metrics: the line that begins with
+/// `line_prefix` (name and labels); 0 when absent.
+pub fn metric(addr: &str, line_prefix: &str) -> anyhow::Result<u64> {
+    let text = scrape_metrics(addr)?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64))
 }
 
 /// [`hooks_on`] once it shows no hook, or after 5 s: the kernel releases a

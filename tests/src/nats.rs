@@ -48,12 +48,18 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a server storing its streams under `dir`.
     pub fn start(program: &Path, dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(program, dir, &[])
+    }
+
+    /// The same, with more `nats-server` arguments (TLS, authentication,
+    /// a configuration file).
+    pub fn start_with(program: &Path, dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let mut s = Self {
             program: program.to_owned(),
             port: free_port()?,
             store: dir.join("jetstream"),
             log: dir.join("nats-server.log"),
-            extra: Vec::new(),
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
             child: None,
         };
         s.spawn()?;

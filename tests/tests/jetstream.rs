@@ -10,7 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_nats::jetstream::{self, consumer};
+use async_nats::{
+    ConnectOptions,
+    jetstream::{self, consumer},
+};
 use flowlog_agent::record::FlowLogBatch;
 use flowlog_tests::{
     Filter,
@@ -25,12 +28,12 @@ use prost::Message as _;
 use serde_json::Value;
 
 /// Every message in the agent's stream: (message id, records as JSON).
-fn stream_contents(url: &str) -> anyhow::Result<(Vec<String>, Vec<Value>)> {
+fn stream_contents(url: &str, opts: ConnectOptions) -> anyhow::Result<(Vec<String>, Vec<Value>)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let client = async_nats::connect(url).await?;
+        let client = opts.connect(url).await?;
         let js = jetstream::new(client);
         // A cluster that just lost a member may still be electing leaders:
         // every request to it may time out until it has.
@@ -134,8 +137,8 @@ fn wait_for(what: &str, a: &Agent, mut ok: impl FnMut(&Agent) -> bool) -> anyhow
 
 /// Each stream message id once, and the stream's records exactly the
 /// agent's own.
-fn assert_exactly_once(url: &str, data: &Path) -> anyhow::Result<Vec<Value>> {
-    let (ids, from_stream) = stream_contents(url)?;
+fn assert_exactly_once(url: &str, opts: ConnectOptions, data: &Path) -> anyhow::Result<Vec<Value>> {
+    let (ids, from_stream) = stream_contents(url, opts)?;
     let mut unique = ids.clone();
     unique.sort();
     unique.dedup();
@@ -173,7 +176,7 @@ fn records_reach_jetstream_exactly_once() -> anyhow::Result<()> {
         "{}",
         done.stderr
     );
-    let records = assert_exactly_once(&url, dir.path())?;
+    let records = assert_exactly_once(&url, ConnectOptions::new(), dir.path())?;
     let f = Filter {
         interface: Some("r-a"),
         srcport: Some(port.into()),
@@ -236,7 +239,7 @@ fn windows_wait_on_disk_while_the_server_is_away_and_across_restarts() -> anyhow
     let done = a.stop()?;
     assert!(done.status.success(), "{}", done.stderr);
     assert_eq!(done.agent_status["jetstream-dropped-records"], 0);
-    let records = assert_exactly_once(&url, dir.path())?;
+    let records = assert_exactly_once(&url, ConnectOptions::new(), dir.path())?;
     let f = Filter {
         interface: Some("r-a"),
         dstport: Some(9951),
@@ -308,7 +311,7 @@ fn collectors_store_every_record_once_even_when_it_comes_again() -> anyhow::Resu
     a.wait_windows(4, Duration::from_secs(20))?;
     let done = a.stop()?;
     assert!(done.status.success(), "{}", done.stderr);
-    let published = assert_exactly_once(&url, dir.path())?;
+    let published = assert_exactly_once(&url, ConnectOptions::new(), dir.path())?;
     let want = (
         published.len() as u64,
         published
@@ -348,7 +351,7 @@ fn collectors_store_every_record_once_even_when_it_comes_again() -> anyhow::Resu
     std::thread::sleep(Duration::from_secs(3));
     assert!(terminate(&mut third, Duration::from_secs(20))?.success());
     let text = std::fs::read_to_string(&log)?;
-    let (ids, _) = stream_contents(&url)?;
+    let (ids, _) = stream_contents(&url, ConnectOptions::new())?;
     assert!(
         text.contains(&format!("already_stored={}", ids.len())) && text.contains("files=0"),
         "{text}"
@@ -438,7 +441,11 @@ fn a_cluster_member_killed_while_publishing_loses_nothing() -> anyhow::Result<()
         done.stderr
     );
     // Read back through a surviving member.
-    let records = assert_exactly_once(&urls[(victim + 1) % urls.len()], dir.path())?;
+    let records = assert_exactly_once(
+        &urls[(victim + 1) % urls.len()],
+        ConnectOptions::new(),
+        dir.path(),
+    )?;
     let f = Filter {
         interface: Some("r-a"),
         srcport: Some(41_970),
@@ -446,5 +453,293 @@ fn a_cluster_member_killed_while_publishing_loses_nothing() -> anyhow::Result<()
         ..Default::default()
     };
     assert_eq!(sum(&records, &f).0, sent.load(Ordering::SeqCst));
+    Ok(())
+}
+
+/// [`agent_args`] with the JetStream settings of a configuration file.
+fn agent_args_with_config<'a>(t: &'a RouterTopology, config: &'a Path) -> Vec<&'a str> {
+    let mut args = agent_args(t, "unused");
+    args.truncate(args.len() - 2);
+    args.extend(["--config", config.to_str().unwrap_or_default()]);
+    args
+}
+
+/// Runs `flowlog collect … --exit-when-idle` to its end (at most 60 s).
+fn collect_until_idle(args: &[&str], log: &Path) -> anyhow::Result<std::process::ExitStatus> {
+    let mut child = std::process::Command::new(flowlog_tests::agent::binary()?)
+        .arg("collect")
+        .args(args)
+        .arg("--exit-when-idle")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            return terminate(&mut child, Duration::from_secs(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn tls_and_a_token_guard_the_stream_end_to_end() -> anyhow::Result<()> {
+    const TOKEN: &str = "s3cret-flowlog-token";
+    if !privileged() {
+        return Ok(());
+    }
+    let Some(program) = server_program() else {
+        return Ok(());
+    };
+    let t = RouterTopology::new()?;
+    let dir = TempDir::new()?;
+    let ca = flowlog_tests::tls::TestCa::new(dir.path())?;
+    let (cert, key) = (ca.cert.to_string_lossy(), ca.key.to_string_lossy());
+    let server = NatsServer::start_with(
+        &program,
+        dir.path(),
+        &["--tls", "--tlscert", &cert, "--tlskey", &key, "--auth", TOKEN],
+    )?;
+    let url = server.url();
+    let config = dir.path().join("flowlog.toml");
+    let write_config = |token: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[jetstream]\nservers = [{url:?}]\ntoken = {token:?}\ntls-ca = {:?}\n",
+                ca.ca
+            ),
+        )
+    };
+    let dst = SocketAddr::new(B_V4.parse()?, 9980);
+
+    // A wrong token: refused, every window kept, nothing lost.
+    write_config("not-the-token")?;
+    let a = Agent::start_in(dir.path(), &agent_args_with_config(&t, &config))?;
+    traffic::udp(&t.a, &t.b, dst, &[100; 2])?;
+    wait_for("refused attempts with windows queued", &a, |a| {
+        status_u64(a, "jetstream-errors") > 1 && status_u64(a, "jetstream-queued-records") > 0
+    })?;
+    assert_eq!(a.status()?["jetstream-connected"], false);
+    let done = a.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(
+        done.stderr.to_ascii_lowercase().contains("authorization"),
+        "{}",
+        done.stderr
+    );
+
+    // The right one: what waited goes out, then new windows.
+    write_config(TOKEN)?;
+    let a = Agent::start_in(dir.path(), &agent_args_with_config(&t, &config))?;
+    traffic::udp(&t.a, &t.b, dst, &[200; 2])?;
+    a.wait_windows(2, Duration::from_secs(20))?;
+    wait_for("the queue to empty", &a, |a| {
+        status_u64(a, "jetstream-queued-records") == 0
+    })?;
+    assert_eq!(a.status()?["jetstream-connected"], true);
+    let done = a.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
+
+    // The server takes no client without the token, nor without TLS.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let tls = || {
+        ConnectOptions::new()
+            .add_root_certificates(ca.ca.clone())
+            .require_tls(true)
+    };
+    assert!(
+        rt.block_on(tls().connect(&url)).is_err(),
+        "no token, yet accepted"
+    );
+    assert!(
+        rt.block_on(ConnectOptions::with_token(TOKEN.into()).connect(&url))
+            .is_err(),
+        "a client that does not trust the CA connected"
+    );
+    let records = assert_exactly_once(&url, tls().token(TOKEN.into()), dir.path())?;
+    let f = Filter {
+        interface: Some("r-a"),
+        dstport: Some(9980),
+        ..Default::default()
+    };
+    assert_eq!(sum(&records, &f).0, 4);
+
+    // The collector with the same settings stores them all.
+    let central = dir.path().join("central");
+    let ca_path = ca.ca.to_string_lossy();
+    let log = dir.path().join("collect.log");
+    let args = [
+        "--server",
+        &url,
+        "--data-dir",
+        central.to_str().unwrap_or_default(),
+        "--token",
+        TOKEN,
+        "--tls-ca",
+        &ca_path,
+    ];
+    let status = collect_until_idle(&args, &log)?;
+    let text = std::fs::read_to_string(&log)?;
+    assert!(status.success(), "collector: {status}\n{text}");
+    let bytes: u64 = records.iter().map(|r| r["bytes"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(central_totals(&central)?, (records.len() as u64, bytes), "{text}");
+    Ok(())
+}
+
+#[test]
+fn an_nkey_user_publishes_and_collects() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let Some(program) = server_program() else {
+        return Ok(());
+    };
+    let t = RouterTopology::new()?;
+    let dir = TempDir::new()?;
+    let user = nkeys::KeyPair::new_user();
+    let seed = user.seed()?;
+    let conf = dir.path().join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "authorization {{ users = [ {{ nkey: {:?} }} ] }}\n",
+            user.public_key()
+        ),
+    )?;
+    let server = NatsServer::start_with(&program, dir.path(), &["-c", conf.to_str().unwrap_or_default()])?;
+    let url = server.url();
+    let seed_file = dir.path().join("agent.nk");
+    std::fs::write(&seed_file, format!("{seed}\n"))?;
+    let config = dir.path().join("flowlog.toml");
+    std::fs::write(
+        &config,
+        format!("[jetstream]\nservers = [{url:?}]\nnkey-seed = {seed_file:?}\n"),
+    )?;
+    let a = Agent::start_in(dir.path(), &agent_args_with_config(&t, &config))?;
+    traffic::udp(&t.a, &t.b, SocketAddr::new(B_V4.parse()?, 9981), &[300; 3])?;
+    a.wait_windows(2, Duration::from_secs(20))?;
+    wait_for("the queue to empty", &a, |a| {
+        status_u64(a, "jetstream-published-records") > 0 && status_u64(a, "jetstream-queued-records") == 0
+    })?;
+    let done = a.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    assert!(
+        rt.block_on(ConnectOptions::new().connect(&url)).is_err(),
+        "the server took a client without a key"
+    );
+    let records = assert_exactly_once(&url, ConnectOptions::new().nkey(seed.clone()), dir.path())?;
+    let central = dir.path().join("central");
+    let log = dir.path().join("collect.log");
+    let args = [
+        "--server",
+        &url,
+        "--data-dir",
+        central.to_str().unwrap_or_default(),
+        "--nkey-seed",
+        seed_file.to_str().unwrap_or_default(),
+    ];
+    let status = collect_until_idle(&args, &log)?;
+    let text = std::fs::read_to_string(&log)?;
+    assert!(status.success(), "collector: {status}\n{text}");
+    assert_eq!(central_totals(&central)?.0, records.len() as u64, "{text}");
+    Ok(())
+}
+
+#[test]
+fn a_full_queue_drops_its_oldest_windows_and_counts_them() -> anyhow::Result<()> {
+    use flowlog_tests::packet::{frames, inject};
+    if !privileged() {
+        return Ok(());
+    }
+    let Some(program) = server_program() else {
+        return Ok(());
+    };
+    let t = RouterTopology::new()?;
+    let dir = TempDir::new()?;
+    // The server is down from the start.
+    let mut server = NatsServer::start(&program, dir.path())?;
+    server.kill()?;
+    let url = server.url();
+    let config = dir.path().join("flowlog.toml");
+    std::fs::write(
+        &config,
+        format!("[jetstream]\nservers = [{url:?}]\nqueue-bytes = 65536\n"),
+    )?;
+    let metrics = format!("127.0.0.1:{}", 30_000 + (std::process::id() % 20_000) + 11);
+    let mut args = agent_args_with_config(&t, &config);
+    args.extend(["--metrics-listen", &metrics]);
+    let a = Agent::start_in(dir.path(), &args)?;
+    // A hundred new flows a window (two records each: in at r-a, out at
+    // r-b): a few windows overflow 64 KiB.
+    for round in 0..8u16 {
+        let (batch, _) = frames::distinct_udp(100, 20_000 + round * 100, 9982, 40);
+        inject(&t.a, "eth0", &batch)?;
+        std::thread::sleep(Duration::from_millis(1100));
+        if status_u64(&a, "jetstream-dropped-records") > 0 && round >= 4 {
+            break;
+        }
+    }
+    wait_for("windows dropped at the bound", &a, |a| {
+        status_u64(a, "jetstream-dropped-records") > 0
+    })?;
+    let s = a.status()?;
+    assert!(
+        s["jetstream-queued-bytes"].as_u64().unwrap_or(u64::MAX) <= 65536,
+        "{s}"
+    );
+    assert!(
+        a.stderr().contains("JetStream queue over its bound"),
+        "{}",
+        a.stderr()
+    );
+    let metric = flowlog_tests::metric(&metrics, "flowlog_jetstream_dropped_records_total")?;
+    assert!(metric > 0);
+
+    // Back: what is left goes out; the agent's records are exactly what
+    // was acknowledged plus what was counted as dropped.
+    server.restart()?;
+    wait_for("the queue to empty", &a, |a| {
+        status_u64(a, "jetstream-queued-records") == 0
+    })?;
+    let done = a.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
+    let dropped = done.agent_status["jetstream-dropped-records"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(dropped >= metric);
+    let (_, from_stream) = stream_contents(&url, ConnectOptions::new())?;
+    let own = flowlog_tests::agent::read_json_lines(&dir.path().join("records.jsonl"))?;
+    assert_eq!(own.len() as u64, from_stream.len() as u64 + dropped);
+    // The dropped ones are the oldest windows.
+    let mut kept = sorted(&from_stream);
+    let mut lost = Vec::new();
+    for r in sorted(&own) {
+        match kept.binary_search(&r) {
+            Ok(i) => {
+                kept.remove(i);
+            }
+            Err(_) => lost.push(r),
+        }
+    }
+    assert!(kept.is_empty(), "the stream holds records the agent never wrote");
+    let start = |r: &str| {
+        serde_json::from_str::<Value>(r)
+            .ok()
+            .and_then(|v| v["start"].as_u64())
+    };
+    let newest_lost = lost.iter().filter_map(|r| start(r)).max();
+    let oldest_sent = from_stream.iter().filter_map(|r| r["start"].as_u64()).min();
+    assert!(newest_lost < oldest_sent, "{newest_lost:?} vs {oldest_sent:?}");
     Ok(())
 }

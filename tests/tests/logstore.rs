@@ -15,7 +15,7 @@ use flowlog_tests::{
     Filter,
     agent::{Agent, TempDir, binary},
     disk::Tmpfs,
-    privileged, sum,
+    metric, privileged, sum,
     topology::{A_V4, B_V4, RouterTopology},
     traffic,
 };
@@ -409,16 +409,6 @@ fn failed_writes_are_kept_and_retried() -> anyhow::Result<()> {
     assert_eq!(s["logstore-dropped-records"], 0, "{s}");
     assert!(a.stop()?.status.success());
     Ok(())
-}
-
-/// A metric's value from the agent's /metrics (0 when absent).
-fn metric(addr: &str, line_prefix: &str) -> anyhow::Result<u64> {
-    let text = flowlog_tests::scrape_metrics(addr)?;
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix(line_prefix))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64))
 }
 
 #[test]

@@ -14,6 +14,7 @@
 //! duplicate by the stream (within its duplicate window), and headers naming
 //! the Project and Logstore the records belong to.
 
+pub mod auth;
 pub mod queue;
 
 use std::{
@@ -255,20 +256,12 @@ impl Sender {
 
     async fn connect(&self) -> Result<jetstream::Context, async_nats::Error> {
         let s = &self.settings;
-        let mut opts = ConnectOptions::new()
+        let opts = ConnectOptions::new()
             .name("flowlog-agent")
             .connection_timeout(Duration::from_secs(5))
             // The sender reconnects on its own terms (and reports it).
             .max_reconnects(Some(1));
-        if let Some(t) = &s.token {
-            opts = opts.token(t.clone());
-        }
-        if let Some(c) = &s.credentials {
-            opts = opts.credentials_file(c).await?;
-        }
-        if let Some(ca) = &s.tls_ca {
-            opts = opts.add_root_certificates(ca.clone()).require_tls(true);
-        }
+        let opts = s.auth.apply(opts).await?;
         let client = opts.connect(s.servers.as_slice()).await?;
         let js = jetstream::new(client);
         if js.get_stream(&s.stream).await.is_err() {
