@@ -67,6 +67,8 @@ fn window(n: u32, w: u32) -> WindowRecords {
                 ifindex: i,
                 interface: format!("eth{i}"),
                 netns: None,
+                attachment_id: None,
+                region_id: None,
             })
             .collect(),
         Identity {
@@ -75,6 +77,7 @@ fn window(n: u32, w: u32) -> WindowRecords {
             flow_log_id: "fl-bench".into(),
         },
         ClockOffset::sample(),
+        Default::default(),
     );
     WindowRecords {
         flow_log_id: "fl-bench".into(),

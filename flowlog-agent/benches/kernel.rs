@@ -190,6 +190,7 @@ fn attach_arm(t: &RouterTopology, arm: &str, hook: &str) -> anyhow::Result<Arm> 
             interface: "r-a".into(),
             netns: Some(ns),
             mode,
+            ..Default::default()
         })?;
         let prog = if hook == "xdp" {
             flowlog_common::PROG_XDP
@@ -352,6 +353,7 @@ fn collector(t: &RouterTopology, mode: CaptureMode, interfaces: &[&str]) -> anyh
             interface: iface.into(),
             netns: Some(ns.clone()),
             mode,
+            ..Default::default()
         })?;
     }
     Ok(cap)
@@ -495,6 +497,8 @@ fn section_drain(quick: bool) -> anyhow::Result<Value> {
             ifindex: 1,
             interface: "eth0".into(),
             netns: None,
+            attachment_id: None,
+            region_id: None,
         }];
         let id = Identity {
             account_id: "bench".into(),
@@ -509,11 +513,13 @@ fn section_drain(quick: bool) -> anyhow::Result<Value> {
         if let Some(j) = drained.jiffies {
             clock = clock.with_jiffies(j);
         }
-        let data = drained.window.finish(window, atts.to_vec(), id, clock);
+        let data = drained
+            .window
+            .finish(window, atts.to_vec(), id, clock, Default::default());
         // Render every record, as a sink does.
         let mut records = 0usize;
         let _ = data.try_for_each_record(|r| {
-            records += usize::from(r.packets > 0);
+            records += usize::from(r.packets.is_some_and(|p| p > 0));
             Ok::<(), ()>(())
         });
         let (w2, c2) = (Instant::now(), thread_cpu());

@@ -70,10 +70,10 @@ fn window_records(rng: &mut Rng, n: usize, start: i64) -> Vec<FlowLogRecord> {
             let first = start * 1000 + rng.below(600_000) as i64;
             FlowLogRecord {
                 version: 1,
-                account_id: "1234567890".into(),
-                cen_id: "cen-7x1abc".into(),
+                account_id: Some("1234567890".into()),
+                cen_id: Some("cen-7x1abc".into()),
                 flow_log_id: "fl-bench".into(),
-                interface: IFACES[rng.below(4) as usize].into(),
+                interface: Some(IFACES[rng.below(4) as usize].into()),
                 netns: None,
                 srcaddr: Some(addr(1, rng.skewed(5_000))),
                 srcport: Some(sport),
@@ -81,7 +81,7 @@ fn window_records(rng: &mut Rng, n: usize, start: i64) -> Vec<FlowLogRecord> {
                 dstport: Some(dport),
                 protocol: Some(proto),
                 direction: Some(if rng.below(2) == 0 { "in" } else { "out" }.into()),
-                packets,
+                packets: Some(packets),
                 bytes,
                 rtt: (proto == 6 && rng.below(10) < 3).then(|| 1_000 + rng.below(100_000) as u32),
                 start,
@@ -92,6 +92,10 @@ fn window_records(rng: &mut Rng, n: usize, start: i64) -> Vec<FlowLogRecord> {
                 last_seen: Some(first + rng.below(600_000) as i64),
                 rtt_server_side: None,
                 rtt_client_side: None,
+                region_id: Some("cn-hangzhou".into()),
+                src_region_id: Some("cn-hangzhou".into()),
+                dst_region_id: Some(["cn-shanghai", "cn-beijing", ""][rng.below(3) as usize].into()),
+                ..Default::default()
             }
         })
         .collect()

@@ -82,7 +82,9 @@ pub enum Command {
         project: String,
         #[arg(long)]
         logstore: String,
-        /// Interface to capture: `IFACE[,netns=NS][,mode=auto|xdp|tc]` (repeatable).
+        /// Interface to capture:
+        /// `IFACE[,netns=NS][,mode=auto|xdp|tc][,attachment-id=ID][,region-id=REGION]`
+        /// (repeatable).
         #[arg(long = "attach", required = true)]
         attachments: Vec<String>,
         /// Window length in seconds (600 or 60).
@@ -136,6 +138,9 @@ pub enum Command {
     ListAccessKeys,
     /// What is attached where, map fill, last windows.
     Status,
+    /// Re-read the region table from the agent's configuration file (as
+    /// SIGHUP does); a bad table is refused and the old one stays.
+    ReloadRegions,
     /// Call any action with `Key=Value` parameters (values that parse as
     /// JSON are sent as JSON).
     Call { action: String, params: Vec<String> },
@@ -190,16 +195,22 @@ pub enum Analysis {
         /// Only in or out.
         #[arg(long)]
         direction: Option<String>,
+        /// Largest source regions instead of source addresses.
+        #[arg(long)]
+        by_region: bool,
         #[arg(long, default_value_t = 10)]
         limit: u32,
     },
-    /// Traffic between attachments (in on one, out on another), or between
-    /// /24 networks with --by-subnet.
+    /// Traffic between attachments (in on one, out on another), between
+    /// /24 networks with --by-subnet, or between regions (source region →
+    /// destination region, from the region table) with --by-region.
     TrafficMatrix {
         #[arg(long, default_value = "bytes")]
         by: Metric,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "by_region")]
         by_subnet: bool,
+        #[arg(long)]
+        by_region: bool,
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
@@ -321,7 +332,11 @@ fn attachment(spec: &str) -> anyhow::Result<Value> {
         match part.split_once('=') {
             Some(("netns", v)) => obj.insert("Netns".into(), json!(v)),
             Some(("mode", v)) => obj.insert("Mode".into(), json!(v)),
-            _ => bail!("--attach {spec:?}: expected IFACE[,netns=NS][,mode=MODE]"),
+            Some(("attachment-id", v)) => obj.insert("AttachmentId".into(), json!(v)),
+            Some(("region-id", v)) => obj.insert("RegionId".into(), json!(v)),
+            _ => bail!(
+                "--attach {spec:?}: expected IFACE[,netns=NS][,mode=MODE][,attachment-id=ID][,region-id=REGION]"
+            ),
         };
     }
     Ok(Value::Object(obj))
@@ -436,6 +451,7 @@ fn request(cmd: &Command) -> anyhow::Result<(String, Map<String, Value>)> {
         }
         Command::ListAccessKeys => "ListAccessKeys",
         Command::Status => "DescribeAgentStatus",
+        Command::ReloadRegions => "ReloadRegionTable",
         Command::Query { .. } | Command::Analyze { .. } => bail!("local commands need no agent"),
         Command::Call { action, params } => {
             for kv in params {
@@ -475,11 +491,25 @@ pub async fn run(conn: &Connection, cmd: &Command) -> anyhow::Result<()> {
         Command::Query { target, sql } => return target.run(sql).await,
         Command::Analyze { target, analysis } => {
             let sql = match analysis {
-                Analysis::TopTalkers { by, direction, limit } => {
-                    analyses::top_talkers(*by, direction.as_deref(), *limit).map_err(anyhow::Error::msg)?
-                }
-                Analysis::TrafficMatrix { by, by_subnet, limit } => {
-                    analyses::traffic_matrix(*by, *by_subnet, *limit)
+                Analysis::TopTalkers {
+                    by,
+                    direction,
+                    by_region,
+                    limit,
+                } => analyses::top_talkers(*by, direction.as_deref(), *by_region, *limit)
+                    .map_err(anyhow::Error::msg)?,
+                Analysis::TrafficMatrix {
+                    by,
+                    by_subnet,
+                    by_region,
+                    limit,
+                } => {
+                    let between = match (by_subnet, by_region) {
+                        (true, _) => analyses::Between::Subnets,
+                        (_, true) => analyses::Between::Regions,
+                        _ => analyses::Between::Attachments,
+                    };
+                    analyses::traffic_matrix(*by, between, *limit)
                 }
                 Analysis::Gaps { limit } => analyses::gaps(*limit),
                 Analysis::Slowest { limit } => analyses::slowest(*limit),

@@ -10,7 +10,10 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::publish::jetstream::auth::NatsAuth;
+use crate::{
+    enrich::{RegionEntry, RegionTable},
+    publish::jetstream::auth::NatsAuth,
+};
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 const IFNAME_MAX: usize = 15;
@@ -90,7 +93,7 @@ impl fmt::Display for CaptureMode {
 }
 
 /// One interface to capture on.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Attachment {
     pub interface: String,
@@ -100,6 +103,11 @@ pub struct Attachment {
     pub netns: Option<String>,
     #[serde(default)]
     pub mode: CaptureMode,
+    /// Id and region of the attachment, carried on its records.
+    #[serde(default)]
+    pub attachment_id: Option<String>,
+    #[serde(default)]
+    pub region_id: Option<String>,
 }
 
 impl fmt::Display for Attachment {
@@ -305,6 +313,21 @@ pub struct FileConfig {
     pub metrics: Option<MetricsFile>,
     #[serde(default)]
     pub jetstream: Option<JetStreamFile>,
+    /// The CIDR → region table (`[[region]]` entries).
+    #[serde(default, rename = "region")]
+    pub regions: Vec<toml::Spanned<RegionFile>>,
+    /// `regions` with the line each entry starts on (filled by `parse`).
+    #[serde(skip)]
+    pub region_entries: Vec<RegionEntry>,
+}
+
+/// One `[[region]]` entry of the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RegionFile {
+    pub cidr: String,
+    pub region_id: String,
+    pub network: Option<String>,
 }
 
 impl FileConfig {
@@ -321,7 +344,7 @@ impl FileConfig {
 
     /// Parses TOML text; the error names the line and column.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| {
+        let mut file: Self = toml::from_str(text).map_err(|e| {
             let msg = e.message().trim().to_owned();
             match e.span() {
                 Some(span) => {
@@ -330,7 +353,22 @@ impl FileConfig {
                 }
                 None => msg,
             }
-        })
+        })?;
+        file.region_entries = file
+            .regions
+            .iter()
+            .map(|r| {
+                let line = line_col(text, r.span().start).0;
+                let r = r.get_ref();
+                RegionEntry {
+                    cidr: r.cidr.clone(),
+                    region_id: r.region_id.clone(),
+                    network: r.network.clone(),
+                    line,
+                }
+            })
+            .collect();
+        Ok(file)
     }
 }
 
@@ -371,6 +409,11 @@ pub struct Config {
     pub logstore_buffer_records: usize,
     /// Where windows are also published, if anywhere.
     pub jetstream: Option<JetStream>,
+    /// The region table (checked: [`RegionTable::new`] accepts it).
+    pub regions: Vec<RegionEntry>,
+    /// The file this came from; SIGHUP and ReloadRegionTable re-read its
+    /// region table.
+    pub file: Option<PathBuf>,
 }
 
 impl Config {
@@ -408,6 +451,11 @@ impl Config {
             check_ifname(&a.interface)?;
             if let Some(ns) = &a.netns {
                 check_netns_name(ns)?;
+            }
+            for (what, v) in [("attachment-id", &a.attachment_id), ("region-id", &a.region_id)] {
+                if let Some(v) = v {
+                    crate::state::validate::label(what, v).map_err(ConfigError::Invalid)?;
+                }
             }
             if file.attachments[..i]
                 .iter()
@@ -449,6 +497,8 @@ impl Config {
             ));
         }
         let jetstream = file.jetstream.unwrap_or_default().validate()?;
+        RegionTable::new(&file.region_entries)
+            .map_err(|e| ConfigError::Invalid(format!("region table: {e}")))?;
         let api = file.api.unwrap_or_default();
         let metrics = file.metrics.unwrap_or_default();
         if let Some(addr) = metrics.listen
@@ -491,6 +541,8 @@ impl Config {
             pin_dir,
             logstore_buffer_records: logstore_buffer_records as usize,
             jetstream,
+            regions: file.region_entries,
+            file: None,
         })
     }
 }
@@ -529,6 +581,8 @@ mod tests {
             interface: "eth0".into(),
             netns: None,
             mode: CaptureMode::Auto,
+            attachment_id: None,
+            region_id: None,
         });
         f
     }
@@ -635,5 +689,32 @@ protobuf-file = "/tmp/x.pb"
         }
         // No attachment is fine: flow logs can come through the API.
         assert!(Config::validate(FileConfig::default()).is_ok());
+    }
+
+    #[test]
+    fn region_entries_keep_their_lines_and_bad_ones_are_named() {
+        let text = "account-id = \"a\"\n\n[[region]]\ncidr = \"10.1.0.0/16\"\nregion-id = \"cn-hangzhou\"\n\n[[region]]\ncidr = \"10.2.0.0/16\"\nregion-id = \"cn-shanghai\"\nnetwork = \"vpc-sh\"\n";
+        let f = FileConfig::parse(text).unwrap_or_else(|e| panic!("{e}"));
+        let lines: Vec<usize> = f.region_entries.iter().map(|r| r.line).collect();
+        assert_eq!(lines, vec![3, 7]);
+        assert_eq!(f.region_entries[1].network.as_deref(), Some("vpc-sh"));
+        let c = Config::validate(f).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.regions.len(), 2);
+
+        let bad = text.replace("10.2.0.0/16", "10.1.0.0/16");
+        let e = Config::validate(FileConfig::parse(&bad).unwrap_or_else(|e| panic!("{e}")))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("line 7: 10.1.0.0/16 is already mapped on line 3"),
+            "{e}"
+        );
+        let bad = text.replace("10.2.0.0/16", "10.2.0.0/99");
+        let e = Config::validate(FileConfig::parse(&bad).unwrap_or_else(|e| panic!("{e}")))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("line 7: bad CIDR"), "{e}");
     }
 }

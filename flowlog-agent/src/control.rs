@@ -9,6 +9,7 @@
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -18,8 +19,9 @@ use tracing::{error, info, warn};
 
 use crate::{
     api::{ApiError, KeyTable, Params, QuerySpec},
-    config::{Attachment, CaptureMode, check_ifname, check_netns_name},
+    config::{Attachment, CaptureMode, FileConfig, check_ifname, check_netns_name},
     engine::{Engine, FlowLogSpec},
+    enrich::{RegionTable, SharedRegions},
     record::Identity,
     state::{
         self, AccessKey, AttachmentSpec, FlowLog, FlowLogStatus, Logstore, Project, State, Store, validate,
@@ -48,6 +50,14 @@ pub struct Control {
     unattached: BTreeSet<String>,
     /// The last call's window on its way to the sinks (DeactiveFlowLog).
     published: Option<oneshot::Receiver<()>>,
+    regions: RegionSource,
+}
+
+/// Where the region table comes from, and the one in force.
+pub struct RegionSource {
+    /// The configuration file whose `[[region]]` entries a reload reads.
+    pub file: Option<PathBuf>,
+    pub table: SharedRegions,
 }
 
 fn bad(param: &str) -> impl Fn(String) -> ApiError + '_ {
@@ -70,6 +80,8 @@ pub fn spec_of(f: &FlowLog) -> FlowLogSpec {
                 interface: a.interface.clone(),
                 netns: a.netns.clone(),
                 mode: a.mode,
+                attachment_id: a.attachment_id.clone(),
+                region_id: a.region_id.clone(),
             })
             .collect(),
         window: Duration::from_secs(f.interval),
@@ -83,7 +95,7 @@ pub fn spec_of(f: &FlowLog) -> FlowLogSpec {
 pub fn parse_attachments(v: &Value) -> Result<Vec<AttachmentSpec>, ApiError> {
     let err = |m: String| ApiError::invalid("Attachments", m);
     let list = v.as_array().ok_or_else(|| {
-        err("Attachments must be a list of {\"Interface\", \"Netns\", \"Mode\"} objects".into())
+        err("Attachments must be a list of {\"Interface\", \"Netns\", \"Mode\", \"AttachmentId\", \"RegionId\"} objects".into())
     })?;
     if list.is_empty() || list.len() > validate::MAX_ATTACHMENTS {
         return Err(err(format!(
@@ -104,8 +116,15 @@ pub fn parse_attachments(v: &Value) -> Result<Vec<AttachmentSpec>, ApiError> {
             None => CaptureMode::Auto,
             Some(m) => m.parse::<CaptureMode>().map_err(err)?,
         };
+        let attachment_id = p.opt_str("AttachmentId").map_err(|e| err(e.message))?;
+        let region_id = p.opt_str("RegionId").map_err(|e| err(e.message))?;
         p.finish().map_err(|e| err(e.message))?;
         check_ifname(&interface).map_err(|e| err(e.to_string()))?;
+        for (what, v) in [("AttachmentId", &attachment_id), ("RegionId", &region_id)] {
+            if let Some(v) = v {
+                validate::label(what, v).map_err(err)?;
+            }
+        }
         if let Some(ns) = &netns {
             check_netns_name(ns).map_err(|e| err(e.to_string()))?;
         }
@@ -116,13 +135,22 @@ pub fn parse_attachments(v: &Value) -> Result<Vec<AttachmentSpec>, ApiError> {
             interface,
             netns,
             mode,
+            attachment_id,
+            region_id,
         });
     }
     Ok(out)
 }
 
 impl Control {
-    pub fn new(data_dir: &Path, store: Store, engine: Engine, keys: KeyTable, defaults: Defaults) -> Self {
+    pub fn new(
+        data_dir: &Path,
+        store: Store,
+        engine: Engine,
+        keys: KeyTable,
+        defaults: Defaults,
+        regions: RegionSource,
+    ) -> Self {
         let c = Self {
             data_dir: data_dir.to_owned(),
             store,
@@ -131,9 +159,56 @@ impl Control {
             defaults,
             unattached: BTreeSet::new(),
             published: None,
+            regions,
         };
         c.publish_keys();
+        c.report_regions(None);
         c
+    }
+
+    /// Re-reads the region table from the configuration file (SIGHUP,
+    /// ReloadRegionTable). A bad table is refused whole, naming the line
+    /// and the reason, and the table in force stays; a good one labels
+    /// each flow log's windows from its next window on.
+    pub fn reload_regions(&mut self) -> Result<Value, ApiError> {
+        let refuse = |m: String| ApiError::new(axum::http::StatusCode::BAD_REQUEST, "InvalidRegionTable", m);
+        let Some(path) = self.regions.file.clone() else {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "NoConfigFile",
+                "the agent was started without --config: there is no region table file to reload",
+            ));
+        };
+        let loaded = FileConfig::load(&path).map_err(|e| e.to_string()).and_then(|f| {
+            RegionTable::new(&f.region_entries).map_err(|e| format!("{}: region table: {e}", path.display()))
+        });
+        match loaded {
+            Ok(table) => {
+                let entries = table.len();
+                match self.regions.table.write() {
+                    Ok(mut t) => *t = Arc::new(table),
+                    Err(poisoned) => *poisoned.into_inner() = Arc::new(table),
+                }
+                info!(entries, file = %path.display(), "region table reloaded; in force from each flow log's next window");
+                self.report_regions(None);
+                Ok(json!({ "Entries": entries, "InForce": "from each flow log's next window" }))
+            }
+            Err(m) => {
+                warn!(error = %m, "region table not reloaded; the previous table stays in force");
+                self.report_regions(Some(m.clone()));
+                Err(refuse(m))
+            }
+        }
+    }
+
+    fn report_regions(&self, error: Option<String>) {
+        let entries = match self.regions.table.read() {
+            Ok(t) => t.len(),
+            Err(p) => p.into_inner().len(),
+        };
+        let mut s = self.engine.status_board().lock();
+        s.region_table_entries = entries as u64;
+        s.region_table_error = error;
     }
 
     /// The key table the API's TCP listener checks signatures against.
@@ -234,6 +309,7 @@ impl Control {
             "DeleteAccessKey" => self.delete_access_key(p),
             "ListAccessKeys" => p.finish().map(|()| self.list_access_keys()),
             "DescribeAgentStatus" => p.finish().map(|()| self.agent_status()),
+            "ReloadRegionTable" => p.finish().and_then(|()| self.reload_regions()),
             other => {
                 return Err(ApiError::new(
                     axum::http::StatusCode::BAD_REQUEST,

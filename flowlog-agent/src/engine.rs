@@ -28,6 +28,7 @@ use tracing::{error, info, warn};
 use crate::{
     capture::{CaptureError, CaptureSettings, Drained, NetnsCapture, pins::PinRoot},
     config::Attachment,
+    enrich::{RegionTable, SharedRegions},
     record::Identity,
     status::{AttachmentStatus, StatusBoard},
     store::LogstoreRef,
@@ -74,6 +75,9 @@ struct Running {
     next_window: Option<Duration>,
     aggregate: WindowAggregate,
     last_window: Option<Window>,
+    /// The region table in force when this window started: a reload
+    /// labels windows from the next one on, never half a window.
+    regions: Arc<RegionTable>,
 }
 
 /// What the status view shows of one flow log.
@@ -102,6 +106,8 @@ pub struct Engine {
     pins: Option<PinRoot>,
     /// Last published window end per running flow log, on disk.
     progress: Option<Progress>,
+    /// The region table in force (a reload swaps it).
+    regions: SharedRegions,
 }
 
 impl Engine {
@@ -111,8 +117,10 @@ impl Engine {
         progress: Option<Progress>,
         publish: mpsc::Sender<WindowRecords>,
         status: StatusBoard,
+        regions: SharedRegions,
     ) -> Self {
         Self {
+            regions,
             pins,
             progress,
             settings,
@@ -214,6 +222,7 @@ impl Engine {
                 next_window: None,
                 aggregate: WindowAggregate::default(),
                 last_window: None,
+                regions: self.regions_in_force(),
                 spec,
             },
         );
@@ -557,25 +566,29 @@ impl Engine {
                 ifindex: slot as u32,
                 interface: a.interface.clone(),
                 netns: a.netns.clone(),
+                attachment_id: a.attachment_id.clone(),
+                region_id: a.region_id.clone(),
             })
             .collect();
         let aggregate = std::mem::take(&mut r.aggregate);
+        let regions = std::mem::replace(&mut r.regions, self.regions_in_force());
         let identity = r.spec.identity.clone();
         let mut clock = ClockOffset::sample();
         if let Some(j) = self.jiffies {
             clock = clock.with_jiffies(j);
         }
         // Sorting a million flows takes a moment: off the control loop.
-        let data =
-            match tokio::task::spawn_blocking(move || aggregate.finish(window, attachments, identity, clock))
-                .await
-            {
-                Ok(d) => d,
-                Err(e) => {
-                    error!(flow_log = %r.spec.id, error = %e, "finishing the window failed; window lost");
-                    return;
-                }
-            };
+        let data = match tokio::task::spawn_blocking(move || {
+            aggregate.finish(window, attachments, identity, clock, regions)
+        })
+        .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                error!(flow_log = %r.spec.id, error = %e, "finishing the window failed; window lost");
+                return;
+            }
+        };
         r.last_window = Some(window);
         if let Some(p) = &mut self.progress {
             p.set(&r.spec.id, end);
@@ -588,6 +601,14 @@ impl Engine {
         };
         if self.publish.send(batch).await.is_err() {
             warn!(flow_log = %r.spec.id, "publisher gone; window dropped");
+        }
+    }
+
+    /// The region table as of now.
+    fn regions_in_force(&self) -> Arc<RegionTable> {
+        match self.regions.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 

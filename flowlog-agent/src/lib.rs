@@ -11,6 +11,7 @@
 //! - [`window`]: pure aggregation of one window and wall-clock alignment;
 //!   turns drained flows into records, including NODATA and SKIPDATA.
 //! - [`rtt`]: pure matching of TCP handshake samples into round-trip times.
+//! - [`enrich`]: the CIDR → region table records are labelled with.
 //! - [`record`]: the protobuf record type (from `proto/flowlog.proto`) and
 //!   its builders.
 //! - [`publish`]: sinks records go to (stdout JSON, JSON file, protobuf file).
@@ -31,6 +32,7 @@ pub mod collect;
 pub mod config;
 pub mod control;
 pub mod engine;
+pub mod enrich;
 pub mod metrics;
 pub mod pipeline;
 pub mod publish;

@@ -176,6 +176,8 @@ impl AgentArgs {
                 interface,
                 netns: self.netns.clone(),
                 mode: self.mode,
+                attachment_id: None,
+                region_id: None,
             });
         }
         macro_rules! overlay {
@@ -230,7 +232,9 @@ impl AgentArgs {
                 out.protobuf_file = self.protobuf_file;
             }
         }
-        Ok(Config::validate(file)?)
+        let mut config = Config::validate(file)?;
+        config.file = self.config;
+        Ok(config)
     }
 }
 

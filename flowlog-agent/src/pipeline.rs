@@ -16,7 +16,7 @@
 //! a slow sink slows window building, never the kernel side, which keeps
 //! counting into the active generation.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -25,8 +25,9 @@ use crate::{
     api::{self, Call, KeyTable, Reply, ServeError},
     capture::{CaptureError, CaptureSettings, pins::PinRoot},
     config::Config,
-    control::{Control, Defaults},
+    control::{Control, Defaults, RegionSource},
     engine::{Engine, FlowLogSpec, WindowRecords},
+    enrich::{RegionTable, SharedRegions},
     publish::{
         self, PublishError, Sink,
         jetstream::{JetStreamError, JetStreamPublisher},
@@ -81,12 +82,19 @@ enum Wake {
     Call(Call),
     Retry,
     Retention,
+    /// SIGHUP: reload the region table.
+    Reload,
     Stop,
 }
 
 /// Runs the agent until `shutdown` resolves, then publishes every partial
 /// window and detaches everything.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    // SIGHUP reloads the region table; installed first, because its default
+    // action would end the agent.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .inspect_err(|e| warn!(error = %e, "cannot handle SIGHUP; reload the region table through the API"))
+        .ok();
     std::fs::create_dir_all(&config.data_dir).map_err(|source| RunError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -121,12 +129,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .ok()
     });
     let progress = Progress::load(&config.data_dir);
+    // Config::validate accepted these entries, so this cannot fail here.
+    let table = RegionTable::new(&config.regions).unwrap_or_default();
+    let regions: SharedRegions = Arc::new(std::sync::RwLock::new(Arc::new(table)));
     let engine = Engine::new(
         CaptureSettings::from(&config),
         pins,
         Some(progress),
         batch_tx,
         status.clone(),
+        regions.clone(),
     );
     let mut control = Control::new(
         &config.data_dir,
@@ -136,6 +148,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Defaults {
             account_id: config.account_id.clone(),
             interval_secs: config.window.as_secs(),
+        },
+        RegionSource {
+            file: config.file.clone(),
+            table: regions,
         },
     );
     let result = configured_flow_log(&config, &mut control)
@@ -207,6 +223,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             },
             _ = retry.tick() => Wake::Retry,
             _ = retention.tick() => Wake::Retention,
+            Some(()) = async {
+                match hangup.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => Wake::Reload,
             () = &mut shutdown => Wake::Stop,
         };
         match wake {
@@ -236,6 +258,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 let _ = c.reply.send(reply);
             }
             Wake::Retention => control.expire_logstores(),
+            Wake::Reload => {
+                info!("SIGHUP: reloading the region table");
+                // Its outcome is logged and shown in the status.
+                let _ = control.reload_regions();
+            }
             Wake::Retry => control.retry_unattached().await,
             Wake::Stop => break,
         }

@@ -76,6 +76,10 @@ pub struct Status {
     pub jetstream_dropped_records: u64,
     pub jetstream_errors: u64,
     pub jetstream_connected: bool,
+    /// Entries of the region table in force, and why the last reload was
+    /// refused (cleared by a good one).
+    pub region_table_entries: u64,
+    pub region_table_error: Option<String>,
 }
 
 /// Shared handle; every stage updates its part.

@@ -449,6 +449,8 @@ fn attach_links(
             ifindex: info.ifindex,
             interface: att.interface.clone(),
             netns: att.netns.clone(),
+            attachment_id: att.attachment_id.clone(),
+            region_id: att.region_id.clone(),
         },
         ingress,
         egress: Hook::Tc,

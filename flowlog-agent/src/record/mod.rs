@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use flowlog_common::{Counters, Direction, FlowKey, FlowStats};
 
 use crate::{
+    enrich::RegionTable,
     rtt::Rtt,
     window::{AttachmentInfo, ClockOffset, Window},
 };
@@ -62,18 +63,24 @@ fn set_addr(o: &mut Option<String>, addr: &[u8; 16], ip_version: u8) {
 /// Fields every record of a window shares.
 fn fill_base(r: &mut FlowLogRecord, id: &Identity, att: &AttachmentInfo, window: Window, status: &str) {
     r.version = RECORD_VERSION;
-    set(&mut r.account_id, &id.account_id);
-    set(&mut r.cen_id, &id.cen_id);
+    set_opt(&mut r.account_id, Some(&id.account_id));
+    set_opt(&mut r.cen_id, Some(&id.cen_id));
     set(&mut r.flow_log_id, &id.flow_log_id);
-    set(&mut r.interface, &att.interface);
+    set_opt(&mut r.interface, Some(&att.interface));
     set_opt(&mut r.netns, att.netns.as_deref());
+    set_opt(&mut r.attachment_id, att.attachment_id.as_deref());
+    set_opt(&mut r.region_id, att.region_id.as_deref());
+    r.src_region_id = None;
+    r.dst_region_id = None;
+    r.src_network = None;
+    r.dst_network = None;
     r.start = window.start_secs();
     r.end = window.end_secs();
     set(&mut r.log_status, status);
     r.srcport = None;
     r.dstport = None;
     r.protocol = None;
-    r.packets = 0;
+    r.packets = Some(0);
     r.bytes = 0;
     r.rtt = None;
     r.rtt_server_side = None;
@@ -88,6 +95,20 @@ pub fn addr_string(addr: &[u8; 16], ip_version: u8) -> String {
     let mut s = None;
     set_addr(&mut s, addr, ip_version);
     s.unwrap_or_default()
+}
+
+/// Labels an address with the table's region ("" when no prefix matches)
+/// and network.
+fn set_region(
+    region: &mut Option<String>,
+    network: &mut Option<String>,
+    regions: &RegionTable,
+    addr: &[u8; 16],
+    ip_version: u8,
+) {
+    let found = regions.lookup_key_addr(addr, ip_version);
+    set_opt(region, Some(found.map_or("", |r| r.region_id.as_str())));
+    set_opt(network, found.and_then(|r| r.network.as_deref()));
 }
 
 /// One flow of a window: what the kernel counted and its handshake RTT.
@@ -107,11 +128,26 @@ pub fn fill_flow(
     window: Window,
     flow: Flow<'_>,
     clock: ClockOffset,
+    regions: &RegionTable,
 ) {
     let Flow { key, stats, rtt } = flow;
     fill_base(r, id, att, window, LOG_STATUS_OK);
     set_addr(&mut r.srcaddr, &key.src_addr, key.ip_version);
     set_addr(&mut r.dstaddr, &key.dst_addr, key.ip_version);
+    set_region(
+        &mut r.src_region_id,
+        &mut r.src_network,
+        regions,
+        &key.src_addr,
+        key.ip_version,
+    );
+    set_region(
+        &mut r.dst_region_id,
+        &mut r.dst_network,
+        regions,
+        &key.dst_addr,
+        key.ip_version,
+    );
     r.srcport = Some(u32::from(key.src_port));
     r.dstport = Some(u32::from(key.dst_port));
     r.protocol = Some(u32::from(key.protocol));
@@ -119,7 +155,7 @@ pub fn fill_flow(
         &mut r.direction,
         Direction::from_u8(key.direction).map(Direction::as_str),
     );
-    r.packets = stats.packets;
+    r.packets = Some(stats.packets);
     r.bytes = stats.bytes;
     if key.protocol == flowlog_common::parse::IPPROTO_TCP {
         r.tcp_flags = Some(u32::from(stats.tcp_flags));
@@ -149,7 +185,7 @@ pub fn fill_skipped(
     r.srcaddr = None;
     r.dstaddr = None;
     set_opt(&mut r.direction, Some(direction.as_str()));
-    r.packets = c.packets;
+    r.packets = Some(c.packets);
     r.bytes = c.bytes;
 }
 
@@ -169,9 +205,10 @@ pub fn flow(
     window: Window,
     f: Flow<'_>,
     clock: ClockOffset,
+    regions: &RegionTable,
 ) -> FlowLogRecord {
     let mut r = FlowLogRecord::default();
-    fill_flow(&mut r, id, att, window, f, clock);
+    fill_flow(&mut r, id, att, window, f, clock, regions);
     r
 }
 
@@ -210,7 +247,16 @@ mod tests {
             ifindex: 3,
             interface: "eth0".into(),
             netns: None,
+            attachment_id: Some("tr-att-1".into()),
+            region_id: Some("cn-hangzhou".into()),
         };
+        let regions = RegionTable::new(&[crate::enrich::RegionEntry {
+            cidr: "10.0.0.0/31".into(),
+            region_id: "cn-shanghai".into(),
+            network: Some("vpc-sh".into()),
+            line: 1,
+        }])
+        .unwrap_or_default();
         let window = Window {
             start_ns: 600_000_000_000,
             end_ns: 1_200_000_000_000,
@@ -252,6 +298,7 @@ mod tests {
                 rtt: Some(&rtt),
             },
             clock,
+            &regions,
         ))
         .unwrap_or_default();
         for (field, want) in [
@@ -271,6 +318,13 @@ mod tests {
             ("start", serde_json::json!(600)),
             ("end", serde_json::json!(1200)),
             ("log-status", serde_json::json!("OK")),
+            ("attachment-id", serde_json::json!("tr-att-1")),
+            ("region-id", serde_json::json!("cn-hangzhou")),
+            ("src-region-id", serde_json::json!("cn-shanghai")),
+            ("src-network", serde_json::json!("vpc-sh")),
+            // Unmatched: explicitly empty.
+            ("dst-region-id", serde_json::json!("")),
+            ("dst-network", serde_json::Value::Null),
         ] {
             assert_eq!(v.get(field), Some(&want), "{field} in {v}");
         }
@@ -278,6 +332,8 @@ mod tests {
         assert_eq!(nodata.get("log-status"), Some(&serde_json::json!("NODATA")));
         assert_eq!(nodata.get("srcaddr"), Some(&serde_json::Value::Null));
         assert_eq!(nodata.get("direction"), Some(&serde_json::Value::Null));
+        assert_eq!(nodata.get("src-region-id"), Some(&serde_json::Value::Null));
+        assert_eq!(nodata.get("region-id"), Some(&serde_json::json!("cn-hangzhou")));
     }
 
     #[test]

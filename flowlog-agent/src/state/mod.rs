@@ -88,6 +88,11 @@ pub struct AttachmentSpec {
     pub netns: Option<String>,
     #[serde(default)]
     pub mode: CaptureMode,
+    /// Carried on the attachment's records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region_id: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

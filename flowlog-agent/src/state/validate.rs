@@ -5,6 +5,23 @@
 /// Interfaces one flow log may capture on.
 pub const MAX_ATTACHMENTS: usize = 16;
 
+/// An id or label carried on records (attachment-id, region-id, network):
+/// 1–64 letters, digits, '-', '_' or '.'.
+pub fn label_ok(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// [`label_ok`], with the message naming the setting.
+pub fn label(what: &str, s: &str) -> Result<(), String> {
+    if label_ok(s) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {s:?} must be 1 to 64 letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
 /// Project: 3–63 characters, lowercase letters, digits and hyphens,
 /// starting and ending with a letter or digit.
 pub fn project_name(s: &str) -> Result<(), String> {

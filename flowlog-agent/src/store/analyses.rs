@@ -36,10 +36,28 @@ fn direction_filter(direction: Option<&str>) -> Result<String, String> {
     }
 }
 
-/// Largest sources by bytes or packets, per direction.
-pub fn top_talkers(metric: Metric, direction: Option<&str>, limit: u32) -> Result<String, String> {
+/// A region column, with unmatched addresses ("") and records from
+/// before enrichment (null) shown as such.
+fn region(col: &str) -> String {
+    format!("CASE WHEN {col} IS NULL THEN '(none)' WHEN {col} = '' THEN '(unmatched)' ELSE {col} END")
+}
+
+/// Largest sources by bytes or packets, per direction; with `by_region`,
+/// largest source regions.
+pub fn top_talkers(
+    metric: Metric,
+    direction: Option<&str>,
+    by_region: bool,
+    limit: u32,
+) -> Result<String, String> {
     let order = metric.column();
     let dir = direction_filter(direction)?;
+    if by_region {
+        return Ok(format!(
+            "SELECT {} AS src_region, direction, sum(bytes) AS bytes, sum(packets) AS packets,                     count(DISTINCT \"dst-region-id\") AS peer_regions              FROM logs WHERE \"log-status\" = 'OK'{dir}              GROUP BY 1, direction ORDER BY {order} DESC, 1 LIMIT {limit}",
+            region("\"src-region-id\"")
+        ));
+    }
     Ok(format!(
         "SELECT srcaddr, direction, sum(bytes) AS bytes, sum(packets) AS packets, count(DISTINCT dstaddr) AS peers \
          FROM logs WHERE \"log-status\" = 'OK'{dir} \
@@ -47,12 +65,32 @@ pub fn top_talkers(metric: Metric, direction: Option<&str>, limit: u32) -> Resul
     ))
 }
 
-/// Traffic between attachments: each flow that entered on one interface
-/// and left on another in the same window, summed per pair. With
-/// `by_subnet`, between IPv4 /24 source and destination networks instead.
-pub fn traffic_matrix(metric: Metric, by_subnet: bool, limit: u32) -> String {
+/// What the traffic matrix is between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Between {
+    /// Each flow that entered on one interface and left on another in the
+    /// same window, summed per pair.
+    Attachments,
+    /// IPv4 /24 source and destination networks.
+    Subnets,
+    /// Source and destination regions from the region table: "which region
+    /// pairs cost the most".
+    Regions,
+}
+
+/// Traffic between attachments, networks or regions. Networks and regions
+/// count each flow where it entered an attachment (direction in), so a
+/// flow crossing a router is counted once.
+pub fn traffic_matrix(metric: Metric, between: Between, limit: u32) -> String {
     let order = metric.column();
-    if by_subnet {
+    if between == Between::Regions {
+        return format!(
+            "SELECT {} AS src_region, {} AS dst_region, sum(bytes) AS bytes, sum(packets) AS packets,                     count(*) AS records              FROM logs WHERE \"log-status\" = 'OK' AND direction = 'in'              GROUP BY 1, 2 ORDER BY {order} DESC, 1, 2 LIMIT {limit}",
+            region("\"src-region-id\""),
+            region("\"dst-region-id\"")
+        );
+    }
+    if between == Between::Subnets {
         let net = |col: &str| format!("regexp_replace({col}, '^(\\d+\\.\\d+\\.\\d+)\\.\\d+$', '\\1.0/24')");
         return format!(
             "SELECT {} AS src_net, {} AS dst_net, sum(bytes) AS bytes, sum(packets) AS packets \

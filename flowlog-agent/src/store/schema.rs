@@ -27,6 +27,12 @@ pub const ALIASES: &[(&str, &str)] = &[
     ("last_seen", "last-seen"),
     ("rtt_server_side", "rtt-server-side"),
     ("rtt_client_side", "rtt-client-side"),
+    ("attachment_id", "attachment-id"),
+    ("region_id", "region-id"),
+    ("src_region_id", "src-region-id"),
+    ("dst_region_id", "dst-region-id"),
+    ("src_network", "src-network"),
+    ("dst_network", "dst-network"),
 ];
 
 /// The file schema, in column order.
@@ -34,10 +40,12 @@ pub fn schema() -> SchemaRef {
     let f = |name: &str, t: DataType, nullable: bool| Field::new(name, t, nullable);
     Arc::new(Schema::new(vec![
         f("version", DataType::UInt32, false),
-        f("account_id", DataType::Utf8, false),
-        f("cen_id", DataType::Utf8, false),
+        // Nullable: a LogFormatString may leave them out (files written
+        // before that have them non-null, which a nullable column reads).
+        f("account_id", DataType::Utf8, true),
+        f("cen_id", DataType::Utf8, true),
         f("flow_log_id", DataType::Utf8, false),
-        f("interface", DataType::Utf8, false),
+        f("interface", DataType::Utf8, true),
         f("netns", DataType::Utf8, true),
         f("srcaddr", DataType::Utf8, true),
         f("srcport", DataType::UInt16, true),
@@ -45,7 +53,7 @@ pub fn schema() -> SchemaRef {
         f("dstport", DataType::UInt16, true),
         f("protocol", DataType::UInt8, true),
         f("direction", DataType::Utf8, true),
-        f("packets", DataType::UInt64, false),
+        f("packets", DataType::UInt64, true),
         f("bytes", DataType::UInt64, false),
         f("rtt", DataType::UInt32, true),
         f("start", DataType::Int64, false),
@@ -56,6 +64,13 @@ pub fn schema() -> SchemaRef {
         f("last_seen", DataType::Int64, true),
         f("rtt_server_side", DataType::UInt32, true),
         f("rtt_client_side", DataType::UInt32, true),
+        // Enrichment; files from before it lack these columns (read as null).
+        f("attachment_id", DataType::Utf8, true),
+        f("region_id", DataType::Utf8, true),
+        f("src_region_id", DataType::Utf8, true),
+        f("dst_region_id", DataType::Utf8, true),
+        f("src_network", DataType::Utf8, true),
+        f("dst_network", DataType::Utf8, true),
     ]))
 }
 
@@ -88,6 +103,12 @@ pub struct BatchBuilder {
     last: Int64Builder,
     rtt_s: UInt32Builder,
     rtt_c: UInt32Builder,
+    attachment: StringBuilder,
+    region: StringBuilder,
+    src_region: StringBuilder,
+    dst_region: StringBuilder,
+    src_network: StringBuilder,
+    dst_network: StringBuilder,
     rows: usize,
 }
 
@@ -118,6 +139,12 @@ impl BatchBuilder {
             last: Int64Builder::with_capacity(n),
             rtt_s: UInt32Builder::with_capacity(n),
             rtt_c: UInt32Builder::with_capacity(n),
+            attachment: strings(),
+            region: strings(),
+            src_region: strings(),
+            dst_region: strings(),
+            src_network: strings(),
+            dst_network: strings(),
             rows: 0,
         }
     }
@@ -132,10 +159,10 @@ impl BatchBuilder {
 
     pub fn append(&mut self, r: &FlowLogRecord) {
         self.version.append_value(r.version);
-        self.account.append_value(&r.account_id);
-        self.cen.append_value(&r.cen_id);
+        self.account.append_option(r.account_id.as_deref());
+        self.cen.append_option(r.cen_id.as_deref());
         self.flow_log.append_value(&r.flow_log_id);
-        self.interface.append_value(&r.interface);
+        self.interface.append_option(r.interface.as_deref());
         self.netns.append_option(r.netns.as_deref());
         self.src.append_option(r.srcaddr.as_deref());
         self.sport.append_option(narrow::<u16>(r.srcport));
@@ -143,7 +170,7 @@ impl BatchBuilder {
         self.dport.append_option(narrow::<u16>(r.dstport));
         self.protocol.append_option(narrow::<u8>(r.protocol));
         self.direction.append_option(r.direction.as_deref());
-        self.packets.append_value(r.packets);
+        self.packets.append_option(r.packets);
         self.bytes.append_value(r.bytes);
         self.rtt.append_option(r.rtt);
         self.start.append_value(r.start);
@@ -154,6 +181,12 @@ impl BatchBuilder {
         self.last.append_option(r.last_seen);
         self.rtt_s.append_option(r.rtt_server_side);
         self.rtt_c.append_option(r.rtt_client_side);
+        self.attachment.append_option(r.attachment_id.as_deref());
+        self.region.append_option(r.region_id.as_deref());
+        self.src_region.append_option(r.src_region_id.as_deref());
+        self.dst_region.append_option(r.dst_region_id.as_deref());
+        self.src_network.append_option(r.src_network.as_deref());
+        self.dst_network.append_option(r.dst_network.as_deref());
         self.rows += 1;
     }
 
@@ -184,6 +217,12 @@ impl BatchBuilder {
             Arc::new(self.last.finish()),
             Arc::new(self.rtt_s.finish()),
             Arc::new(self.rtt_c.finish()),
+            Arc::new(self.attachment.finish()),
+            Arc::new(self.region.finish()),
+            Arc::new(self.src_region.finish()),
+            Arc::new(self.dst_region.finish()),
+            Arc::new(self.src_network.finish()),
+            Arc::new(self.dst_network.finish()),
         ];
         RecordBatch::try_new(schema(), columns)
     }

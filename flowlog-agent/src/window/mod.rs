@@ -10,11 +10,12 @@
 pub mod clock;
 pub mod progress;
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use flowlog_common::{Counters, Direction, FlowKey, FlowStats, OverflowEvent};
 
 use crate::{
+    enrich::RegionTable,
     record::{self, FlowLogRecord, Identity},
     rtt::Rtt,
 };
@@ -142,6 +143,9 @@ pub struct AttachmentInfo {
     pub ifindex: u32,
     pub interface: String,
     pub netns: Option<String>,
+    /// Configured on the attachment; carried on its records.
+    pub attachment_id: Option<String>,
+    pub region_id: Option<String>,
 }
 
 /// Everything collected for one window.
@@ -172,6 +176,7 @@ impl WindowAggregate {
         attachments: Vec<AttachmentInfo>,
         identity: Identity,
         clock: ClockOffset,
+        regions: Arc<RegionTable>,
     ) -> WindowData {
         self.flows.compact();
         // Flows of interfaces that are not ours (an index reused by a
@@ -202,6 +207,7 @@ impl WindowAggregate {
             idle,
             rtt: self.rtt,
             clock,
+            regions,
         }
     }
 }
@@ -218,6 +224,8 @@ pub struct WindowData {
     idle: Vec<u32>,
     rtt: HashMap<FlowKey, Rtt>,
     clock: ClockOffset,
+    /// The region table in force when the window was cut.
+    regions: Arc<RegionTable>,
 }
 
 impl WindowData {
@@ -262,6 +270,7 @@ impl WindowData {
                         rtt: self.rtt.get(key),
                     },
                     self.clock,
+                    &self.regions,
                 );
                 f(&r)?;
             }
@@ -296,6 +305,7 @@ impl WindowData {
                     rtt: self.rtt.get(key),
                 },
                 self.clock,
+                &self.regions,
             ))
         });
         let skipped = self.skipped.iter().filter_map(move |((ifindex, dir), c)| {

@@ -33,6 +33,8 @@ fn atts() -> Vec<AttachmentInfo> {
             ifindex: i,
             interface: format!("eth{i}"),
             netns: None,
+            attachment_id: None,
+            region_id: None,
         })
         .collect()
 }
@@ -112,34 +114,34 @@ fn finish_yields_ok_skipdata_and_nodata() {
         },
     );
     w.add_skipped(2, Direction::Egress, &Counters { packets: 0, bytes: 0 });
-    let data = w.finish(WINDOW, atts(), id(), CLOCK);
+    let data = w.finish(WINDOW, atts(), id(), CLOCK, Default::default());
     let out: Vec<_> = data.records().collect();
     assert_eq!(out.len(), data.len());
     let ok = out
         .iter()
         .find(|r| r.srcport == Some(10))
         .map(|r| (r.packets, r.bytes));
-    assert_eq!(ok, Some((3, 110)));
+    assert_eq!(ok, Some((Some(3), 110)));
     let by_status = |s: &str| out.iter().filter(|r| r.log_status == s).collect::<Vec<_>>();
     assert_eq!(by_status(LOG_STATUS_OK).len(), 2);
     let skip = by_status(LOG_STATUS_SKIPDATA);
     assert_eq!(skip.len(), 1);
     assert_eq!(
-        (skip[0].interface.as_str(), skip[0].packets, skip[0].bytes),
-        ("eth2", 7, 700)
+        (skip[0].interface.as_deref(), skip[0].packets, skip[0].bytes),
+        (Some("eth2"), Some(7), 700)
     );
     assert_eq!(skip[0].direction.as_deref(), Some("out"));
     let nodata = by_status(LOG_STATUS_NODATA);
     assert_eq!(nodata.len(), 1);
-    assert_eq!(nodata[0].interface, "eth3");
-    assert!(nodata[0].srcaddr.is_none() && nodata[0].packets == 0);
+    assert_eq!(nodata[0].interface.as_deref(), Some("eth3"));
+    assert!(nodata[0].srcaddr.is_none() && nodata[0].packets == Some(0));
     assert!(out.iter().all(|r| r.start == 0 && r.end == 60));
 }
 
 #[test]
 fn idle_window_is_all_nodata() {
     let out: Vec<_> = WindowAggregate::default()
-        .finish(WINDOW, atts(), id(), CLOCK)
+        .finish(WINDOW, atts(), id(), CLOCK, Default::default())
         .records()
         .collect();
     assert_eq!(out.len(), 3);

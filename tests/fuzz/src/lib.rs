@@ -153,6 +153,8 @@ pub mod ring_events {
                 ifindex: i,
                 interface: format!("eth{i}"),
                 netns: None,
+                attachment_id: None,
+                region_id: None,
             })
             .collect();
         let identity = Identity {
@@ -168,7 +170,7 @@ pub mod ring_events {
             realtime_minus_monotonic_ns: 1_700_000_000_000_000_000,
             jiffies,
         };
-        let data = agg.finish(window, attachments, identity, clock);
+        let data = agg.finish(window, attachments, identity, clock, Default::default());
         let _ = data.try_for_each_record(|r| serde_json::to_vec(r).map(|_| ()));
     }
 }
@@ -217,7 +219,7 @@ pub mod sql_params {
             from: (from % 3 != 0).then_some(from),
             to: (to % 3 != 0).then_some(to),
         };
-        let _ = top_talkers(Metric::Bytes, Some(sql), 10);
+        let _ = top_talkers(Metric::Bytes, Some(sql), from % 2 == 0, 10);
         // Short of the agent's own limit: slow queries are not what is hunted.
         let _ = runtime().block_on(async {
             tokio::time::timeout(Duration::from_secs(2), query::run(dir(), range, sql)).await
