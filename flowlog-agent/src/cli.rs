@@ -94,8 +94,12 @@ pub enum Command {
         description: Option<String>,
         #[arg(long)]
         account_id: Option<String>,
+        /// Fields to keep: `${srcaddr}${dstaddr}${bytes}…` (default all).
+        #[arg(long)]
+        log_format: Option<String>,
     },
-    /// Change a flow log's name, description or window (from its next boundary).
+    /// Change a flow log's name, description, window or fields (window and
+    /// fields from its next boundary).
     ModifyFlowlog {
         id: String,
         #[arg(long)]
@@ -104,6 +108,8 @@ pub enum Command {
         description: Option<String>,
         #[arg(long)]
         interval: Option<u64>,
+        #[arg(long)]
+        log_format: Option<String>,
     },
     /// List flow logs, with filters and paging.
     DescribeFlowlogs {
@@ -386,6 +392,7 @@ fn request(cmd: &Command) -> anyhow::Result<(String, Map<String, Value>)> {
             interval,
             description,
             account_id,
+            log_format,
         } => {
             put(&mut m, "FlowLogName", Some(name.as_str()));
             put(&mut m, "CenId", Some(cen_id.as_str()));
@@ -399,6 +406,7 @@ fn request(cmd: &Command) -> anyhow::Result<(String, Map<String, Value>)> {
             put(&mut m, "Interval", *interval);
             put(&mut m, "Description", description.as_deref());
             put(&mut m, "AccountId", account_id.as_deref());
+            put(&mut m, "LogFormatString", log_format.as_deref());
             "CreateFlowlog"
         }
         Command::ModifyFlowlog {
@@ -406,11 +414,13 @@ fn request(cmd: &Command) -> anyhow::Result<(String, Map<String, Value>)> {
             name,
             description,
             interval,
+            log_format,
         } => {
             put(&mut m, "FlowLogId", Some(id.as_str()));
             put(&mut m, "FlowLogName", name.as_deref());
             put(&mut m, "Description", description.as_deref());
             put(&mut m, "Interval", *interval);
+            put(&mut m, "LogFormatString", log_format.as_deref());
             "ModifyFlowLogAttribute"
         }
         Command::DescribeFlowlogs {

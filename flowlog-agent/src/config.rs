@@ -13,6 +13,7 @@ use serde::Deserialize;
 use crate::{
     enrich::{RegionEntry, RegionTable},
     publish::jetstream::auth::NatsAuth,
+    record::format::LogFormat,
 };
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
@@ -287,6 +288,8 @@ pub struct FileConfig {
     /// Project and Logstore the configured flow log writes to.
     pub project: Option<String>,
     pub logstore: Option<String>,
+    /// LogFormatString of the configured flow log.
+    pub log_format: Option<String>,
     pub window_secs: Option<u64>,
     pub data_dir: Option<PathBuf>,
     pub flow_map_entries: Option<u32>,
@@ -387,6 +390,9 @@ pub struct Config {
     pub flow_log_id: String,
     pub project: String,
     pub logstore: String,
+    /// The configured flow log's LogFormatString, canonical; all fields
+    /// when absent.
+    pub log_format: Option<String>,
     pub window: Duration,
     pub data_dir: PathBuf,
     /// Entries of the IPv4 flow map (per-CPU hash; both window generations
@@ -520,9 +526,18 @@ impl Config {
         let logstore = file.logstore.unwrap_or_else(|| DEFAULT_LOGSTORE.into());
         crate::state::validate::project_name(&project).map_err(ConfigError::Invalid)?;
         crate::state::validate::logstore_name(&logstore).map_err(ConfigError::Invalid)?;
+        let log_format = file
+            .log_format
+            .map(|s| {
+                LogFormat::parse(&s)
+                    .map(|f| f.to_string())
+                    .map_err(|e| ConfigError::Invalid(format!("log-format: {e}")))
+            })
+            .transpose()?;
         Ok(Self {
             project,
             logstore,
+            log_format,
             account_id,
             cen_id,
             flow_log_id,

@@ -22,7 +22,7 @@ use crate::{
     config::{Attachment, CaptureMode, FileConfig, check_ifname, check_netns_name},
     engine::{Engine, FlowLogSpec},
     enrich::{RegionTable, SharedRegions},
-    record::Identity,
+    record::{Identity, format::LogFormat},
     state::{
         self, AccessKey, AttachmentSpec, FlowLog, FlowLogStatus, Logstore, Project, State, Store, validate,
     },
@@ -64,6 +64,19 @@ fn bad(param: &str) -> impl Fn(String) -> ApiError + '_ {
     move |m| ApiError::invalid(param, m)
 }
 
+/// A LogFormatString from a request, checked, in its canonical spelling.
+fn log_format(s: &str) -> Result<String, ApiError> {
+    LogFormat::parse(s)
+        .map(|f| f.to_string())
+        .map_err(|e| ApiError::invalid("LogFormatString", e.to_string()))
+}
+
+/// The format a flow log's records are cut to (`None`: every field).
+pub fn parsed_format(s: Option<&str>) -> Option<Arc<LogFormat>> {
+    // State::check and the API accepted it; a failure keeps every field.
+    s.and_then(|s| LogFormat::parse(s).ok()).map(Arc::new)
+}
+
 /// The engine's view of a persisted flow log.
 pub fn spec_of(f: &FlowLog) -> FlowLogSpec {
     FlowLogSpec {
@@ -85,6 +98,7 @@ pub fn spec_of(f: &FlowLog) -> FlowLogSpec {
             })
             .collect(),
         window: Duration::from_secs(f.interval),
+        format: parsed_format(f.log_format_string.as_deref()),
         logstore: Some(LogstoreRef {
             project: f.project_name.clone(),
             logstore: f.log_store_name.clone(),
@@ -617,7 +631,9 @@ impl Control {
         let account_id = p
             .opt_str("AccountId")?
             .unwrap_or_else(|| self.defaults.account_id.clone());
+        let format = p.opt_str("LogFormatString")?;
         p.finish()?;
+        let log_format_string = format.as_deref().map(log_format).transpose()?;
         validate::flow_log_name(&name).map_err(bad("FlowLogName"))?;
         validate::description(&description).map_err(bad("Description"))?;
         validate::cen_id(&cen_id).map_err(bad("CenId"))?;
@@ -646,6 +662,7 @@ impl Control {
                 interval,
                 status: FlowLogStatus::Inactive,
                 creation_time: state::now_secs(),
+                log_format_string,
             },
         );
         self.commit(next)?;
@@ -657,10 +674,12 @@ impl Control {
         let name = p.opt_str("FlowLogName")?;
         let description = p.opt_str("Description")?;
         let interval = p.opt_u64("Interval")?;
+        let format = p.opt_str("LogFormatString")?;
         p.finish()?;
-        if name.is_none() && description.is_none() && interval.is_none() {
+        if name.is_none() && description.is_none() && interval.is_none() && format.is_none() {
             return Err(ApiError::missing("FlowLogName"));
         }
+        let format = format.as_deref().map(log_format).transpose()?;
         if let Some(n) = &name {
             validate::flow_log_name(n).map_err(bad("FlowLogName"))?;
         }
@@ -682,11 +701,17 @@ impl Control {
             if let Some(i) = interval {
                 f.interval = i;
             }
+            if let Some(s) = &format {
+                f.log_format_string = Some(s.clone());
+            }
         }
         self.commit(next)?;
+        // Both take effect at the running window's end.
         if let Some(i) = interval {
-            // Takes effect at the running window's end.
             self.engine.set_window(&id, Duration::from_secs(i));
+        }
+        if let Some(s) = &format {
+            self.engine.set_format(&id, parsed_format(Some(s)));
         }
         Ok(json!({ "Success": true }))
     }
@@ -739,6 +764,12 @@ impl Control {
                 let mut v = serde_json::to_value(f).unwrap_or_default();
                 if let Some(o) = v.as_object_mut() {
                     o.insert("Status".into(), Value::String(f.status.as_str().into()));
+                    if f.log_format_string.is_none() {
+                        o.insert(
+                            "LogFormatString".into(),
+                            Value::String(LogFormat::all().to_string()),
+                        );
+                    }
                     o.insert(
                         "Attached".into(),
                         Value::Bool(self.engine.is_running(&f.flow_log_id)),

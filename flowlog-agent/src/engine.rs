@@ -29,7 +29,7 @@ use crate::{
     capture::{CaptureError, CaptureSettings, Drained, NetnsCapture, pins::PinRoot},
     config::Attachment,
     enrich::{RegionTable, SharedRegions},
-    record::Identity,
+    record::{Identity, format::LogFormat},
     status::{AttachmentStatus, StatusBoard},
     store::LogstoreRef,
     window::{
@@ -46,6 +46,8 @@ pub struct FlowLogSpec {
     pub attachments: Vec<Attachment>,
     pub window: Duration,
     pub logstore: Option<LogstoreRef>,
+    /// The fields its records keep (`None`: all).
+    pub format: Option<Arc<LogFormat>>,
 }
 
 /// One window of one flow log, ready to publish. Shared (not copied)
@@ -73,6 +75,8 @@ struct Running {
     window_end: i128,
     /// A new window length, applied at the next boundary.
     next_window: Option<Duration>,
+    /// A new LogFormatString, applied at the next boundary.
+    next_format: Option<Option<Arc<LogFormat>>>,
     aggregate: WindowAggregate,
     last_window: Option<Window>,
     /// The region table in force when this window started: a reload
@@ -220,6 +224,7 @@ impl Engine {
                 window_start,
                 window_end: clock::next_boundary(now, spec.window),
                 next_window: None,
+                next_format: None,
                 aggregate: WindowAggregate::default(),
                 last_window: None,
                 regions: self.regions_in_force(),
@@ -312,6 +317,14 @@ impl Engine {
     pub fn set_window(&mut self, id: &str, window: Duration) {
         if let Some(r) = self.running.get_mut(id) {
             r.next_window = Some(window);
+        }
+    }
+
+    /// A new field selection for a running flow log, from its next
+    /// boundary.
+    pub fn set_format(&mut self, id: &str, format: Option<Arc<LogFormat>>) {
+        if let Some(r) = self.running.get_mut(id) {
+            r.next_format = Some(format);
         }
     }
 
@@ -431,6 +444,9 @@ impl Engine {
             self.flush(&mut r, end, None).await;
             if let Some(w) = r.next_window.take() {
                 r.spec.window = w;
+            }
+            if let Some(f) = r.next_format.take() {
+                r.spec.format = f;
             }
             r.window_start = end;
             r.window_end = clock::next_boundary(end.max(now), r.spec.window);
@@ -573,13 +589,16 @@ impl Engine {
         let aggregate = std::mem::take(&mut r.aggregate);
         let regions = std::mem::replace(&mut r.regions, self.regions_in_force());
         let identity = r.spec.identity.clone();
+        let format = r.spec.format.clone();
         let mut clock = ClockOffset::sample();
         if let Some(j) = self.jiffies {
             clock = clock.with_jiffies(j);
         }
         // Sorting a million flows takes a moment: off the control loop.
         let data = match tokio::task::spawn_blocking(move || {
-            aggregate.finish(window, attachments, identity, clock, regions)
+            aggregate
+                .finish(window, attachments, identity, clock, regions)
+                .with_format(format)
         })
         .await
         {

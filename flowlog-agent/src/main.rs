@@ -107,6 +107,10 @@ struct AgentArgs {
     /// Logstore the configured flow log writes to (created if missing).
     #[arg(long)]
     logstore: Option<String>,
+    /// Fields the configured flow log keeps: `${srcaddr}${dstaddr}${bytes}…`
+    /// (LogFormatString; default all).
+    #[arg(long)]
+    log_format: Option<String>,
     /// IPv4 flow-map entries (both window generations share them).
     #[arg(long)]
     flow_map_entries: Option<u32>,
@@ -195,7 +199,8 @@ impl AgentArgs {
             overflow_ring_bytes,
             data_dir,
             pin_dir,
-            logstore_buffer_records
+            logstore_buffer_records,
+            log_format
         );
         if self.api_listen.is_some() || self.allow_remote_api {
             let api = file.api.get_or_insert_with(ApiFile::default);

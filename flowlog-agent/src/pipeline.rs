@@ -309,6 +309,7 @@ fn configured_flow_log(config: &Config, control: &mut Control) -> Result<Option<
         attachments: config.attachments.clone(),
         window: config.window,
         logstore: Some(logstore),
+        format: crate::control::parsed_format(config.log_format.as_deref()),
     };
     Ok(Some(spec))
 }

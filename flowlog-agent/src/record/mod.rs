@@ -1,5 +1,8 @@
-//! Flow-log records: the protobuf type generated from `proto/flowlog.proto`
-//! and the builders for OK, SKIPDATA and NODATA records.
+//! Flow-log records: the protobuf type generated from `proto/flowlog.proto`,
+//! the builders for OK, SKIPDATA and NODATA records, and the [`format`]
+//! that selects a flow log's fields.
+
+pub mod format;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -110,6 +110,10 @@ pub struct FlowLog {
     pub interval: u64,
     pub status: FlowLogStatus,
     pub creation_time: i64,
+    /// The fields its records keep (`${srcaddr}${dstaddr}${bytes}…`); all
+    /// fields when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_format_string: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +228,10 @@ impl State {
             }
             validate::description(&f.description)?;
             validate::interval(f.interval)?;
+            if let Some(s) = &f.log_format_string {
+                crate::record::format::LogFormat::parse(s)
+                    .map_err(|e| format!("flow log {key}: LogFormatString {e}"))?;
+            }
             if !self
                 .projects
                 .get(&f.project_name)

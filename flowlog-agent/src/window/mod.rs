@@ -16,7 +16,7 @@ use flowlog_common::{Counters, Direction, FlowKey, FlowStats, OverflowEvent};
 
 use crate::{
     enrich::RegionTable,
-    record::{self, FlowLogRecord, Identity},
+    record::{self, FlowLogRecord, Identity, format::LogFormat},
     rtt::Rtt,
 };
 pub use clock::{ClockOffset, JiffiesRef, Window};
@@ -208,6 +208,7 @@ impl WindowAggregate {
             rtt: self.rtt,
             clock,
             regions,
+            format: None,
         }
     }
 }
@@ -226,9 +227,23 @@ pub struct WindowData {
     clock: ClockOffset,
     /// The region table in force when the window was cut.
     regions: Arc<RegionTable>,
+    /// The fields the flow log keeps (`None`: all).
+    format: Option<Arc<LogFormat>>,
 }
 
 impl WindowData {
+    /// Records cut to `format`'s fields.
+    pub fn with_format(mut self, format: Option<Arc<LogFormat>>) -> Self {
+        self.format = format;
+        self
+    }
+
+    fn cut(&self, r: &mut FlowLogRecord) {
+        if let Some(f) = &self.format {
+            f.apply(r);
+        }
+    }
+
     /// Number of records the window renders.
     pub fn len(&self) -> usize {
         self.flows.len() + self.skipped.len() + self.idle.len()
@@ -272,18 +287,21 @@ impl WindowData {
                     self.clock,
                     &self.regions,
                 );
+                self.cut(&mut r);
                 f(&r)?;
             }
         }
         for ((ifindex, dir), c) in &self.skipped {
             if let Some(att) = self.attachment(*ifindex) {
                 record::fill_skipped(&mut r, id, att, self.window, *dir, c);
+                self.cut(&mut r);
                 f(&r)?;
             }
         }
         for i in &self.idle {
             if let Some(att) = self.attachment(*i) {
                 record::fill_no_data(&mut r, id, att, self.window);
+                self.cut(&mut r);
                 f(&r)?;
             }
         }
@@ -321,7 +339,10 @@ impl WindowData {
             .idle
             .iter()
             .filter_map(move |i| Some(record::no_data(id, self.attachment(*i)?, self.window)));
-        flows.chain(skipped).chain(idle)
+        flows.chain(skipped).chain(idle).map(move |mut r| {
+            self.cut(&mut r);
+            r
+        })
     }
 }
 
