@@ -183,7 +183,7 @@ pub struct LogstoreArgs {
     /// Window start before this time.
     #[arg(long)]
     pub to: Option<String>,
-    /// table, json or csv.
+    /// table, json, csv or text (flow-log text lines, for record rows).
     #[arg(long, default_value = "table")]
     pub format: Format,
     /// The agent's data directory.

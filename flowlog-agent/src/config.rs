@@ -133,6 +133,21 @@ pub struct Output {
     /// Length-delimited protobuf `FlowLogRecord`s appended to a file.
     #[serde(default)]
     pub protobuf_file: Option<PathBuf>,
+    /// Flow-log text lines (the VPC flow-log layout) appended to a file.
+    #[serde(default)]
+    pub text_file: Option<PathBuf>,
+    /// What `stdout` prints: JSON lines (default) or text lines.
+    #[serde(default)]
+    pub stdout_format: StdoutFormat,
+}
+
+/// Records on standard output: JSON lines or flow-log text lines.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StdoutFormat {
+    #[default]
+    Json,
+    Text,
 }
 
 /// The control API's listeners.
@@ -471,7 +486,11 @@ impl Config {
             }
         }
         let mut output = file.output.unwrap_or_default();
-        if !output.stdout && output.json_file.is_none() && output.protobuf_file.is_none() {
+        if !output.stdout
+            && output.json_file.is_none()
+            && output.protobuf_file.is_none()
+            && output.text_file.is_none()
+        {
             output.stdout = true;
         }
         let account_id = file.account_id.unwrap_or_else(|| "local".into());

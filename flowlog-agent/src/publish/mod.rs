@@ -9,6 +9,7 @@ mod json;
 pub mod logstore;
 mod protobuf;
 mod spool;
+mod text;
 
 use std::{
     fs::{File, OpenOptions},
@@ -18,8 +19,12 @@ use std::{
 
 pub use json::JsonLines;
 pub use protobuf::ProtobufFile;
+pub use text::TextLines;
 
-use crate::{config::Output, window::WindowData};
+use crate::{
+    config::{Output, StdoutFormat},
+    window::WindowData,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -62,7 +67,16 @@ fn open_append(path: &Path) -> Result<File, PublishError> {
 pub fn open_sinks(output: &Output) -> Result<Vec<Box<dyn Sink>>, PublishError> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if output.stdout {
-        sinks.push(Box::new(JsonLines::new("stdout", io::stdout())));
+        sinks.push(match output.stdout_format {
+            StdoutFormat::Json => Box::new(JsonLines::new("stdout", io::stdout())),
+            StdoutFormat::Text => Box::new(TextLines::new("stdout", io::stdout())),
+        });
+    }
+    if let Some(path) = &output.text_file {
+        sinks.push(Box::new(TextLines::new(
+            format!("text-file:{}", path.display()),
+            open_append(path)?,
+        )));
     }
     if let Some(path) = &output.json_file {
         sinks.push(Box::new(JsonLines::new(

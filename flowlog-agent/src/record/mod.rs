@@ -1,8 +1,9 @@
 //! Flow-log records: the protobuf type generated from `proto/flowlog.proto`,
-//! the builders for OK, SKIPDATA and NODATA records, and the [`format`]
-//! that selects a flow log's fields.
+//! the builders for OK, SKIPDATA and NODATA records, the [`format`] that
+//! selects a flow log's fields, and the [`text`] line layout.
 
 pub mod format;
+pub mod text;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

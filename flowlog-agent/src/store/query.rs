@@ -377,6 +377,8 @@ pub enum Format {
     Table,
     Json,
     Csv,
+    /// Flow-log text lines ([`crate::record::text`]), for record rows.
+    Text,
 }
 
 impl std::str::FromStr for Format {
@@ -386,7 +388,8 @@ impl std::str::FromStr for Format {
             "table" => Ok(Self::Table),
             "json" => Ok(Self::Json),
             "csv" => Ok(Self::Csv),
-            other => Err(format!("unknown format {other:?} (table, json or csv)")),
+            "text" => Ok(Self::Text),
+            other => Err(format!("unknown format {other:?} (table, json, csv or text)")),
         }
     }
 }
@@ -418,6 +421,14 @@ pub fn render(batches: &[RecordBatch], format: Format) -> Result<String, QueryEr
                 w.write(b).map_err(err)?;
             }
             Ok(String::from_utf8_lossy(&w.into_inner()).into_owned())
+        }
+        Format::Text => {
+            let mut out = String::new();
+            for row in to_json_rows(batches)? {
+                out.push_str(&crate::record::text::line_from_row(&row));
+                out.push('\n');
+            }
+            Ok(out)
         }
     }
 }
