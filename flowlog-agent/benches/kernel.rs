@@ -24,6 +24,7 @@ use aya::{
 use flowlog_agent::{
     capture::{CaptureSettings, NetnsCapture, sys},
     config::{Attachment, CaptureMode},
+    enrich::{RegionEntry, RegionTable},
     record::Identity,
     window::{AttachmentInfo, ClockOffset, Window},
 };
@@ -513,9 +514,12 @@ fn section_drain(quick: bool) -> anyhow::Result<Value> {
         if let Some(j) = drained.jiffies {
             clock = clock.with_jiffies(j);
         }
+        // Kept for the enrichment arms below (the largest size only).
+        let last = n == *sizes.last().unwrap_or(&0);
+        let aggregate = last.then(|| drained.window.clone());
         let data = drained
             .window
-            .finish(window, atts.to_vec(), id, clock, Default::default());
+            .finish(window, atts.to_vec(), id.clone(), clock, Default::default());
         // Render every record, as a sink does.
         let mut records = 0usize;
         let _ = data.try_for_each_record(|r| {
@@ -530,15 +534,99 @@ fn section_drain(quick: bool) -> anyhow::Result<Value> {
             (w1 - w0).as_secs_f64(),
             (w2 - w1).as_secs_f64()
         );
-        rows.push(json!({
+        let mut row = json!({
             "flows": n,
             "drain_wall_s": (w1 - w0).as_secs_f64(), "drain_cpu_s": (c1 - c0).as_secs_f64(),
             "records_wall_s": (w2 - w1).as_secs_f64(),
             "total_wall_s": (w2 - w0).as_secs_f64(), "total_cpu_s": total,
             "records_per_s": n as f64 / (w2 - w0).as_secs_f64(),
-        }));
+        });
+        if let Some(agg) = aggregate {
+            let e = enrichment_cost(&agg, (c1 - c0).as_secs_f64(), |table| {
+                agg.clone().finish(window, atts.to_vec(), id.clone(), clock, table)
+            })?;
+            row["enrichment"] = e;
+        }
+        rows.push(row);
     }
     Ok(Value::Array(rows))
+}
+
+/// A region table the size of a large enterprise network's: 10.0.0.0/8,
+/// every /16 in it, and 10,240 /24s nested in those — 10,497 prefixes over
+/// the addresses the drain benchmark's flows use.
+fn bench_regions() -> anyhow::Result<RegionTable> {
+    let mut rows = vec![RegionEntry {
+        cidr: "10.0.0.0/8".into(),
+        region_id: "corp".into(),
+        network: None,
+        line: 1,
+    }];
+    for a in 0..=255u32 {
+        rows.push(RegionEntry {
+            cidr: format!("10.{a}.0.0/16"),
+            region_id: format!("region-{}", a % 16),
+            network: Some(format!("vpc-{a}")),
+            line: rows.len() + 1,
+        });
+    }
+    for a in 0..40u32 {
+        for b in 0..=255u32 {
+            rows.push(RegionEntry {
+                cidr: format!("10.{a}.{b}.0/24"),
+                region_id: format!("zone-{}", (a + b) % 32),
+                network: None,
+                line: rows.len() + 1,
+            });
+        }
+    }
+    Ok(RegionTable::new(&rows)?)
+}
+
+/// CPU time to finish and render a window without and with a region
+/// table (three interleaved rounds each, medians), and what enrichment adds
+/// to the whole drain (drain + finish + render).
+fn enrichment_cost(
+    agg: &flowlog_agent::window::WindowAggregate,
+    drain_cpu_s: f64,
+    finish: impl Fn(std::sync::Arc<RegionTable>) -> flowlog_agent::window::WindowData,
+) -> anyhow::Result<Value> {
+    let table = std::sync::Arc::new(bench_regions()?);
+    let empty = std::sync::Arc::new(RegionTable::default());
+    let render = |t: &std::sync::Arc<RegionTable>| {
+        let c0 = thread_cpu();
+        let data = finish(t.clone());
+        let mut labelled = 0u64;
+        let _ = data.try_for_each_record(|r| {
+            labelled += u64::from(r.src_region_id.as_deref().is_some_and(|s| !s.is_empty()));
+            Ok::<(), ()>(())
+        });
+        ((thread_cpu() - c0).as_secs_f64(), labelled)
+    };
+    let (mut plain, mut enriched) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        plain.push(render(&empty).0);
+        let (s, labelled) = render(&table);
+        anyhow::ensure!(
+            labelled as usize == agg.flows.len(),
+            "{labelled} of {} flows labelled",
+            agg.flows.len()
+        );
+        enriched.push(s);
+    }
+    let (p, e) = (median(plain), median(enriched));
+    let added = (e - p) / (drain_cpu_s + p);
+    eprintln!(
+        "enrichment: {} prefixes; finish + render {p:.3} s plain, {e:.3} s enriched: +{:.1}% of the drain",
+        table.len(),
+        added * 100.0
+    );
+    Ok(json!({
+        "prefixes": table.len(),
+        "plain_cpu_s": p,
+        "enriched_cpu_s": e,
+        "added_fraction_of_drain": added,
+    }))
 }
 
 fn memlock(fd: std::os::fd::BorrowedFd<'_>) -> Option<u64> {

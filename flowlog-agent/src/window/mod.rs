@@ -23,7 +23,7 @@ pub use clock::{ClockOffset, JiffiesRef, Window};
 
 /// Flows of one window. Entries are appended as drains and overflow events
 /// arrive; [`FlowTable::compact`] sorts them and merges repeated keys.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct FlowTable {
     entries: Vec<(FlowKey, FlowStats)>,
 }
@@ -149,7 +149,7 @@ pub struct AttachmentInfo {
 }
 
 /// Everything collected for one window.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct WindowAggregate {
     pub flows: FlowTable,
     /// Packets not accounted to a flow, per (ifindex, direction).
