@@ -543,7 +543,8 @@ fn section_drain(quick: bool) -> anyhow::Result<Value> {
         });
         if let Some(agg) = aggregate {
             let e = enrichment_cost(&agg, (c1 - c0).as_secs_f64(), |table| {
-                agg.clone().finish(window, atts.to_vec(), id.clone(), clock, table)
+                agg.clone()
+                    .finish(window, atts.to_vec(), id.clone(), clock, table)
             })?;
             row["enrichment"] = e;
         }

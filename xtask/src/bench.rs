@@ -189,7 +189,10 @@ pub fn run_all(records: u64, quick: bool) -> anyhow::Result<()> {
         if e.is_object() {
             let added = f(&e["added_fraction_of_drain"]);
             t.row(
-                format!("  region enrichment ({} prefixes), added to the drain", e["prefixes"]),
+                format!(
+                    "  region enrichment ({} prefixes), added to the drain",
+                    e["prefixes"]
+                ),
                 format!("{:+.1}%", added * 100.0),
                 "<= +10%",
                 Some(added <= 0.10),
