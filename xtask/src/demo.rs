@@ -1,6 +1,7 @@
 //! `cargo xtask run` with no agent arguments: a router namespace between two
 //! hosts, steady mixed traffic, and the agent attached to the router, so a
-//! newcomer sees flow-log records within one (10 s) window.
+//! newcomer sees flow-log records within one (10 s) window — with the two
+//! hosts' networks in two regions, as a cross-region view would have them.
 
 use std::{
     net::SocketAddr,
@@ -42,8 +43,13 @@ pub fn run(agent: &Path, window_secs: u64, duration: Option<Duration>) -> anyhow
         topo.b.name()
     );
     let data_dir = std::env::current_dir()?.join("target/demo");
+    std::fs::create_dir_all(&data_dir)?;
+    let config = data_dir.join("flowlog.toml");
+    std::fs::write(&config, demo_config(topo.router.name()))?;
     let mut child = Command::new(agent)
-        .args(["agent", "--netns", topo.router.name(), "-i", "r-a", "-i", "r-b"])
+        .arg("agent")
+        .arg("--config")
+        .arg(&config)
         .args(["--window-secs", &window_secs.to_string(), "--stdout"])
         // The demo's namespaces go away with it: nothing to keep counting.
         .arg("--no-pin")
@@ -76,13 +82,34 @@ pub fn run(agent: &Path, window_secs: u64, duration: Option<Duration>) -> anyhow
     drop(topo);
     eprintln!("demo: agent exited ({status}); namespaces removed");
     eprintln!(
-        "demo: the records are in {}; try:\n  target/debug/flowlog query --data-dir target/demo --project default --logstore flowlogs 'SELECT interface, direction, sum(bytes) AS b FROM logs GROUP BY 1, 2'",
+        "demo: the records are in {}; try:\n  target/debug/flowlog query --data-dir target/demo --project default --logstore flowlogs 'SELECT interface, direction, sum(bytes) AS b FROM logs GROUP BY 1, 2'\n  target/debug/flowlog analyze --data-dir target/demo --project default --logstore flowlogs traffic-matrix --by-region",
         data_dir.join("logstores/default/flowlogs").display()
     );
     if !status.success() && !INTERRUPTED.load(Ordering::Relaxed) && duration.is_none() {
         anyhow::bail!("agent failed: {status}");
     }
     Ok(())
+}
+
+/// The demo's attachments (the router's two interfaces, each with an id and
+/// a region) and a region table putting host a's networks in cn-hangzhou and
+/// host b's in cn-shanghai.
+fn demo_config(router: &str) -> String {
+    let mut s = String::new();
+    for (iface, id, region) in [("r-a", "tr-att-a", "cn-hangzhou"), ("r-b", "tr-att-b", "cn-shanghai")] {
+        s += &format!(
+            "[[attachment]]\ninterface = \"{iface}\"\nnetns = \"{router}\"\nattachment-id = \"{id}\"\nregion-id = \"{region}\"\n\n"
+        );
+    }
+    for (cidr, region, network) in [
+        ("10.1.0.0/16", "cn-hangzhou", "vpc-a"),
+        ("fd01::/48", "cn-hangzhou", "vpc-a"),
+        ("10.2.0.0/16", "cn-shanghai", "vpc-b"),
+        ("fd02::/48", "cn-shanghai", "vpc-b"),
+    ] {
+        s += &format!("[[region]]\ncidr = \"{cidr}\"\nregion-id = \"{region}\"\nnetwork = \"{network}\"\n\n");
+    }
+    s
 }
 
 /// Every second: UDP bursts both ways, pings over IPv4 and IPv6; every
