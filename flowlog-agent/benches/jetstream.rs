@@ -143,6 +143,7 @@ fn main() -> anyhow::Result<()> {
             auth: Default::default(),
             batch: 256,
             ack_wait: Duration::from_secs(30),
+            metrics_listen: None,
             exit_when_idle: true,
         },
         std::future::pending(),

@@ -11,7 +11,11 @@
 //! reads the stream — finds its file there and is acknowledged without
 //! writing: every record is stored exactly once.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures_util::StreamExt as _;
@@ -40,6 +44,8 @@ pub struct CollectSettings {
     pub ack_wait: Duration,
     /// Stop once a fetch finds nothing left (a one-off ingest).
     pub exit_when_idle: bool,
+    /// Serve the totals as Prometheus metrics here.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +54,12 @@ pub enum CollectError {
     Nats(String),
     #[error(transparent)]
     Auth(#[from] crate::publish::jetstream::auth::AuthError),
+    #[error("cannot serve metrics on {addr}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn nats<E: std::fmt::Display>(e: E) -> CollectError {
@@ -64,12 +76,91 @@ pub struct Collected {
     pub already_stored: u64,
     /// Messages that cannot be stored (not a FlowLogBatch): terminated.
     pub rejected: u64,
+    /// Messages the Logstore could not take (handed back for redelivery).
+    pub store_failures: u64,
+    /// Fetches from the stream that failed.
+    pub fetch_errors: u64,
+}
+
+impl Collected {
+    /// The totals as Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, v) in [
+            (
+                "messages",
+                "Messages handled (stored, already stored, rejected or failed).",
+                self.messages,
+            ),
+            ("records", "Records written to Logstores.", self.records),
+            ("files", "Logstore files written (one per message).", self.files),
+            (
+                "already_stored",
+                "Messages whose file already existed (redeliveries).",
+                self.already_stored,
+            ),
+            (
+                "rejected",
+                "Messages terminated: not a FlowLogBatch, or an invalid Project/Logstore.",
+                self.rejected,
+            ),
+            (
+                "store_failures",
+                "Messages the Logstore could not take, handed back for redelivery.",
+                self.store_failures,
+            ),
+            (
+                "fetch_errors",
+                "Fetches from the stream that failed.",
+                self.fetch_errors,
+            ),
+        ] {
+            crate::metrics::push(
+                &mut out,
+                &format!("flowlog_collect_{name}_total"),
+                "counter",
+                help,
+                &[(String::new(), v.to_string())],
+            );
+        }
+        out
+    }
 }
 
 /// Runs until `stop` resolves.
 pub async fn run(
     s: CollectSettings,
     stop: impl std::future::Future<Output = ()>,
+) -> Result<Collected, CollectError> {
+    let shared = Arc::new(Mutex::new(Collected::default()));
+    let (metrics_stop, metrics_rx) = tokio::sync::watch::channel(false);
+    let metrics = match s.metrics_listen {
+        Some(addr) => {
+            let sh = shared.clone();
+            let render = move || match sh.lock() {
+                Ok(c) => c.render(),
+                Err(p) => p.into_inner().render(),
+            };
+            Some(
+                crate::metrics::serve_text(addr, render, metrics_rx)
+                    .await
+                    .map_err(|source| CollectError::Metrics { addr, source })?,
+            )
+        }
+        None => None,
+    };
+    let result = collect(&s, stop, &shared).await;
+    let _ = metrics_stop.send(true);
+    if let Some(t) = metrics {
+        let _ = t.await;
+    }
+    result
+}
+
+async fn collect(
+    s: &CollectSettings,
+    stop: impl std::future::Future<Output = ()>,
+    shared: &Mutex<Collected>,
 ) -> Result<Collected, CollectError> {
     let opts = async_nats::ConnectOptions::new()
         .name("flowlog-collect")
@@ -104,6 +195,8 @@ pub async fn run(
             b = fetch => match b {
                 Ok(b) => b,
                 Err(e) => {
+                    total.fetch_errors += 1;
+                    report(shared, total);
                     warn!(error = %e, "fetching from the stream failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
@@ -139,7 +232,10 @@ pub async fn run(
                 }
                 // The Logstore cannot take it now (disk full): delivered
                 // again later.
-                Stored::Failed => AckKind::Nak(Some(Duration::from_secs(5))),
+                Stored::Failed => {
+                    total.store_failures += 1;
+                    AckKind::Nak(Some(Duration::from_secs(5)))
+                }
             };
             // Confirmed, so a lost acknowledgement shows (the message then
             // comes back and finds its file).
@@ -149,6 +245,7 @@ pub async fn run(
             total.messages += 1;
         }
         debug!(?total, "collected");
+        report(shared, total);
         if got == 0 && s.exit_when_idle {
             break;
         }
@@ -162,6 +259,14 @@ pub async fn run(
         "collector stopped"
     );
     Ok(total)
+}
+
+/// Makes the totals visible to the metrics endpoint.
+fn report(shared: &Mutex<Collected>, total: Collected) {
+    match shared.lock() {
+        Ok(mut c) => *c = total,
+        Err(p) => *p.into_inner() = total,
+    }
 }
 
 enum Stored {

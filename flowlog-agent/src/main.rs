@@ -75,6 +75,9 @@ struct CollectArgs {
     /// Exit once the stream has nothing left for this consumer.
     #[arg(long)]
     exit_when_idle: bool,
+    /// Serve Prometheus metrics (GET /metrics) on this address.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Every option of the configuration file, as flags; flags win over the file.
@@ -329,6 +332,7 @@ fn run() -> anyhow::Result<()> {
                 batch: a.batch.clamp(1, 10_000),
                 ack_wait: std::time::Duration::from_secs(a.ack_wait_secs.max(1)),
                 exit_when_idle: a.exit_when_idle,
+                metrics_listen: a.metrics_listen,
             };
             rt.block_on(flowlog_agent::collect::run(settings, shutdown_signal()))?;
         }

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, net::SocketAddr, time::Duration};
 
-use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
+use axum::{Router, http::header, routing::get};
 use tracing::{info, warn};
 
 use crate::status::{Status, StatusBoard, Totals};
@@ -47,19 +47,21 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// Appends one metric family: HELP, TYPE and its samples (labels, value).
+pub fn push(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, String)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {value}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        }
+    }
+}
+
 /// Renders everything as Prometheus text exposition (version 0.0.4).
 pub fn render(s: &Status, m: &Metrics) -> String {
     let mut out = String::new();
-    let push = |out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            if labels.is_empty() {
-                let _ = writeln!(out, "{name} {value}");
-            } else {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
-            }
-        }
-    };
     let seen = |f: fn(&Totals) -> u64| -> Vec<(String, String)> {
         m.seen
             .iter()
@@ -271,24 +273,40 @@ pub fn render(s: &Status, m: &Metrics) -> String {
     out
 }
 
-async fn metrics(State(board): State<StatusBoard>) -> impl IntoResponse {
-    let text = {
-        let s = board.lock().clone();
-        let m = board.metrics();
-        render(&s, &m)
-    };
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
-}
-
-/// Serves `GET /metrics` until `stop` fires.
+/// Serves the agent's `GET /metrics` until `stop` fires.
 pub async fn serve(
     addr: SocketAddr,
     board: StatusBoard,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    serve_text(
+        addr,
+        move || {
+            let s = board.lock().clone();
+            let m = board.metrics();
+            render(&s, &m)
+        },
+        stop,
+    )
+    .await
+}
+
+/// Serves `GET /metrics` with what `render` says at each scrape, until
+/// `stop` fires.
+pub async fn serve_text(
+    addr: SocketAddr,
+    render: impl Fn() -> String + Clone + Send + Sync + 'static,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     info!(addr = %addr, "metrics listening");
-    let app = Router::new().route("/metrics", get(metrics)).with_state(board);
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let render = render.clone();
+            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render()) }
+        }),
+    );
     Ok(tokio::spawn(async move {
         let signal = async move {
             let _ = stop.wait_for(|v| *v).await;

@@ -42,6 +42,8 @@ pub struct NatsServer {
     log: PathBuf,
     /// Cluster arguments (name, cluster listen address, routes).
     extra: Vec<String>,
+    /// Monitoring port, for the readiness check of cluster members.
+    monitor: Option<u16>,
     child: Option<Child>,
 }
 
@@ -60,6 +62,7 @@ impl NatsServer {
             store: dir.join("jetstream"),
             log: dir.join("nats-server.log"),
             extra: extra.iter().map(|a| (*a).to_owned()).collect(),
+            monitor: None,
             child: None,
         };
         s.spawn()?;
@@ -80,6 +83,7 @@ impl NatsServer {
         for i in 0..n {
             let d = dir.join(format!("n{i}"));
             std::fs::create_dir_all(&d)?;
+            let monitor = free_port()?;
             let mut s = Self {
                 program: program.to_owned(),
                 port: client_ports[i],
@@ -94,13 +98,49 @@ impl NatsServer {
                     format!("nats://127.0.0.1:{}", cluster_ports[i]),
                     "--routes".into(),
                     routes.clone(),
+                    "-m".into(),
+                    monitor.to_string(),
                 ],
+                monitor: Some(monitor),
                 child: None,
             };
             s.spawn()?;
             servers.push(s);
         }
+        // JetStream answers 503 until the cluster has elected its meta
+        // leader, which takes a while on a loaded machine.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        for s in &servers {
+            while !s.healthy() {
+                if Instant::now() > deadline {
+                    bail!(
+                        "the JetStream cluster is not healthy after 90 s:\n{}",
+                        s.log_text()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
         Ok(servers)
+    }
+
+    /// The server's monitoring endpoint says it and JetStream are ready
+    /// (`/healthz` answers 200 once the cluster has a meta leader).
+    fn healthy(&self) -> bool {
+        use std::io::{Read as _, Write as _};
+        let Some(port) = self.monitor else {
+            return true;
+        };
+        let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+        if c.write_all(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n").is_err() {
+            return false;
+        }
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {

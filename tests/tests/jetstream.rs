@@ -251,12 +251,19 @@ fn windows_wait_on_disk_while_the_server_is_away_and_across_restarts() -> anyhow
 }
 
 /// `flowlog collect` as a child process, its log in `log`.
-fn collector(url: &str, central: &Path, consumer: &str, log: &Path) -> anyhow::Result<std::process::Child> {
+fn collector(
+    url: &str,
+    central: &Path,
+    consumer: &str,
+    log: &Path,
+    extra: &[&str],
+) -> anyhow::Result<std::process::Child> {
     let log = std::fs::File::create(log)?;
     Ok(std::process::Command::new(flowlog_tests::agent::binary()?)
         .args(["collect", "--server", url, "--data-dir"])
         .arg(central)
         .args(["--consumer", consumer, "--ack-wait-secs", "2", "--batch", "4"])
+        .args(extra)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log)
@@ -322,12 +329,12 @@ fn collectors_store_every_record_once_even_when_it_comes_again() -> anyhow::Resu
 
     let central = dir.path().join("central");
     // A collector killed right away, then one that runs to the end.
-    let first = collector(&url, &central, "central", &dir.path().join("collect-1.log"))?;
+    let first = collector(&url, &central, "central", &dir.path().join("collect-1.log"), &[])?;
     std::thread::sleep(Duration::from_millis(300));
     let mut first = first;
     first.kill()?;
     first.wait()?;
-    let mut second = collector(&url, &central, "central", &dir.path().join("collect-2.log"))?;
+    let mut second = collector(&url, &central, "central", &dir.path().join("collect-2.log"), &[])?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while central_totals(&central)? != want {
         anyhow::ensure!(
@@ -347,11 +354,27 @@ fn collectors_store_every_record_once_even_when_it_comes_again() -> anyhow::Resu
     // Every message delivered once more (a new consumer reads from the
     // start): all already stored, nothing written twice.
     let log = dir.path().join("collect-3.log");
-    let mut third = collector(&url, &central, "replay", &log)?;
-    std::thread::sleep(Duration::from_secs(3));
+    let metrics = format!("127.0.0.1:{}", 30_000 + (std::process::id() % 20_000) + 13);
+    let mut third = collector(&url, &central, "replay", &log, &["--metrics-listen", &metrics])?;
+    let (ids, _) = stream_contents(&url, ConnectOptions::new())?;
+    // Its metrics say the same as its log: every message already stored.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while flowlog_tests::metric(&metrics, "flowlog_collect_already_stored_total").unwrap_or(0)
+        < ids.len() as u64
+    {
+        anyhow::ensure!(Instant::now() < deadline, "{}", std::fs::read_to_string(&log)?);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (name, want) in [
+        ("flowlog_collect_messages_total", ids.len() as u64),
+        ("flowlog_collect_files_total", 0),
+        ("flowlog_collect_records_total", 0),
+        ("flowlog_collect_rejected_total", 0),
+    ] {
+        assert_eq!(flowlog_tests::metric(&metrics, name)?, want, "{name}");
+    }
     assert!(terminate(&mut third, Duration::from_secs(20))?.success());
     let text = std::fs::read_to_string(&log)?;
-    let (ids, _) = stream_contents(&url, ConnectOptions::new())?;
     assert!(
         text.contains(&format!("already_stored={}", ids.len())) && text.contains("files=0"),
         "{text}"

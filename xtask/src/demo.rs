@@ -96,7 +96,10 @@ pub fn run(agent: &Path, window_secs: u64, duration: Option<Duration>) -> anyhow
 /// host b's in cn-shanghai.
 fn demo_config(router: &str) -> String {
     let mut s = String::new();
-    for (iface, id, region) in [("r-a", "tr-att-a", "cn-hangzhou"), ("r-b", "tr-att-b", "cn-shanghai")] {
+    for (iface, id, region) in [
+        ("r-a", "tr-att-a", "cn-hangzhou"),
+        ("r-b", "tr-att-b", "cn-shanghai"),
+    ] {
         s += &format!(
             "[[attachment]]\ninterface = \"{iface}\"\nnetns = \"{router}\"\nattachment-id = \"{id}\"\nregion-id = \"{region}\"\n\n"
         );
