@@ -151,8 +151,9 @@ fn main() -> anyhow::Result<()> {
             end_ns: i128::from(start + 600) * 1_000_000_000,
         };
         let t = Instant::now();
-        writer.write_records(&dest, "fl-bench", window, records.into_iter())?;
+        writer.write_records(&dest, "fl-bench", window, &records)?;
         write_secs += t.elapsed().as_secs_f64();
+        drop(records);
         written += n;
         files += 1;
     }

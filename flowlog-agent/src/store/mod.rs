@@ -172,15 +172,17 @@ impl Writer {
     }
 
     /// Writes records of one window as one file (tests and benchmarks).
+    /// Borrowed, as the agent's own path renders them: no record is
+    /// allocated or freed in here.
     pub fn write_records(
         &self,
         dest: &LogstoreRef,
         flow_log_id: &str,
         window: Window,
-        records: impl Iterator<Item = FlowLogRecord>,
+        records: &[FlowLogRecord],
     ) -> Result<PathBuf, StoreError> {
         self.write_with(dest, flow_log_id, window, None, |emit| {
-            records.into_iter().try_for_each(|r| emit(&r))
+            records.iter().try_for_each(emit)
         })
         .map(|p| p.unwrap_or_default())
     }

@@ -66,17 +66,16 @@ fn round_trip_names_ranges_and_corrupt_files() {
             &dest,
             "fl-1",
             window(t0),
-            [rec("10.0.0.1", 100, t0, "OK"), rec("10.0.0.2", 50, t0, "OK")].into_iter(),
+            &[rec("10.0.0.1", 100, t0, "OK"), rec("10.0.0.2", 50, t0, "OK")],
         ),
         w.write_records(
             &dest,
             "fl-1",
             window(t0 + 3600),
-            [
+            &[
                 rec("10.0.0.1", 7, t0 + 3600, "OK"),
                 rec("", 0, t0 + 3600, "NODATA"),
-            ]
-            .into_iter(),
+            ],
         ),
     ]
     .map(|p| p.unwrap_or_else(|e| panic!("{e}")));
