@@ -67,8 +67,7 @@ fn window(n: u32, w: u32) -> WindowRecords {
                 ifindex: i,
                 interface: format!("eth{i}"),
                 netns: None,
-                attachment_id: None,
-                region_id: None,
+                ..Default::default()
             })
             .collect(),
         Identity {

@@ -498,8 +498,7 @@ fn section_drain(quick: bool) -> anyhow::Result<Value> {
             ifindex: 1,
             interface: "eth0".into(),
             netns: None,
-            attachment_id: None,
-            region_id: None,
+            ..Default::default()
         }];
         let id = Identity {
             account_id: "bench".into(),

@@ -138,13 +138,13 @@ pub struct Output {
     pub text_file: Option<PathBuf>,
     /// What `stdout` prints: JSON lines (default) or text lines.
     #[serde(default)]
-    pub stdout_format: StdoutFormat,
+    pub stdout_format: LineFormat,
 }
 
-/// Records on standard output: JSON lines or flow-log text lines.
+/// A line sink's layout: JSON lines or flow-log text lines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum StdoutFormat {
+pub enum LineFormat {
     #[default]
     Json,
     Text,
@@ -615,8 +615,7 @@ mod tests {
             interface: "eth0".into(),
             netns: None,
             mode: CaptureMode::Auto,
-            attachment_id: None,
-            region_id: None,
+            ..Default::default()
         });
         f
     }

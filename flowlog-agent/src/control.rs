@@ -199,10 +199,7 @@ impl Control {
         match loaded {
             Ok(table) => {
                 let entries = table.len();
-                match self.regions.table.write() {
-                    Ok(mut t) => *t = Arc::new(table),
-                    Err(poisoned) => *poisoned.into_inner() = Arc::new(table),
-                }
+                self.regions.table.replace(table);
                 info!(entries, file = %path.display(), "region table reloaded; in force from each flow log's next window");
                 self.report_regions(None);
                 Ok(json!({ "Entries": entries, "InForce": "from each flow log's next window" }))
@@ -216,10 +213,7 @@ impl Control {
     }
 
     fn report_regions(&self, error: Option<String>) {
-        let entries = match self.regions.table.read() {
-            Ok(t) => t.len(),
-            Err(p) => p.into_inner().len(),
-        };
+        let entries = self.regions.table.current().len();
         let mut s = self.engine.status_board().lock();
         s.region_table_entries = entries as u64;
         s.region_table_error = error;

@@ -227,7 +227,7 @@ impl Engine {
                 next_format: None,
                 aggregate: WindowAggregate::default(),
                 last_window: None,
-                regions: self.regions_in_force(),
+                regions: self.regions.current(),
                 spec,
             },
         );
@@ -587,7 +587,7 @@ impl Engine {
             })
             .collect();
         let aggregate = std::mem::take(&mut r.aggregate);
-        let regions = std::mem::replace(&mut r.regions, self.regions_in_force());
+        let regions = std::mem::replace(&mut r.regions, self.regions.current());
         let identity = r.spec.identity.clone();
         let format = r.spec.format.clone();
         let mut clock = ClockOffset::sample();
@@ -620,14 +620,6 @@ impl Engine {
         };
         if self.publish.send(batch).await.is_err() {
             warn!(flow_log = %r.spec.id, "publisher gone; window dropped");
-        }
-    }
-
-    /// The region table as of now.
-    fn regions_in_force(&self) -> Arc<RegionTable> {
-        match self.regions.read() {
-            Ok(t) => t.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 

@@ -14,7 +14,8 @@
 //! - [`enrich`]: the CIDR → region table records are labelled with.
 //! - [`record`]: the protobuf record type (from `proto/flowlog.proto`) and
 //!   its builders.
-//! - [`publish`]: sinks records go to (stdout JSON, JSON file, protobuf file).
+//! - [`publish`]: sinks records go to (JSON or text lines on stdout or in
+//!   files, a protobuf file, the Logstore, NATS JetStream).
 //! - [`store`]: the embedded Logstores (Parquet), retention, SQL queries.
 //! - [`metrics`]: Prometheus text exposition of the counters.
 //! - [`status`]: attachments and running totals, in `status.json`.

@@ -160,7 +160,7 @@ struct AgentArgs {
     text_file: Option<PathBuf>,
     /// What --stdout prints: json or text (flow-log text lines).
     #[arg(long, value_enum)]
-    stdout_format: Option<flowlog_agent::config::StdoutFormat>,
+    stdout_format: Option<flowlog_agent::config::LineFormat>,
     /// Also serve the API on this TCP address (signed requests only).
     #[arg(long)]
     api_listen: Option<std::net::SocketAddr>,
@@ -189,8 +189,7 @@ impl AgentArgs {
                 interface,
                 netns: self.netns.clone(),
                 mode: self.mode,
-                attachment_id: None,
-                region_id: None,
+                ..Default::default()
             });
         }
         macro_rules! overlay {

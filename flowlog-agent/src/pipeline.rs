@@ -16,7 +16,7 @@
 //! a slow sink slows window building, never the kernel side, which keeps
 //! counting into the active generation.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, time::Duration};
 
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -131,7 +131,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let progress = Progress::load(&config.data_dir);
     // Config::validate accepted these entries, so this cannot fail here.
     let table = RegionTable::new(&config.regions).unwrap_or_default();
-    let regions: SharedRegions = Arc::new(std::sync::RwLock::new(Arc::new(table)));
+    let regions = SharedRegions::new(table);
     let engine = Engine::new(
         CaptureSettings::from(&config),
         pins,

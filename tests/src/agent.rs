@@ -336,3 +336,48 @@ pub fn run_expecting_failure(args: &[&str]) -> anyhow::Result<(i32, String)> {
     }
     Ok((status.code().unwrap_or(-1), stderr))
 }
+
+/// Runs a local Logstore command, `flowlog query …` or `flowlog analyze …`:
+/// `command` with `--data-dir data --project P --logstore L --format F`,
+/// then `args` (the SQL, or the analysis and its flags). Returns stdout and
+/// stderr; a non-zero exit is an error carrying stderr.
+pub fn logstore_command(
+    data: &Path,
+    (project, logstore): (&str, &str),
+    command: &str,
+    format: &str,
+    args: &[&str],
+) -> anyhow::Result<(String, String)> {
+    let out = Command::new(binary()?)
+        .arg(command)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--project", project, "--logstore", logstore, "--format", format])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running flowlog")?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        bail!("flowlog {command} failed ({}): {stderr}", out.status);
+    }
+    Ok((String::from_utf8_lossy(&out.stdout).into_owned(), stderr))
+}
+
+/// [`logstore_command`] with `--format json`, its rows parsed.
+pub fn logstore_json(
+    data: &Path,
+    target: (&str, &str),
+    command: &str,
+    args: &[&str],
+) -> anyhow::Result<(Vec<Value>, String)> {
+    let (stdout, stderr) = logstore_command(data, target, command, "json", args)?;
+    let rows = serde_json::from_str(&stdout).with_context(|| format!("not JSON rows: {stdout}"))?;
+    Ok((rows, stderr))
+}
+
+/// A count or sum from a JSON query row: a number, or a number as text
+/// (64-bit results may come as strings). `None` when absent or not numeric.
+pub fn num(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}

@@ -104,6 +104,23 @@ fn configure(x: &Side<'_>, y: &Side<'_>, ipv6: bool) -> anyhow::Result<()> {
 }
 
 impl RouterTopology {
+    /// `flowlog agent` arguments capturing on both router interfaces in
+    /// `mode`, followed by `extra`.
+    pub fn agent_args<'a>(&'a self, mode: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec![
+            "--netns",
+            self.router.name(),
+            "-i",
+            "r-a",
+            "-i",
+            "r-b",
+            "--mode",
+            mode,
+        ];
+        args.extend_from_slice(extra);
+        args
+    }
+
     pub fn new() -> anyhow::Result<Self> {
         Self::with(RouterOptions::default())
     }

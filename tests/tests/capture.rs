@@ -108,18 +108,7 @@ fn assert_no_duplicates(records: &[Value]) {
 
 fn router_counts_exactly(mode: &str) -> anyhow::Result<()> {
     let t = RouterTopology::new()?;
-    let agent = Agent::start(&[
-        "--netns",
-        t.router.name(),
-        "-i",
-        "r-a",
-        "-i",
-        "r-b",
-        "--mode",
-        mode,
-        "--window-secs",
-        "600",
-    ])?;
+    let agent = Agent::start(&t.agent_args(mode, &["--window-secs", "600"]))?;
     // The kernel's own packet tap on the router's interface is the truth:
     // it sees what crossed r-a (after anything the link itself dropped).
     let reference = Reference::start(&t.router, "r-a")?;
@@ -320,18 +309,7 @@ fn windows_partition_traffic_without_loss_or_duplicates() -> anyhow::Result<()> 
         return Ok(());
     }
     let t = RouterTopology::new()?;
-    let agent = Agent::start(&[
-        "--netns",
-        t.router.name(),
-        "-i",
-        "r-a",
-        "-i",
-        "r-b",
-        "--mode",
-        "tc",
-        "--window-secs",
-        "1",
-    ])?;
+    let agent = Agent::start(&t.agent_args("tc", &["--window-secs", "1"]))?;
     // One flow, ~4 s of traffic at 50 datagrams/s: it spans 4-5 windows,
     // and sends continue right through every generation flip.
     let dst = SocketAddr::new(B_V4.parse()?, 7001);

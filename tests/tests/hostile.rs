@@ -40,16 +40,7 @@ fn malformed(status: &Value, key: &str) -> u64 {
 /// identify it.
 fn hostile_frames(mode: &str) -> anyhow::Result<()> {
     let t = RouterTopology::new()?;
-    let agent = Agent::start(&[
-        "--netns",
-        t.router.name(),
-        "-i",
-        "r-a",
-        "-i",
-        "r-b",
-        "--mode",
-        mode,
-    ])?;
+    let agent = Agent::start(&t.agent_args(mode, &[]))?;
     let udp = frames::udp(1111, 2222, 50);
     let mut batch = Vec::new();
     // Ethernet header then 10 bytes of an IPv4 header.

@@ -17,7 +17,7 @@ use async_nats::{
 use flowlog_agent::record::FlowLogBatch;
 use flowlog_tests::{
     Filter,
-    agent::{Agent, TempDir, terminate},
+    agent::{Agent, TempDir, logstore_json, num, terminate},
     nats::{NatsServer, server_program},
     privileged, sum,
     topology::{B_V4, RouterTopology},
@@ -92,6 +92,14 @@ fn stream_contents(url: &str, opts: ConnectOptions) -> anyhow::Result<(Vec<Strin
     })
 }
 
+/// Whether the server at `url` refuses a client connecting with `opts`.
+fn refused(url: &str, opts: ConnectOptions) -> anyhow::Result<bool> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(rt.block_on(opts.connect(url)).is_err())
+}
+
 /// Records as sorted JSON texts, for comparing multisets.
 fn sorted(records: &[Value]) -> Vec<String> {
     let mut v: Vec<String> = records.iter().map(Value::to_string).collect();
@@ -100,21 +108,10 @@ fn sorted(records: &[Value]) -> Vec<String> {
 }
 
 fn agent_args<'a>(t: &'a RouterTopology, url: &'a str) -> Vec<&'a str> {
-    vec![
-        "--netns",
-        t.router.name(),
-        "-i",
-        "r-a",
-        "-i",
-        "r-b",
-        "--mode",
+    t.agent_args(
         "tc",
-        "--window-secs",
-        "1",
-        "--no-rtt",
-        "--jetstream-server",
-        url,
-    ]
+        &["--window-secs", "1", "--no-rtt", "--jetstream-server", url],
+    )
 }
 
 fn status_u64(a: &Agent, key: &str) -> u64 {
@@ -258,42 +255,32 @@ fn collector(
     log: &Path,
     extra: &[&str],
 ) -> anyhow::Result<std::process::Child> {
-    let log = std::fs::File::create(log)?;
+    let central = central.to_str().unwrap_or_default();
+    let mut args = vec!["--server", url, "--data-dir", central];
+    args.extend(["--consumer", consumer, "--ack-wait-secs", "2", "--batch", "4"]);
+    args.extend_from_slice(extra);
+    spawn_collect(&args, log)
+}
+
+/// `flowlog collect <args>`, its log in `log`.
+fn spawn_collect(args: &[&str], log: &Path) -> anyhow::Result<std::process::Child> {
     Ok(std::process::Command::new(flowlog_tests::agent::binary()?)
-        .args(["collect", "--server", url, "--data-dir"])
-        .arg(central)
-        .args(["--consumer", consumer, "--ack-wait-secs", "2", "--batch", "4"])
-        .args(extra)
+        .arg("collect")
+        .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(log)
+        .stderr(std::fs::File::create(log)?)
         .spawn()?)
 }
 
 /// (rows, sum of bytes) in the central default Logstore.
+/// Nothing yet while the Logstore does not exist.
 fn central_totals(central: &Path) -> anyhow::Result<(u64, u64)> {
-    let out = std::process::Command::new(flowlog_tests::agent::binary()?)
-        .args(["query", "--data-dir"])
-        .arg(central)
-        .args([
-            "--project",
-            "default",
-            "--logstore",
-            "flowlogs",
-            "--format",
-            "json",
-        ])
-        .arg("SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM logs")
-        .output()?;
-    if !out.status.success() {
+    let sql = "SELECT count(*) AS n, coalesce(sum(bytes), 0) AS b FROM logs";
+    let Ok((v, _)) = logstore_json(central, ("default", "flowlogs"), "query", &[sql]) else {
         return Ok((0, 0));
-    }
-    let v: Value = serde_json::from_slice(&out.stdout)?;
-    let num = |x: &Value| {
-        x.as_u64()
-            .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
-            .unwrap_or(0)
     };
+    let num = |x: &Value| num(x).unwrap_or(0);
     Ok((num(&v[0]["n"]), num(&v[0]["b"])))
 }
 
@@ -410,10 +397,7 @@ fn a_cluster_member_killed_while_publishing_loses_nothing() -> anyhow::Result<()
                 .join(", ")
         ),
     )?;
-    let mut args = agent_args(&t, "unused");
-    args.truncate(args.len() - 2);
-    args.extend(["--config", config.to_str().unwrap_or_default()]);
-    let a = Agent::start_in(dir.path(), &args)?;
+    let a = Agent::start_in(dir.path(), &agent_args_with_config(&t, &config))?;
     wait_for("the replicated stream", &a, |a| {
         status_u64(a, "jetstream-published-records") > 0
     })?;
@@ -481,22 +465,13 @@ fn a_cluster_member_killed_while_publishing_loses_nothing() -> anyhow::Result<()
 
 /// [`agent_args`] with the JetStream settings of a configuration file.
 fn agent_args_with_config<'a>(t: &'a RouterTopology, config: &'a Path) -> Vec<&'a str> {
-    let mut args = agent_args(t, "unused");
-    args.truncate(args.len() - 2);
-    args.extend(["--config", config.to_str().unwrap_or_default()]);
-    args
+    let config = config.to_str().unwrap_or_default();
+    t.agent_args("tc", &["--window-secs", "1", "--no-rtt", "--config", config])
 }
 
 /// Runs `flowlog collect … --exit-when-idle` to its end (at most 60 s).
 fn collect_until_idle(args: &[&str], log: &Path) -> anyhow::Result<std::process::ExitStatus> {
-    let mut child = std::process::Command::new(flowlog_tests::agent::binary()?)
-        .arg("collect")
-        .args(args)
-        .arg("--exit-when-idle")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(log)?)
-        .spawn()?;
+    let mut child = spawn_collect(&[args, &["--exit-when-idle"]].concat(), log)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.try_wait()? {
@@ -569,21 +544,14 @@ fn tls_and_a_token_guard_the_stream_end_to_end() -> anyhow::Result<()> {
     assert!(done.status.success(), "{}", done.stderr);
 
     // The server takes no client without the token, nor without TLS.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let tls = || {
         ConnectOptions::new()
             .add_root_certificates(ca.ca.clone())
             .require_tls(true)
     };
+    assert!(refused(&url, tls())?, "no token, yet accepted");
     assert!(
-        rt.block_on(tls().connect(&url)).is_err(),
-        "no token, yet accepted"
-    );
-    assert!(
-        rt.block_on(ConnectOptions::with_token(TOKEN.into()).connect(&url))
-            .is_err(),
+        refused(&url, ConnectOptions::with_token(TOKEN.into()))?,
         "a client that does not trust the CA connected"
     );
     let records = assert_exactly_once(&url, tls().token(TOKEN.into()), dir.path())?;
@@ -654,11 +622,8 @@ fn an_nkey_user_publishes_and_collects() -> anyhow::Result<()> {
     let done = a.stop()?;
     assert!(done.status.success(), "{}", done.stderr);
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     assert!(
-        rt.block_on(ConnectOptions::new().connect(&url)).is_err(),
+        refused(&url, ConnectOptions::new())?,
         "the server took a client without a key"
     );
     let records = assert_exactly_once(&url, ConnectOptions::new().nkey(seed.clone()), dir.path())?;

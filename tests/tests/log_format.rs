@@ -4,12 +4,11 @@
 
 use std::{
     net::SocketAddr,
-    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use flowlog_tests::{
-    agent::{Agent, TempDir, binary},
+    agent::{Agent, TempDir, logstore_json, num},
     privileged,
     topology::{B_V4, RouterTopology},
     traffic,
@@ -158,26 +157,15 @@ fn a_flow_log_keeps_the_fields_its_format_names() -> anyhow::Result<()> {
     }
 
     // The Logstore keeps the same: chosen columns filled, others null.
-    let out = Command::new(binary()?)
-        .args(["query", "--data-dir"])
-        .arg(dir.path())
-        .args(["--project", "fproj", "--logstore", "flows", "--format", "json"])
-        .arg(format!(
-            "SELECT count(*) AS n, count(packets) AS with_packets, count(protocol) AS with_protocol, \
-                    count(interface) AS with_interface, sum(bytes) AS b \
-             FROM logs WHERE \"log-status\" = 'OK' AND dstaddr = '{B_V4}' AND start <= {}",
-            changed_at - 1
-        ))
-        .stdin(Stdio::null())
-        .output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let rows: Vec<Value> = serde_json::from_slice(&out.stdout)?;
-    let n = |k: &str| {
-        rows[0][k]
-            .as_u64()
-            .or_else(|| rows[0][k].as_str().and_then(|s| s.parse().ok()))
-            .unwrap_or(u64::MAX)
-    };
+    let sql = format!(
+        "SELECT count(*) AS n, count(packets) AS with_packets, count(protocol) AS with_protocol, \
+                count(interface) AS with_interface, sum(bytes) AS b \
+         FROM logs WHERE \"log-status\" = 'OK' AND dstaddr = '{B_V4}' AND start <= {}",
+        changed_at - 1
+    );
+    let (rows, _) = logstore_json(dir.path(), ("fproj", "flows"), "query", &[&sql])?;
+    // Absent reads as u64::MAX: a missing column fails every check below.
+    let n = |k: &str| num(&rows[0][k]).unwrap_or(u64::MAX);
     assert!(n("n") > 0, "{rows:?}");
     assert_eq!(
         (n("with_packets"), n("with_protocol"), n("with_interface")),

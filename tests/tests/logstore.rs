@@ -7,13 +7,13 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use flowlog_tests::{
     Filter,
-    agent::{Agent, TempDir, binary},
+    agent::{Agent, TempDir, binary, logstore_json},
     disk::Tmpfs,
     metric, privileged, sum,
     topology::{A_V4, B_V4, RouterTopology},
@@ -47,27 +47,12 @@ fn logstore_dir(data: &Path) -> PathBuf {
 
 /// `flowlog query` (local) as JSON rows; panics with stderr on failure.
 fn cli_query(data: &Path, extra: &[&str], sql: &str) -> (Vec<Value>, String) {
-    let out = Command::new(binary().unwrap_or_default())
-        .args(["query", "--data-dir"])
-        .arg(data)
-        .args(["--project", "lproj", "--logstore", "flows", "--format", "json"])
-        .args(extra)
-        .arg(sql)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "query failed: {stderr}");
-    (
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}")),
-        stderr,
-    )
+    let args: Vec<&str> = extra.iter().copied().chain([sql]).collect();
+    logstore_json(data, ("lproj", "flows"), "query", &args).unwrap_or_else(|e| panic!("query failed: {e:#}"))
 }
 
 fn num(v: &Value) -> u64 {
-    v.as_u64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(0)
+    flowlog_tests::agent::num(v).unwrap_or(0)
 }
 
 #[test]

@@ -56,20 +56,7 @@ fn metrics_parse_and_count_real_traffic() -> anyhow::Result<()> {
     })?;
     let port = 30_000 + (std::process::id() % 20_000) as u16;
     let addr = format!("127.0.0.1:{port}");
-    let agent = Agent::start(&[
-        "--netns",
-        t.router.name(),
-        "-i",
-        "r-a",
-        "-i",
-        "r-b",
-        "--mode",
-        "tc",
-        "--window-secs",
-        "1",
-        "--metrics-listen",
-        &addr,
-    ])?;
+    let agent = Agent::start(&t.agent_args("tc", &["--window-secs", "1", "--metrics-listen", &addr]))?;
     let r_a_in = [("interface", "r-a"), ("direction", "in")];
     let dst = SocketAddr::new(B_V4.parse()?, 9800);
     let src = traffic::udp(&t.a, &t.b, dst, &[100; 7])?;

@@ -9,12 +9,11 @@
 use std::{
     net::SocketAddr,
     path::Path,
-    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use flowlog_tests::{
-    agent::{Agent, TempDir, binary},
+    agent::{Agent, TempDir, logstore_json, num},
     privileged,
     topology::{A_V4, A_V6, B_V4, B_V6, RouterTopology},
     traffic,
@@ -79,31 +78,11 @@ fn region_of(addr: &str, b_region: &str) -> &'static str {
     }
 }
 
-fn num(v: &Value) -> u64 {
-    v.as_u64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(0)
-}
-
 /// `flowlog analyze … traffic-matrix --by-region` over the agent's own
 /// Logstore, as JSON rows.
 fn region_matrix(data: &Path) -> anyhow::Result<Vec<Value>> {
-    let out = Command::new(binary()?)
-        .args(["analyze", "--data-dir"])
-        .arg(data)
-        .args([
-            "--project",
-            "default",
-            "--logstore",
-            "flowlogs",
-            "--format",
-            "json",
-        ])
-        .args(["traffic-matrix", "--by-region"])
-        .stdin(Stdio::null())
-        .output()?;
-    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    Ok(serde_json::from_slice(&out.stdout)?)
+    let args = ["traffic-matrix", "--by-region"];
+    Ok(logstore_json(data, ("default", "flowlogs"), "analyze", &args)?.0)
 }
 
 /// Records with traffic between the hosts (UDP to `port`).
@@ -180,14 +159,18 @@ fn records_carry_regions_by_longest_prefix_and_reloads_apply_from_the_next_windo
             .iter()
             .find(|r| r["src_region"] == "cn-hangzhou" && r["dst_region"] == "cn-shanghai")
             .cloned();
-        if row.as_ref().is_some_and(|r| num(&r["bytes"]) == sent_bytes) || Instant::now() > deadline {
+        if row
+            .as_ref()
+            .is_some_and(|r| num(&r["bytes"]).unwrap_or(0) == sent_bytes)
+            || Instant::now() > deadline
+        {
             break row;
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     let row = row.ok_or_else(|| anyhow::anyhow!("no cn-hangzhou → cn-shanghai row"))?;
     assert_eq!(
-        (num(&row["bytes"]), num(&row["packets"])),
+        (num(&row["bytes"]).unwrap_or(0), num(&row["packets"]).unwrap_or(0)),
         (sent_bytes, 5),
         "{row}"
     );

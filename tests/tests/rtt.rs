@@ -75,16 +75,7 @@ fn router_measures_the_full_round_trip() -> anyhow::Result<()> {
         return Ok(());
     }
     let t = delayed(false)?;
-    let agent = Agent::start(&[
-        "--netns",
-        t.router.name(),
-        "-i",
-        "r-a",
-        "-i",
-        "r-b",
-        "--mode",
-        "tc",
-    ])?;
+    let agent = Agent::start(&t.agent_args("tc", &[]))?;
     let tcp = traffic::tcp(&t.a, &t.b, SocketAddr::new(B_V4.parse()?, 8000), 64 << 10)?;
     let done = agent.stop()?;
     assert!(done.status.success(), "{}", done.stderr);

@@ -11,7 +11,7 @@ use std::{
 };
 
 use flowlog_tests::{
-    agent::{Agent, TempDir, binary},
+    agent::{Agent, TempDir, logstore_command},
     privileged, python,
     topology::{B_V4, B_V6, RouterTopology},
     traffic,
@@ -88,21 +88,16 @@ fn text_lines_parse_with_a_published_vpc_flow_log_parser() -> anyhow::Result<()>
     let text_file = dir.path().join("records.txt");
     let a = Agent::start_in(
         dir.path(),
-        &[
-            "--netns",
-            t.router.name(),
-            "-i",
-            "r-a",
-            "-i",
-            "r-b",
-            "--mode",
+        &t.agent_args(
             "tc",
-            "--window-secs",
-            "1",
-            "--no-rtt",
-            "--text-file",
-            text_file.to_str().unwrap_or_default(),
-        ],
+            &[
+                "--window-secs",
+                "1",
+                "--no-rtt",
+                "--text-file",
+                text_file.to_str().unwrap_or_default(),
+            ],
+        ),
     )?;
     traffic::udp(&t.a, &t.b, SocketAddr::new(B_V4.parse()?, 9996), &[100, 200])?;
     traffic::udp(&t.a, &t.b, SocketAddr::new(B_V6.parse()?, 9996), &[300])?;
@@ -131,22 +126,14 @@ fn text_lines_parse_with_a_published_vpc_flow_log_parser() -> anyhow::Result<()>
     assert_eq!(udp_bytes, 300 + 2 * 28 + 300 + 48);
 
     // The query output format: the same records from the Logstore.
-    let out = Command::new(binary()?)
-        .args(["query", "--data-dir"])
-        .arg(dir.path())
-        .args([
-            "--project",
-            "default",
-            "--logstore",
-            "flowlogs",
-            "--format",
-            "text",
-        ])
-        .arg("SELECT * FROM logs")
-        .stdin(Stdio::null())
-        .output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let from_query = parse_with_flowlogs_reader(&py, &String::from_utf8_lossy(&out.stdout))?;
+    let (lines, _) = logstore_command(
+        dir.path(),
+        ("default", "flowlogs"),
+        "query",
+        "text",
+        &["SELECT * FROM logs"],
+    )?;
+    let from_query = parse_with_flowlogs_reader(&py, &lines)?;
     let key = |v: &Value| v.to_string();
     let mut a: Vec<String> = from_query.iter().map(key).collect();
     let mut b: Vec<String> = parsed.iter().map(key).collect();

@@ -101,23 +101,18 @@ fn ingress_drops(t: &RouterTopology) -> u64 {
 fn start(dir: &Path, t: &RouterTopology) -> anyhow::Result<Agent> {
     Agent::start_in(
         dir,
-        &[
-            "--netns",
-            t.router.name(),
-            "-i",
-            "r-a",
-            "-i",
-            "r-b",
-            "--mode",
+        &t.agent_args(
             "tc",
-            "--window-secs",
-            &WINDOW_SECS.to_string(),
-            "--flow-map-entries",
-            FLOW_MAP_ENTRIES,
-            "--overflow-ring-bytes",
-            "65536",
-            "--no-rtt",
-        ],
+            &[
+                "--window-secs",
+                &WINDOW_SECS.to_string(),
+                "--flow-map-entries",
+                FLOW_MAP_ENTRIES,
+                "--overflow-ring-bytes",
+                "65536",
+                "--no-rtt",
+            ],
+        ),
     )
 }
 

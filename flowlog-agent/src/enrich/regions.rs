@@ -71,14 +71,87 @@ pub struct RegionTable {
     v6: Vec<Span<u128>>,
 }
 
-/// The table in force; a reload swaps it, and each window takes the one in
-/// force when it is cut.
-pub type SharedRegions = Arc<RwLock<Arc<RegionTable>>>;
+/// The table in force, shared by the engine (each window takes the one in
+/// force when it starts) and the reloads that swap it.
+#[derive(Clone, Debug, Default)]
+pub struct SharedRegions(Arc<RwLock<Arc<RegionTable>>>);
 
-/// A parsed prefix: the network as an integer, and its length.
+impl SharedRegions {
+    pub fn new(table: RegionTable) -> Self {
+        Self(Arc::new(RwLock::new(Arc::new(table))))
+    }
+
+    /// The table in force now.
+    pub fn current(&self) -> Arc<RegionTable> {
+        // A panicked writer swapped an Arc or nothing: the value is whole.
+        match self.0.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `table` in force.
+    pub fn replace(&self, table: RegionTable) {
+        let table = Arc::new(table);
+        match self.0.write() {
+            Ok(mut t) => *t = table,
+            Err(poisoned) => *poisoned.into_inner() = table,
+        }
+    }
+}
+
+/// A parsed prefix: the first and last address it covers.
 enum Prefix {
-    V4(u32, u8),
-    V6(u128, u8),
+    V4(u32, u32),
+    V6(u128, u128),
+}
+
+/// Integer address types: parsing and flattening work the same over both.
+trait Addr:
+    Copy + Ord + std::ops::BitAnd<Output = Self> + std::ops::BitOr<Output = Self> + std::ops::Not<Output = Self>
+{
+    const BITS: u8;
+    fn next(self) -> Option<Self>;
+    fn prev(self) -> Option<Self>;
+    /// The host bits of a prefix of `len` bits (all of them for /0).
+    fn host_mask(len: u8) -> Self;
+    fn show(self) -> String;
+}
+
+macro_rules! addr {
+    ($t:ty, $ip:ty) => {
+        impl Addr for $t {
+            const BITS: u8 = <$t>::BITS as u8;
+            fn next(self) -> Option<Self> {
+                self.checked_add(1)
+            }
+            fn prev(self) -> Option<Self> {
+                self.checked_sub(1)
+            }
+            fn host_mask(len: u8) -> Self {
+                <$t>::MAX.checked_shr(u32::from(len)).unwrap_or(0)
+            }
+            fn show(self) -> String {
+                <$ip>::from(self).to_string()
+            }
+        }
+    };
+}
+addr!(u32, std::net::Ipv4Addr);
+addr!(u128, std::net::Ipv6Addr);
+
+/// The range `a/len` covers; refused when `len` is too long or `a` has
+/// host bits set.
+fn range<T: Addr>(a: T, len: u8) -> Result<(T, T), String> {
+    if len > T::BITS {
+        return Err(format!("prefix length {len} is over {}", T::BITS));
+    }
+    let host = T::host_mask(len);
+    let net = a & !host;
+    if net != a {
+        return Err(format!("host bits are set (the network is {}/{len})", net.show()));
+    }
+    Ok((net, net | host))
 }
 
 fn parse_cidr(line: usize, cidr: &str) -> Result<Prefix, RegionTableError> {
@@ -97,63 +170,10 @@ fn parse_cidr(line: usize, cidr: &str) -> Result<Prefix, RegionTableError> {
         .parse()
         .map_err(|_| bad(format!("{len:?} is not a prefix length")))?;
     match addr {
-        IpAddr::V4(a) => {
-            if len > 32 {
-                return Err(bad(format!("prefix length {len} is over 32")));
-            }
-            let a = u32::from(a);
-            let net = if len == 0 { 0 } else { a & (u32::MAX << (32 - len)) };
-            if net != a {
-                return Err(bad(format!(
-                    "host bits are set (the network is {}/{len})",
-                    std::net::Ipv4Addr::from(net)
-                )));
-            }
-            Ok(Prefix::V4(net, len))
-        }
-        IpAddr::V6(a) => {
-            if len > 128 {
-                return Err(bad(format!("prefix length {len} is over 128")));
-            }
-            let a = u128::from(a);
-            let net = if len == 0 {
-                0
-            } else {
-                a & (u128::MAX << (128 - len))
-            };
-            if net != a {
-                return Err(bad(format!(
-                    "host bits are set (the network is {}/{len})",
-                    std::net::Ipv6Addr::from(net)
-                )));
-            }
-            Ok(Prefix::V6(net, len))
-        }
+        IpAddr::V4(a) => range(u32::from(a), len).map(|(f, l)| Prefix::V4(f, l)),
+        IpAddr::V6(a) => range(u128::from(a), len).map(|(f, l)| Prefix::V6(f, l)),
     }
-}
-
-/// Integer address types the flattening works over.
-trait Addr: Copy + Ord {
-    fn next(self) -> Option<Self>;
-    fn prev(self) -> Option<Self>;
-}
-
-impl Addr for u32 {
-    fn next(self) -> Option<Self> {
-        self.checked_add(1)
-    }
-    fn prev(self) -> Option<Self> {
-        self.checked_sub(1)
-    }
-}
-
-impl Addr for u128 {
-    fn next(self) -> Option<Self> {
-        self.checked_add(1)
-    }
-    fn prev(self) -> Option<Self> {
-        self.checked_sub(1)
-    }
+    .map_err(bad)
 }
 
 /// Nested prefixes (first, last, entry) → disjoint ranges where the
@@ -242,22 +262,8 @@ impl RegionTable {
             }
             let idx = i as u32;
             match parse_cidr(row.line, &row.cidr)? {
-                Prefix::V4(net, len) => {
-                    let host = if len == 0 {
-                        u32::MAX
-                    } else {
-                        !(u32::MAX << (32 - len))
-                    };
-                    v4.push((net, net | host, idx, row.line));
-                }
-                Prefix::V6(net, len) => {
-                    let host = if len == 0 {
-                        u128::MAX
-                    } else {
-                        !(u128::MAX << (128 - len))
-                    };
-                    v6.push((net, net | host, idx, row.line));
-                }
+                Prefix::V4(first, last) => v4.push((first, last, idx, row.line)),
+                Prefix::V6(first, last) => v6.push((first, last, idx, row.line)),
             }
             entries.push(Region {
                 region_id: row.region_id.clone(),

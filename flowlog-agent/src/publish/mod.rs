@@ -5,11 +5,10 @@
 //! deliver yet.
 
 pub mod jetstream;
-mod json;
+mod lines;
 pub mod logstore;
 mod protobuf;
 mod spool;
-mod text;
 
 use std::{
     fs::{File, OpenOptions},
@@ -17,12 +16,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use json::JsonLines;
+pub use lines::Lines;
 pub use protobuf::ProtobufFile;
-pub use text::TextLines;
 
 use crate::{
-    config::{Output, StdoutFormat},
+    config::{LineFormat, Output},
     window::WindowData,
 };
 
@@ -67,20 +65,19 @@ fn open_append(path: &Path) -> Result<File, PublishError> {
 pub fn open_sinks(output: &Output) -> Result<Vec<Box<dyn Sink>>, PublishError> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     if output.stdout {
-        sinks.push(match output.stdout_format {
-            StdoutFormat::Json => Box::new(JsonLines::new("stdout", io::stdout())),
-            StdoutFormat::Text => Box::new(TextLines::new("stdout", io::stdout())),
-        });
+        sinks.push(Box::new(Lines::new("stdout", output.stdout_format, io::stdout())));
     }
     if let Some(path) = &output.text_file {
-        sinks.push(Box::new(TextLines::new(
+        sinks.push(Box::new(Lines::new(
             format!("text-file:{}", path.display()),
+            LineFormat::Text,
             open_append(path)?,
         )));
     }
     if let Some(path) = &output.json_file {
-        sinks.push(Box::new(JsonLines::new(
+        sinks.push(Box::new(Lines::new(
             format!("json-file:{}", path.display()),
+            LineFormat::Json,
             open_append(path)?,
         )));
     }

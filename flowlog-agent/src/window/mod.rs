@@ -138,7 +138,7 @@ pub fn merge(total: &mut FlowStats, add: &FlowStats) {
 
 /// An interface the window reports on. `ifindex` is whatever identifies the
 /// attachment in the window's keys (the flow log's attachment slot).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AttachmentInfo {
     pub ifindex: u32,
     pub interface: String,

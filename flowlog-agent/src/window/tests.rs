@@ -33,8 +33,7 @@ fn atts() -> Vec<AttachmentInfo> {
             ifindex: i,
             interface: format!("eth{i}"),
             netns: None,
-            attachment_id: None,
-            region_id: None,
+            ..Default::default()
         })
         .collect()
 }

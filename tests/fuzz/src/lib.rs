@@ -153,8 +153,7 @@ pub mod ring_events {
                 ifindex: i,
                 interface: format!("eth{i}"),
                 netns: None,
-                attachment_id: None,
-                region_id: None,
+                ..Default::default()
             })
             .collect();
         let identity = Identity {
