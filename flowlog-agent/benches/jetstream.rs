@@ -85,6 +85,8 @@ fn window(n: u32, w: u32) -> WindowRecords {
             logstore: "flows".into(),
         }),
         data: std::sync::Arc::new(data),
+        seq: None,
+        replay: false,
         published: None,
     }
 }

@@ -491,7 +491,8 @@ fn section_drain(quick: bool) -> anyhow::Result<Value> {
         let mut cap = NetnsCapture::load(None, "bench", &settings, None)?;
         fill(&cap, n)?;
         let (w0, c0) = (Instant::now(), thread_cpu());
-        let drained = cap.drain()?;
+        let (drained, deletion) = cap.drain()?;
+        cap.delete(deletion)?;
         let (w1, c1) = (Instant::now(), thread_cpu());
         let flows = drained.window.flows.len();
         let atts = [AttachmentInfo {

@@ -239,7 +239,10 @@ impl Control {
 
     /// Starts the configuration's own flow log (`configured`; its failure
     /// is returned) and re-activates every flow log persisted as Active.
-    pub fn restore(&mut self, configured: Option<FlowLogSpec>) -> Result<(), crate::capture::CaptureError> {
+    pub async fn restore(
+        &mut self,
+        configured: Option<FlowLogSpec>,
+    ) -> Result<(), crate::capture::CaptureError> {
         let active: Vec<FlowLog> = self
             .store
             .state
@@ -251,7 +254,7 @@ impl Control {
         let first = configured.as_ref().map(|s| s.id.clone());
         let specs = configured.into_iter().chain(active.iter().map(spec_of)).collect();
         let mut failed = None;
-        for (id, result) in self.engine.restore(specs) {
+        for (id, result) in self.engine.restore(specs).await {
             match result {
                 Err(e) if Some(&id) == first.as_ref() => failed = Some(e),
                 Ok(()) => info!(flow_log = %id, "restored active flow log"),

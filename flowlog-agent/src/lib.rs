@@ -11,6 +11,9 @@
 //! - [`window`]: pure aggregation of one window and wall-clock alignment;
 //!   turns drained flows into records, including NODATA and SKIPDATA.
 //! - [`rtt`]: pure matching of TCP handshake samples into round-trip times.
+//! - [`journal`]: drained counts and windows in flight, on disk, so that
+//!   nothing drained is lost or counted twice whenever the agent dies.
+//! - [`durable`]: the one atomic, fsynced file replacement.
 //! - [`enrich`]: the CIDR → region table records are labelled with.
 //! - [`record`]: the protobuf record type (from `proto/flowlog.proto`) and
 //!   its builders.
@@ -32,8 +35,10 @@ pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod control;
+pub mod durable;
 pub mod engine;
 pub mod enrich;
+pub mod journal;
 pub mod metrics;
 pub mod pipeline;
 pub mod publish;

@@ -38,6 +38,10 @@ enum Command {
     /// Central collector: ingest the agents' JetStream stream into the
     /// Logstores of a data directory (run several to share the work).
     Collect(CollectArgs),
+    /// Runs one query given on stdin (the agent starts it for each GetLogs
+    /// call, in a process of its own).
+    #[command(hide = true)]
+    QueryWorker,
     #[command(flatten)]
     Control(cli::Command),
 }
@@ -305,6 +309,11 @@ fn run() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let cli = Cli::parse();
+    if let Command::QueryWorker = cli.command {
+        // No multi-threaded runtime: the worker's address space is limited.
+        let code = flowlog_agent::store::query::isolated::worker_main();
+        std::process::exit(code);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -335,13 +344,21 @@ fn run() -> anyhow::Result<()> {
             };
             rt.block_on(flowlog_agent::collect::run(settings, shutdown_signal()))?;
         }
-        Command::Unpin { pin_dir } => match std::fs::remove_dir_all(&pin_dir) {
-            Ok(()) => println!("removed {}: hooks detached, maps freed", pin_dir.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Command::QueryWorker => {}
+        Command::Unpin { pin_dir } => {
+            let done = flowlog_agent::capture::unpin::unpin(&pin_dir)?;
+            if done == Default::default() {
                 println!("nothing pinned at {}", pin_dir.display());
+            } else {
+                println!(
+                    "unpinned {}: {} links detached, {} maps freed in {} namespaces",
+                    pin_dir.display(),
+                    done.links,
+                    done.maps,
+                    done.namespaces
+                );
             }
-            Err(e) => return Err(e).with_context(|| format!("removing {}", pin_dir.display())),
-        },
+        }
     }
     Ok(())
 }

@@ -94,6 +94,41 @@ pub fn render(s: &Status, m: &Metrics) -> String {
     let one = |v: u64| vec![(String::new(), v.to_string())];
     push(
         &mut out,
+        "flowlog_pinned",
+        "gauge",
+        "1 when kernel state is pinned (counting goes on while the agent is down), else 0.",
+        &one(u64::from(s.pinned)),
+    );
+    push(
+        &mut out,
+        "flowlog_journal_cuts_written_total",
+        "counter",
+        "Cuts journaled before their counts left the kernel.",
+        &one(s.journal_cuts_written),
+    );
+    push(
+        &mut out,
+        "flowlog_journal_write_errors_total",
+        "counter",
+        "Journal writes that failed (those counts lived only in memory until published).",
+        &one(s.journal_write_errors),
+    );
+    push(
+        &mut out,
+        "flowlog_journal_cuts_lost_total",
+        "counter",
+        "Cuts a restart needed but could not read back.",
+        &one(s.journal_cuts_lost),
+    );
+    push(
+        &mut out,
+        "flowlog_journal_sealed_windows",
+        "gauge",
+        "Windows ended but not yet confirmed by every sink.",
+        &one(s.journal_sealed_windows),
+    );
+    push(
+        &mut out,
         "flowlog_flows_last_window",
         "gauge",
         "Flows in the last window drained.",

@@ -28,16 +28,18 @@ use crate::{
     control::{Control, Defaults, RegionSource},
     engine::{Engine, FlowLogSpec, WindowRecords},
     enrich::{RegionTable, SharedRegions},
+    journal::{Journal, JournalError, marks::Marks},
     publish::{
-        self, PublishError, Sink,
+        self, PublishError,
         jetstream::{JetStreamError, JetStreamPublisher},
         logstore::LogstoreSink,
+        publisher::Sinks,
     },
     record::Identity,
     state::{StateError, Store},
     status::{Status, StatusBoard},
     store::{self, LogstoreRef},
-    window::{clock, progress::Progress},
+    window::clock,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,11 @@ pub enum RunError {
     Api(#[from] ServeError),
     #[error(transparent)]
     JetStream(#[from] JetStreamError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The pin directory asked for cannot be used.
+    #[error("cannot pin kernel state")]
+    Pins(#[source] crate::capture::pins::PinError),
     /// The configured flow log's Logstore could not be set up.
     #[error("default Logstore {0}")]
     Logstore(String),
@@ -84,6 +91,8 @@ enum Wake {
     Retention,
     /// SIGHUP: reload the region table.
     Reload,
+    /// Windows every sink has.
+    Resolved(Vec<u64>),
     Stop,
 }
 
@@ -100,6 +109,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         source,
     })?;
     let store = Store::open(&config.data_dir)?;
+    let journal = Journal::open(&config.data_dir)?;
+    let marks = Marks::new(journal.dir());
     let sinks = publish::open_sinks(&config.output)?;
     let status = StatusBoard::new(
         &config.data_dir,
@@ -111,6 +122,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             ..Default::default()
         },
     );
+    // Pinning that was asked for and cannot be had stops the agent: running
+    // unpinned would lose every count at the next restart.
+    let pins = config
+        .pin_dir
+        .as_deref()
+        .map(PinRoot::open)
+        .transpose()
+        .map_err(RunError::Pins)?;
+    {
+        let mut s = status.lock();
+        s.pinned = pins.is_some();
+        s.pin_dir = pins.as_ref().map(|p| p.path().display().to_string());
+    }
     let (batch_tx, batch_rx) = mpsc::channel::<WindowRecords>(8);
     let logstores = LogstoreSink::new(
         store::Writer::new(&config.data_dir),
@@ -120,22 +144,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Some(js) => Some(JetStreamPublisher::start(js, &config.data_dir, status.clone())?),
         None => None,
     };
-    let publisher = spawn_publisher(sinks, logstores, jetstream, batch_rx, status.clone());
-    let pins = config.pin_dir.as_deref().and_then(|dir| {
-        PinRoot::open(dir)
-            .inspect_err(|e| {
-                warn!(error = %crate::capture::chain(e), "cannot pin kernel state; counting will stop while the agent is down");
-            })
-            .ok()
-    });
-    let progress = Progress::load(&config.data_dir);
+    let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel::<u64>();
+    let publisher = publish::publisher::spawn(
+        Sinks {
+            lines: sinks,
+            marks,
+            logstores,
+            jetstream,
+        },
+        batch_rx,
+        resolved_tx,
+        status.clone(),
+    );
     // Config::validate accepted these entries, so this cannot fail here.
     let table = RegionTable::new(&config.regions).unwrap_or_default();
     let regions = SharedRegions::new(table);
     let engine = Engine::new(
         CaptureSettings::from(&config),
         pins,
-        Some(progress),
+        Some(journal),
         batch_tx,
         status.clone(),
         regions.clone(),
@@ -154,8 +181,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             table: regions,
         },
     );
-    let result = configured_flow_log(&config, &mut control)
-        .and_then(|spec| control.restore(spec).map_err(RunError::from));
+    let result = match configured_flow_log(&config, &mut control) {
+        Ok(spec) => control.restore(spec).await.map_err(RunError::from),
+        Err(e) => Err(e),
+    };
     let servers = match result {
         Ok(()) => {
             control.expire_logstores();
@@ -171,13 +200,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             {
                 Ok(s) => Some((s, call_rx)),
                 Err(e) => {
-                    finish(control, publisher, &status).await;
+                    finish(control, publisher, resolved_rx, &status).await;
                     return Err(e.into());
                 }
             }
         }
         Err(e) => {
-            finish(control, publisher, &status).await;
+            finish(control, publisher, resolved_rx, &status).await;
             return Err(e);
         }
     };
@@ -190,7 +219,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             Ok(t) => Some(t),
             Err(source) => {
                 servers.shutdown().await;
-                finish(control, publisher, &status).await;
+                finish(control, publisher, resolved_rx, &status).await;
                 return Err(RunError::Metrics { addr, source });
             }
         },
@@ -229,6 +258,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     None => std::future::pending().await,
                 }
             } => Wake::Reload,
+            Some(first) = resolved_rx.recv() => {
+                let mut seqs = vec![first];
+                while let Ok(s) = resolved_rx.try_recv() {
+                    seqs.push(s);
+                }
+                Wake::Resolved(seqs)
+            }
             () = &mut shutdown => Wake::Stop,
         };
         match wake {
@@ -264,6 +300,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 let _ = control.reload_regions();
             }
             Wake::Retry => control.retry_unattached().await,
+            Wake::Resolved(seqs) => control.engine.resolved(&seqs),
             Wake::Stop => break,
         }
     }
@@ -276,8 +313,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if let Some(t) = metrics_task {
         let _ = t.await;
     }
-    finish(control, publisher, &status).await;
-    info!("stopped; all programs detached");
+    finish(control, publisher, resolved_rx, &status).await;
     Ok(())
 }
 
@@ -314,17 +350,41 @@ fn configured_flow_log(config: &Config, control: &mut Control) -> Result<Option<
     Ok(Some(spec))
 }
 
-/// Publishes the partial windows, detaches, and drains the publisher.
-async fn finish(mut control: Control, publisher: std::thread::JoinHandle<()>, status: &StatusBoard) {
+/// Publishes the partial windows, lets go of the kernel state, and drains
+/// the publisher; windows some sink could not take stay in the journal
+/// for the next start.
+async fn finish(
+    mut control: Control,
+    publisher: std::thread::JoinHandle<()>,
+    mut resolved: mpsc::UnboundedReceiver<u64>,
+    status: &StatusBoard,
+) {
     control.engine.shutdown().await;
-    // Dropping the engine closes the publisher's channel.
-    drop(control);
+    control.engine.close_publisher();
     if tokio::task::spawn_blocking(move || publisher.join())
         .await
         .is_err()
     {
         error!("publisher thread failed");
     }
+    let mut seqs = Vec::new();
+    while let Ok(s) = resolved.try_recv() {
+        seqs.push(s);
+    }
+    control.engine.resolved(&seqs);
+    let left = control.engine.unresolved_windows();
+    if left > 0 {
+        warn!(
+            windows = left,
+            "windows not yet in every sink are kept in the journal; the next start writes them"
+        );
+    }
+    if control.engine.pinned() {
+        info!("stopped; hooks stay attached and counting in pinned maps");
+    } else {
+        info!("stopped; all programs detached");
+    }
+    drop(control);
     status.lock().state = "stopped".into();
     persist(status);
 }
@@ -333,105 +393,4 @@ fn persist(status: &StatusBoard) {
     if let Err(e) = status.persist() {
         warn!(error = %e, "cannot write status file");
     }
-}
-
-fn spawn_publisher(
-    mut sinks: Vec<Box<dyn Sink>>,
-    mut logstores: LogstoreSink,
-    jetstream: Option<JetStreamPublisher>,
-    mut input: mpsc::Receiver<WindowRecords>,
-    status: StatusBoard,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        loop {
-            // With windows kept for retry, wake up every second to retry.
-            let batch = if logstores.pending_records() > 0 {
-                match input.try_recv() {
-                    Ok(b) => b,
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        std::thread::sleep(Duration::from_secs(1));
-                        let o = logstores.retry();
-                        record_logstore(&status, o, logstores.pending_records());
-                        continue;
-                    }
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                }
-            } else {
-                match input.blocking_recv() {
-                    Some(b) => b,
-                    None => break,
-                }
-            };
-            let mut batch = batch;
-            let mut errors = 0u64;
-            for sink in &mut sinks {
-                let result = sink.write(&batch.data);
-                {
-                    let mut m = status.metrics();
-                    let name = sink.name().to_owned();
-                    match &result {
-                        Ok(()) => *m.records_by_sink.entry(name).or_default() += batch.data.len() as u64,
-                        Err(_) => {
-                            *m.errors_by_sink.entry(name.clone()).or_default() += 1;
-                            *m.dropped_by_sink.entry(name).or_default() += batch.data.len() as u64;
-                        }
-                    }
-                }
-                if let Err(e) = result {
-                    error!(sink = sink.name(), error = %e, records = batch.data.len(), "publish failed; the window's records are not in this sink");
-                    errors += 1;
-                }
-            }
-            let o = logstores.publish(&batch);
-            record_logstore(&status, o, logstores.pending_records());
-            if let Some(js) = &jetstream {
-                js.publish(&batch);
-            }
-            {
-                let mut s = status.lock();
-                s.windows_published += 1;
-                s.records_published += batch.data.len() as u64;
-                s.publish_errors += errors;
-                s.last_window_start = Some(batch.data.window.start_secs());
-                s.last_window_end = Some(batch.data.window.end_secs());
-            }
-            info!(
-                flow_log = %batch.flow_log_id,
-                start = batch.data.window.start_secs(),
-                end = batch.data.window.end_secs(),
-                records = batch.data.len(),
-                "window published"
-            );
-            persist(&status);
-            if let Some(tx) = batch.published.take() {
-                let _ = tx.send(());
-            }
-        }
-        if let Some(js) = jetstream {
-            js.shutdown();
-        }
-        // Last chance for kept windows before the agent exits.
-        let o = logstores.retry();
-        record_logstore(&status, o, logstores.pending_records());
-        if logstores.pending_records() > 0 {
-            error!(
-                records = logstores.pending_records(),
-                "exiting with records the Logstore could not take"
-            );
-        }
-    })
-}
-
-fn record_logstore(status: &StatusBoard, o: crate::publish::logstore::Outcome, pending: usize) {
-    {
-        let mut m = status.metrics();
-        *m.records_by_sink.entry("logstore".into()).or_default() += o.records_written;
-        *m.errors_by_sink.entry("logstore".into()).or_default() += o.write_errors;
-        *m.dropped_by_sink.entry("logstore".into()).or_default() += o.dropped_records;
-    }
-    let mut s = status.lock();
-    s.logstore_files_written += o.files_written;
-    s.logstore_write_errors += o.write_errors;
-    s.logstore_dropped_records += o.dropped_records;
-    s.logstore_pending_records = pending as u64;
 }

@@ -43,6 +43,10 @@ pub struct Status {
     pub pid: u32,
     pub window_secs: u64,
     pub flow_map_entries: u32,
+    /// Whether kernel state is pinned in bpffs (counting goes on while the
+    /// agent is down), and where.
+    pub pinned: bool,
+    pub pin_dir: Option<String>,
     pub attachments: Vec<AttachmentStatus>,
     pub windows_published: u64,
     /// Unix seconds of the last published window.
@@ -60,6 +64,15 @@ pub struct Status {
     pub rtt_ambiguous: u64,
     pub rtt_expired: u64,
     pub drain_errors: u64,
+    /// The journal: cuts written (and their bytes), failed writes (counts
+    /// of those cuts live only in memory until published), cuts a restart
+    /// needed and could not read, and windows sealed but not yet confirmed
+    /// by every sink.
+    pub journal_cuts_written: u64,
+    pub journal_bytes_written: u64,
+    pub journal_write_errors: u64,
+    pub journal_cuts_lost: u64,
+    pub journal_sealed_windows: u64,
     /// Parquet files written to Logstores, failed writes, records kept for
     /// retry, and records dropped because the kept backlog hit its bound.
     pub logstore_files_written: u64,

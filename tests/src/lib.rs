@@ -105,6 +105,12 @@ pub fn hooks_on(ns: &netns::Netns, ifname: &str) -> anyhow::Result<(usize, usize
     Ok((ingress, egress, link.contains("xdp")))
 }
 
+/// A free TCP port on loopback (bound, then released).
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
 /// Peak resident memory (VmHWM) of a running process, in KiB.
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::free_port;
 use anyhow::{Context as _, bail};
 
 /// The server program: `$FLOWLOG_NATS_SERVER`, else next to the venv's
@@ -26,12 +27,6 @@ pub fn server_program() -> Option<PathBuf> {
         eprintln!("skipping: nats-server not found (run the tests with cargo xtask test)");
     }
     found
-}
-
-/// A free TCP port on loopback (bound, then released).
-fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
 }
 
 /// One server with JetStream, its store in a directory of its own.

@@ -89,6 +89,19 @@ impl Netns {
         sh(&all)
     }
 
+    /// Packets an interface of the namespace dropped on receive before any
+    /// hook saw them (backlog overflow), from the kernel's own counters.
+    /// (`/sys/class/net` shows the namespace sysfs was mounted in, not the
+    /// thread's, so this asks `ip`.)
+    pub fn rx_dropped(&self, ifname: &str) -> anyhow::Result<u64> {
+        let out = self.ip(&["-j", "-s", "link", "show", "dev", ifname])?;
+        let v: serde_json::Value =
+            serde_json::from_str(&out).with_context(|| format!("ip -j -s link: {out}"))?;
+        v[0]["stats64"]["rx"]["dropped"]
+            .as_u64()
+            .with_context(|| format!("no rx drop counter for {ifname} in {out}"))
+    }
+
     /// Sets a sysctl inside the namespace.
     pub fn sysctl(&self, key: &str, value: &str) -> anyhow::Result<()> {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));

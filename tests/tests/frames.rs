@@ -323,7 +323,8 @@ fn outcome(cap: &mut NetnsCapture, b: &Base, frame: &[u8]) -> anyhow::Result<Out
     let (verdict, after) = cap.run_xdp(frame)?;
     anyhow::ensure!(verdict == XDP_PASS, "{}: verdict {verdict}, not XDP_PASS", b.name);
     anyhow::ensure!(after == frame, "{}: the program changed the frame", b.name);
-    let d = cap.drain()?;
+    let (d, deletion) = cap.drain()?;
+    cap.delete(deletion)?;
     let flows: Vec<_> = d.window.flows.iter().collect();
     match (flows.as_slice(), d.malformed.as_slice()) {
         ([(key, stats)], []) => {

@@ -89,13 +89,8 @@ fn flood(t: &RouterTopology, round: u16, sent: &Sent) -> anyhow::Result<()> {
 
 /// Packets r-a dropped before any hook could see them (backlog overflow):
 /// those would be missing from the books through no fault of the agent.
-fn ingress_drops(t: &RouterTopology) -> u64 {
-    t.router
-        .run(|| std::fs::read_to_string("/sys/class/net/r-a/statistics/rx_dropped"))
-        .ok()
-        .and_then(Result::ok)
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+fn ingress_drops(t: &RouterTopology) -> anyhow::Result<u64> {
+    t.router.rx_dropped("r-a")
 }
 
 fn start(dir: &Path, t: &RouterTopology) -> anyhow::Result<Agent> {
@@ -131,7 +126,7 @@ pub fn run(agent: &Path, minutes: u64) -> anyhow::Result<()> {
     let dir = std::env::current_dir()?.join("target/soak");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let drops_before = ingress_drops(&t);
+    let drops_before = ingress_drops(&t)?;
     let mut a = start(&dir, &t)?;
     a.wait_windows(1, Duration::from_secs(30))?;
 
@@ -233,7 +228,7 @@ pub fn run(agent: &Path, minutes: u64) -> anyhow::Result<()> {
         sent.packets.load(Ordering::SeqCst),
         sent.bytes.load(Ordering::SeqCst),
     );
-    let drops = ingress_drops(&t).saturating_sub(drops_before);
+    let drops = ingress_drops(&t)?.saturating_sub(drops_before);
     let diff = i128::from(ok.0 + skipped.0) - i128::from(packets);
     let diff_bytes = i128::from(ok.1 + skipped.1) - i128::from(bytes);
     println!("soak results ({minutes} min, {} records):", records.len());

@@ -79,21 +79,47 @@ pub struct QuerySpec {
     pub line: usize,
 }
 
+/// Runs a GetLogs query in a child process (see
+/// [`crate::store::query::isolated`]).
 async fn run_query(q: QuerySpec) -> Result<Value, ApiError> {
-    use crate::store::query::{QueryError, run_limited, to_json_rows};
-    let result = run_limited(&q.dir, q.range, &q.sql, q.line)
+    use crate::store::query::{
+        QUERY_SLOTS, QueryError,
+        isolated::{self, Limits, Request},
+    };
+    let limits = Limits::default();
+    let req = Request {
+        dir: q.dir.clone(),
+        from: q.range.from,
+        to: q.range.to,
+        sql: q.sql.clone(),
+        max_rows: q.line,
+        max_bytes: limits.answer_bytes,
+    };
+    let started = tokio::time::Instant::now();
+    let slot = tokio::time::timeout(limits.timeout, QUERY_SLOTS.acquire())
         .await
-        .map_err(|e| match e {
-            QueryError::Sql(m) => ApiError::invalid("Query", m),
-            QueryError::Range { .. } => ApiError::invalid("From", e.to_string()),
-            QueryError::NoLogstore(_) => ApiError::not_found("LogStore", e.to_string()),
-            QueryError::Engine(m) => ApiError::internal(m),
-        })?;
-    let rows = to_json_rows(&result.batches).map_err(|e| ApiError::internal(e.to_string()))?;
+        .map_err(|_| ApiError::invalid("Query", QueryError::Timeout(limits.timeout).to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let left = Limits {
+        timeout: limits.timeout.saturating_sub(started.elapsed()),
+        ..limits
+    };
+    let result = isolated::run(std::path::Path::new("/proc/self/exe"), &req, left).await;
+    drop(slot);
+    let result = result.map_err(|e| match e {
+        QueryError::Sql(m) | QueryError::Execution(m) => ApiError::invalid("Query", m),
+        QueryError::Timeout(_) | QueryError::Memory(_) | QueryError::TooManyFiles { .. } => {
+            ApiError::invalid("Query", e.to_string())
+        }
+        QueryError::Range { .. } => ApiError::invalid("From", e.to_string()),
+        QueryError::NoLogstore(_) => ApiError::not_found("LogStore", e.to_string()),
+        QueryError::Engine(m) => ApiError::internal(m),
+    })?;
+    let rows = result.rows;
     let skipped: Vec<Value> = result
         .skipped
         .iter()
-        .map(|(p, why)| serde_json::json!({ "File": p.display().to_string(), "Reason": why }))
+        .map(|(p, why)| serde_json::json!({ "File": p, "Reason": why }))
         .collect();
     Ok(serde_json::json!({
         "ProjectName": q.project,

@@ -4,7 +4,11 @@
 //! Order matters: (1) point programs at the other generation, (2) wait until
 //! no program can still be on the old one, (3) read the overflow ring to the
 //! end (events of the old generation were all submitted before step 2
-//! returned), (4) empty the old generation's flow map and skip counters.
+//! returned), (4) read the old generation's flow map and skip counters. The
+//! entries read are deleted only by [`NetnsCapture::delete`], which the
+//! caller runs once the counts are journaled: an agent killed in between
+//! finds them still in the kernel, and the journal tells whether they are
+//! already counted.
 
 use std::os::fd::AsFd;
 
@@ -43,19 +47,17 @@ pub struct Drained {
     pub jiffies: Option<JiffiesRef>,
 }
 
-impl Drained {
-    /// Adds another drain's counts to this one.
-    fn absorb(&mut self, other: Drained) {
-        for (key, stats) in other.window.flows.iter() {
-            self.window.flows.push(*key, *stats);
-        }
-        for ((ifindex, dir), c) in &other.window.skipped {
-            self.window.add_skipped(*ifindex, *dir, c);
-        }
-        self.window.rtt.extend(other.window.rtt);
-        self.malformed.extend(other.malformed);
-        self.map_flows += other.map_flows;
-        self.overflow_events += other.overflow_events;
+/// The kernel entries one drain read: deleted once their counts are safe.
+#[derive(Debug, Default)]
+pub struct Deletion {
+    keys4: Vec<u8>,
+    keys6: Vec<u8>,
+    skipped: Vec<SkipKey>,
+}
+
+impl Deletion {
+    pub fn is_empty(&self) -> bool {
+        self.keys4.is_empty() && self.keys6.is_empty() && self.skipped.is_empty()
     }
 }
 
@@ -129,8 +131,9 @@ impl NetnsCapture {
     }
 
     /// Ends the current window: returns everything counted since the
-    /// previous drain.
-    pub fn drain(&mut self) -> Result<Drained, CaptureError> {
+    /// previous drain, and what to delete from the kernel once the counts
+    /// are journaled (see [`Self::delete`]).
+    pub fn drain(&mut self) -> Result<(Drained, Deletion), CaptureError> {
         let old = self.generation;
         let new = old ^ 1;
         self.control
@@ -149,38 +152,46 @@ impl NetnsCapture {
             .map_err(|e| drain_err("(waiting for running programs)")(super::chain(&e)))?;
         self.generation = new;
         let mut out = self.collect(old)?;
-        if let Some(carry) = self.carry.take() {
-            out.absorb(carry);
-        }
-        out.jiffies = self
-            .clock
-            .reference()
-            .inspect_err(|e| warn!(error = %e, "cannot date this window's flows"))
-            .ok();
+        out.0.jiffies = self.jiffies();
         Ok(out)
     }
 
     /// After adopting pinned maps: what an earlier run left in the
-    /// generation programs no longer write (it was killed mid-drain) goes
-    /// into the next window rather than lingering until the generation
-    /// comes round again.
-    pub(super) fn recover(&mut self) -> Result<(), CaptureError> {
+    /// generation programs no longer write (it died between a flip and the
+    /// end of its drain). The caller decides, from the journal, whether
+    /// those counts are new or already journaled.
+    pub fn read_idle(&mut self) -> Result<(Drained, Deletion), CaptureError> {
         let idle = self.generation ^ 1;
-        let d = self.collect(idle)?;
-        if d.map_flows > 0 || !d.window.skipped.is_empty() {
-            tracing::info!(
-                flows = d.map_flows,
-                netns = self.netns.as_deref().unwrap_or("-"),
-                "recovered counts an earlier run had not drained"
-            );
+        let mut out = self.collect(idle)?;
+        out.0.jiffies = self.jiffies();
+        Ok(out)
+    }
+
+    fn jiffies(&self) -> Option<JiffiesRef> {
+        self.clock
+            .reference()
+            .inspect_err(|e| warn!(error = %e, "cannot date this window's flows"))
+            .ok()
+    }
+
+    /// Deletes what a drain read. No program writes that generation any
+    /// more, so no increment can be lost; it must be done before the next
+    /// flip, when programs would add to the entries again.
+    pub fn delete(&mut self, d: Deletion) -> Result<(), CaptureError> {
+        let err = |e: sys::SysError| drain_err("the flow map")(super::chain(&e));
+        sys::delete_keys(self.flows4.fd().as_fd(), &d.keys4, size_of::<FlowKey4>(), BATCH).map_err(err)?;
+        sys::delete_keys(self.flows6.fd().as_fd(), &d.keys6, size_of::<FlowKey>(), BATCH).map_err(err)?;
+        for key in d.skipped {
+            if let Err(e) = self.skipped.remove(&key) {
+                warn!(error = %e, "could not clear a skip counter");
+            }
         }
-        self.carry = Some(d);
         Ok(())
     }
 
-    /// Reads and deletes everything counted under generation `old`, which
-    /// no program writes any more.
-    fn collect(&mut self, old: u32) -> Result<Drained, CaptureError> {
+    /// Reads everything counted under generation `old`, which no program
+    /// writes any more.
+    fn collect(&mut self, old: u32) -> Result<(Drained, Deletion), CaptureError> {
         let overflow_events = self.poll_overflow();
         self.poll_handshakes();
 
@@ -188,21 +199,27 @@ impl NetnsCapture {
             overflow_events,
             ..Default::default()
         };
-        let old_idx = old as usize;
+        let mut deletion = Deletion::default();
+        let old_idx = old as usize & 1;
         let mut flows = FlowTable::with_capacity(self.last_map_flows as usize + 1024);
         let cpus = self.cpus;
         let old_gen = old as u8;
-        // Entries of the new generation are left alone: programs are
-        // writing them. No program writes the old one's any more, so each
-        // chunk's old entries are deleted as soon as they are read.
         let err = |e: sys::SysError| drain_err("the flow map")(super::chain(&e));
-        let drained4 = drain_map(self.flows4.fd().as_fd(), cpus, &mut flows, |k: FlowKey4| {
-            (k.generation == old_gen).then(|| k.widen())
-        })
+        let drained4 = read_map(
+            self.flows4.fd().as_fd(),
+            cpus,
+            &mut flows,
+            &mut deletion.keys4,
+            |k: FlowKey4| (k.generation == old_gen).then(|| k.widen()),
+        )
         .map_err(err)?;
-        let drained6 = drain_map(self.flows6.fd().as_fd(), cpus, &mut flows, |k: FlowKey| {
-            (k.generation == old_gen).then_some(k)
-        })
+        let drained6 = read_map(
+            self.flows6.fd().as_fd(),
+            cpus,
+            &mut flows,
+            &mut deletion.keys6,
+            |k: FlowKey| (k.generation == old_gen).then_some(k),
+        )
         .map_err(err)?;
         let drained = drained4 + drained6;
         out.map_flows = drained;
@@ -219,12 +236,12 @@ impl NetnsCapture {
             .end_window(crate::window::clock::now_ns(libc::CLOCK_MONOTONIC) as u64);
         out.window.flows = flows;
 
-        self.drain_skipped(old as u8, &mut out)?;
+        deletion.skipped = self.read_skipped(old as u8, &mut out)?;
         out.malformed = self.malformed_delta()?;
-        Ok(out)
+        Ok((out, deletion))
     }
 
-    fn drain_skipped(&mut self, generation: u8, out: &mut Drained) -> Result<(), CaptureError> {
+    fn read_skipped(&mut self, generation: u8, out: &mut Drained) -> Result<Vec<SkipKey>, CaptureError> {
         let mut keys = Vec::new();
         for item in self.skipped.iter() {
             let (key, values) = item.map_err(|e| drain_err("the skip counters")(super::chain(&e)))?;
@@ -240,13 +257,6 @@ impl NetnsCapture {
             }
             keys.push(key);
         }
-        for key in keys {
-            // No program writes this generation any more, so removing
-            // cannot lose an increment.
-            if let Err(e) = self.skipped.remove(&key) {
-                warn!(error = %e, "could not clear a skip counter");
-            }
-        }
         let pending = std::mem::take(&mut self.pending_skipped);
         let (mine, later): (Vec<_>, Vec<_>) =
             pending.into_iter().partition(|(k, _)| k.generation == generation);
@@ -256,7 +266,7 @@ impl NetnsCapture {
                 out.window.add_skipped(key.ifindex, dir, &c);
             }
         }
-        Ok(())
+        Ok(keys)
     }
 
     /// Malformed counters are cumulative in the kernel; report the change.
@@ -309,27 +319,28 @@ fn add_skip(list: &mut Vec<(SkipKey, Counters)>, key: SkipKey, packets: u64, byt
     }
 }
 
-/// Reads one flow map and deletes the entries `select` picks (returning
-/// them as full keys), summing their per-CPU values into `flows` with the
-/// generation cleared so windows merge. Returns how many it took.
-fn drain_map<K: Copy>(
+/// Reads one flow map's entries that `select` picks (returning them as
+/// full keys), summing their per-CPU values into `flows` with the
+/// generation cleared so windows merge, and their raw keys into `taken`
+/// for the deletion. Returns how many it took.
+fn read_map<K: Copy>(
     fd: std::os::fd::BorrowedFd<'_>,
     cpus: usize,
     flows: &mut FlowTable,
+    taken: &mut Vec<u8>,
     select: impl Fn(K) -> Option<FlowKey>,
 ) -> Result<usize, sys::SysError> {
     let key_size = size_of::<K>();
     let value_size = size_of::<FlowStats>().next_multiple_of(8);
-    let mut taken = 0;
+    let before = taken.len();
     sys::walk_percpu_hash(fd, key_size, size_of::<FlowStats>(), cpus, BATCH, |chunk| {
-        let mut keys = Vec::with_capacity(chunk.keys.len());
         for i in 0..chunk.count {
             let raw = &chunk.keys[i * key_size..(i + 1) * key_size];
             // SAFETY: `raw` is key_size bytes; K is a plain key type that
             // accepts any bits.
             let k: K = unsafe { raw.as_ptr().cast::<K>().read_unaligned() };
             let Some(mut key) = select(k) else { continue };
-            keys.extend_from_slice(raw);
+            taken.extend_from_slice(raw);
             key.generation = 0;
             let mut total = FlowStats::default();
             for cpu in 0..cpus {
@@ -342,8 +353,7 @@ fn drain_map<K: Copy>(
             }
             flows.push(key, total);
         }
-        taken += keys.len() / key_size;
-        sys::delete_keys(fd, &keys, key_size, BATCH)
+        Ok(())
     })?;
-    Ok(taken)
+    Ok((taken.len() - before) / key_size)
 }

@@ -14,6 +14,7 @@ pub mod iface;
 pub mod netns;
 pub mod pins;
 pub mod sys;
+pub mod unpin;
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -30,7 +31,7 @@ use tokio::io::{Interest, unix::AsyncFd};
 use tracing::info;
 
 pub use attach::Hook;
-pub use drain::{Drained, MalformedCount};
+pub use drain::{Deletion, Drained, MalformedCount};
 
 use crate::{
     config::{Attachment, Config},
@@ -151,8 +152,6 @@ pub struct NetnsCapture {
     pins: Option<pins::NetnsPins>,
     /// Whether the maps were pinned by an earlier run and adopted.
     adopted: bool,
-    /// Counts of an earlier run's unfinished drain, for the next window.
-    carry: Option<Drained>,
     barrier: sys::ProgramBarrier,
     generation: u32,
     attached: Vec<(AttachedInterface, Vec<attach::Link>)>,
@@ -322,7 +321,7 @@ impl NetnsCapture {
             name: "per-CPU maps",
             detail: format!("{what}: {e}"),
         })?;
-        let mut cap = Self {
+        let cap = Self {
             netns: netns.map(str::to_owned),
             ebpf,
             flows4,
@@ -338,7 +337,6 @@ impl NetnsCapture {
             netns_cookie,
             pins,
             adopted,
-            carry: None,
             barrier,
             generation,
             attached: Vec::new(),
@@ -355,7 +353,6 @@ impl NetnsCapture {
                 netns = netns.unwrap_or("-"),
                 generation, "adopted pinned maps; counting never stopped"
             );
-            cap.recover()?;
         }
         Ok(cap)
     }
@@ -494,6 +491,11 @@ impl NetnsCapture {
     /// The generation programs currently count into.
     pub fn generation(&self) -> u32 {
         self.generation
+    }
+
+    /// Kernel cookie of the namespace the maps serve.
+    pub fn netns_cookie(&self) -> u64 {
+        self.netns_cookie
     }
 
     /// Turns TCP handshake sampling on or off for the running programs.

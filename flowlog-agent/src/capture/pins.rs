@@ -21,8 +21,6 @@ use tracing::{info, warn};
 
 use super::CaptureSettings;
 
-/// `statfs` magic of a bpf filesystem.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 /// Where bpffs is mounted by convention.
 const BPF_FS_MOUNT: &str = "/sys/fs/bpf";
 
@@ -32,12 +30,24 @@ pub enum PinError {
     NotBpffs { path: PathBuf },
     #[error("mounting bpffs on {BPF_FS_MOUNT}")]
     Mount(#[source] std::io::Error),
-    #[error("creating pin directory {path}")]
+    #[error("creating pin directory {path}{}", dot_hint(path))]
     Create {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// bpffs refuses names with a dot; say so when that is the likely cause.
+fn dot_hint(path: &Path) -> &'static str {
+    let dotted = path
+        .components()
+        .any(|c| matches!(c, std::path::Component::Normal(n) if n.to_string_lossy().contains('.')));
+    if dotted {
+        " (bpffs refuses names containing a dot)"
+    } else {
+        ""
+    }
 }
 
 /// The versioned root of pinned state.
@@ -125,7 +135,7 @@ fn unescape(name: &str) -> String {
     name.replace("%2e", ".").replace("%25", "%")
 }
 
-fn on_bpffs(path: &Path) -> bool {
+pub(super) fn on_bpffs(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt as _;
     // The nearest existing ancestor decides where new directories land.
     let mut p = path;
@@ -140,7 +150,7 @@ fn on_bpffs(path: &Path) -> bool {
     };
     // SAFETY: zeroed statfs is a valid out-buffer; `c` is NUL-terminated.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0) && st.f_type as i64 == BPF_FS_MAGIC
+    (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0) && st.f_type == libc::BPF_FS_MAGIC
 }
 
 fn mount_bpffs() -> Result<(), PinError> {

@@ -8,7 +8,7 @@ use super::{
     Sink,
     spool::{Spool, Target},
 };
-use crate::{config::LineFormat, record::text, window::WindowData};
+use crate::{config::LineFormat, journal::marks::FileId, record::text, window::WindowData};
 
 pub struct Lines<W> {
     name: String,
@@ -29,6 +29,14 @@ impl<W: Target> Lines<W> {
 impl<W: Target> Sink for Lines<W> {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn position(&self) -> Option<(u64, FileId)> {
+        self.out.position()
+    }
+
+    fn rewind(&mut self, at: u64) -> io::Result<()> {
+        self.out.rewind(at)
     }
 
     fn write(&mut self, window: &WindowData) -> io::Result<()> {

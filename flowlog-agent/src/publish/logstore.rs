@@ -17,15 +17,19 @@ struct Pending {
     dest: LogstoreRef,
     flow_log_id: String,
     data: Arc<WindowData>,
+    /// The window's number in the journal.
+    seq: Option<u64>,
 }
 
 /// What one call did, for the status.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
     pub files_written: u64,
     pub records_written: u64,
     pub write_errors: u64,
     pub dropped_records: u64,
+    /// Journal numbers of the windows written or given up on.
+    pub resolved: Vec<u64>,
 }
 
 pub struct LogstoreSink {
@@ -60,6 +64,7 @@ impl LogstoreSink {
                 dest: dest.clone(),
                 flow_log_id: batch.flow_log_id.clone(),
                 data: batch.data.clone(),
+                seq: batch.seq,
             });
         }
         let mut out = self.retry();
@@ -69,6 +74,7 @@ impl LogstoreSink {
             };
             self.pending_records -= old.data.len();
             out.dropped_records += old.data.len() as u64;
+            out.resolved.extend(old.seq);
             error!(
                 flow_log = %old.flow_log_id,
                 start = old.data.window.start_secs(),
@@ -90,6 +96,7 @@ impl LogstoreSink {
                     }
                     self.pending_records -= p.data.len();
                     out.records_written += p.data.len() as u64;
+                    out.resolved.extend(p.seq);
                     self.pending.pop_front();
                     out.files_written += 1;
                 }

@@ -8,6 +8,7 @@ pub mod jetstream;
 mod lines;
 pub mod logstore;
 mod protobuf;
+pub mod publisher;
 mod spool;
 
 use std::{
@@ -21,6 +22,7 @@ pub use protobuf::ProtobufFile;
 
 use crate::{
     config::{LineFormat, Output},
+    journal::marks::FileId,
     window::WindowData,
 };
 
@@ -42,6 +44,15 @@ pub trait Sink: Send {
     /// Writes one window's records and makes them visible to readers:
     /// all of them, or (on error) none.
     fn write(&mut self, window: &WindowData) -> io::Result<()>;
+    /// Where the next window would begin, in which file; `None` for a
+    /// stream, which cannot be taken back.
+    fn position(&self) -> Option<(u64, FileId)> {
+        None
+    }
+    /// Cuts the output back to `at` (a window begun before a crash).
+    fn rewind(&mut self, _at: u64) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 fn open_append(path: &Path) -> Result<File, PublishError> {

@@ -7,7 +7,7 @@ use std::{fs::File, io};
 use prost::Message;
 
 use super::{Sink, spool::Spool};
-use crate::window::WindowData;
+use crate::{journal::marks::FileId, window::WindowData};
 
 pub struct ProtobufFile {
     name: String,
@@ -26,6 +26,14 @@ impl ProtobufFile {
 impl Sink for ProtobufFile {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn position(&self) -> Option<(u64, FileId)> {
+        self.out.position()
+    }
+
+    fn rewind(&mut self, at: u64) -> io::Result<()> {
+        self.out.rewind(at)
     }
 
     fn write(&mut self, window: &WindowData) -> io::Result<()> {

@@ -8,6 +8,8 @@ use std::{
     io::{self, Stdout, Write},
 };
 
+use crate::journal::marks::FileId;
+
 /// Bytes gathered before they are handed to the kernel.
 const SPOOL_BYTES: usize = 1 << 16;
 
@@ -21,6 +23,11 @@ pub trait Target: Write + Send {
     fn sync(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// Which file this is (`None`: a stream), so a rotated file is never
+    /// cut back.
+    fn file_id(&self) -> Option<FileId> {
+        None
+    }
 }
 
 impl Target for File {
@@ -30,6 +37,15 @@ impl Target for File {
 
     fn truncate(&mut self, at: u64) -> io::Result<()> {
         self.set_len(at)
+    }
+
+    fn file_id(&self) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.metadata().ok().filter(|m| m.is_file())?;
+        Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -87,6 +103,16 @@ impl<W: Target> Spool<W> {
             }
         }
         result
+    }
+
+    /// Where the next window begins, in which file (`None`: a stream).
+    pub fn position(&self) -> Option<(u64, FileId)> {
+        Some((self.out.end()?, self.out.file_id()?))
+    }
+
+    /// Cuts the output back to `at`: a window begun before a crash.
+    pub fn rewind(&mut self, at: u64) -> io::Result<()> {
+        self.out.truncate(at)
     }
 
     /// The buffer to append the next record to.

@@ -9,7 +9,10 @@
 //! One file per flow log and window, in the partition of the window's start
 //! (UTC). A file is written under a hidden temporary name, fsynced, renamed
 //! into place and the directory fsynced, so a crash never exposes a partial
-//! file; readers ignore names starting with a dot.
+//! file; readers ignore names starting with a dot. The agent names a
+//! window's file by the window (its start in nanoseconds as the last
+//! token), so writing the same window again after a restart replaces the
+//! file instead of adding a second one.
 
 pub mod analyses;
 pub mod query;
@@ -130,6 +133,17 @@ pub fn parse_dt(name: &str) -> Option<i64> {
     Some(days_from_civil(y, m, d))
 }
 
+/// How a data file's last name token is chosen.
+#[derive(Clone, Copy)]
+enum Name<'a> {
+    /// Random: every write is a new file.
+    Random,
+    /// Given (a message id): a second write of it is skipped.
+    Once(&'a str),
+    /// The window's start: a second write replaces the first.
+    Window(i128),
+}
+
 /// Writes windows of records as Parquet files.
 pub struct Writer {
     data_dir: PathBuf,
@@ -158,14 +172,16 @@ impl Writer {
         }
     }
 
-    /// Writes one window of one flow log; returns the file's path.
+    /// Writes one window of one flow log, replacing an earlier write of
+    /// the same window; returns the file's path.
     pub fn write(
         &self,
         dest: &LogstoreRef,
         flow_log_id: &str,
         data: &WindowData,
     ) -> Result<PathBuf, StoreError> {
-        self.write_with(dest, flow_log_id, data.window, None, |emit| {
+        let name = Name::Window(data.window.start_ns);
+        self.write_with(dest, flow_log_id, data.window, name, |emit| {
             data.try_for_each_record(emit)
         })
         .map(|p| p.unwrap_or_default())
@@ -181,7 +197,7 @@ impl Writer {
         window: Window,
         records: &[FlowLogRecord],
     ) -> Result<PathBuf, StoreError> {
-        self.write_with(dest, flow_log_id, window, None, |emit| {
+        self.write_with(dest, flow_log_id, window, Name::Random, |emit| {
             records.iter().try_for_each(emit)
         })
         .map(|p| p.unwrap_or_default())
@@ -198,7 +214,7 @@ impl Writer {
         unique: &str,
         records: &[FlowLogRecord],
     ) -> Result<Option<PathBuf>, StoreError> {
-        self.write_with(dest, flow_log_id, window, Some(unique), |emit| {
+        self.write_with(dest, flow_log_id, window, Name::Once(unique), |emit| {
             records.iter().try_for_each(emit)
         })
     }
@@ -210,7 +226,7 @@ impl Writer {
         dest: &LogstoreRef,
         flow_log_id: &str,
         window: Window,
-        unique: Option<&str>,
+        unique: Name<'_>,
         produce: impl FnOnce(&mut dyn FnMut(&FlowLogRecord) -> Result<(), StoreError>) -> Result<(), StoreError>,
     ) -> Result<Option<PathBuf>, StoreError> {
         let dir = logstore_dir(&self.data_dir, dest).join(partition(window.start_secs()));
@@ -220,15 +236,19 @@ impl Writer {
         };
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let random = || crate::state::random_string(crate::state::LOWER_ALNUM, 6);
+        let last = match unique {
+            Name::Random => random(),
+            Name::Once(u) => file_token(u),
+            Name::Window(start_ns) => format!("w{start_ns}"),
+        };
         let name = format!(
-            "{}-{}-{}-{}.parquet",
+            "{}-{}-{}-{last}.parquet",
             window.start_secs(),
             window.end_secs(),
             file_token(flow_log_id),
-            unique.map_or_else(random, file_token)
         );
         let path = dir.join(&name);
-        if unique.is_some() && path.exists() {
+        if matches!(unique, Name::Once(_)) && path.exists() {
             return Ok(None);
         }
         // Random, so two writers of the same unique file never share one.

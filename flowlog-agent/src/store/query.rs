@@ -41,12 +41,24 @@ use datafusion::{
 
 use super::schema;
 
-/// Memory one query may hold; sorts and joins beyond it fail (nothing
-/// spills to disk: a query only reads).
+pub mod isolated;
+
+/// Memory DataFusion's pool lets one query hold; sorts and joins beyond it
+/// fail (nothing spills to disk: a query only reads).
 const QUERY_MEMORY_BYTES: usize = 512 << 20;
-/// Queries running at once (each with its own pool); more wait their turn.
-const CONCURRENT_QUERIES: usize = 2;
-static QUERY_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_QUERIES);
+/// Address space of a query's child process: the pool, the rest of the
+/// engine, and what expressions allocate outside the pool.
+pub const WORKER_MEMORY_BYTES: u64 = 1536 << 20;
+/// Descriptors a query's child process may hold.
+pub const WORKER_OPEN_FILES: u64 = 4096;
+/// Bytes of rows (as JSON) one answer carries at most.
+pub const MAX_ANSWER_BYTES: usize = 32 << 20;
+/// Files one query may read: a wider time range over a Logstore of many
+/// small files is refused (compaction keeps past hours to a file each).
+pub const MAX_FILES: usize = 20_000;
+/// API queries running at once (each in its own process); more wait their
+/// turn, and the wait counts against their time limit.
+pub static QUERY_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 /// Time one query may take, waiting for a slot included.
 pub const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Rows one query returns at most.
@@ -60,7 +72,7 @@ fn read_only() -> SQLOptions {
         .with_allow_statements(false)
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum QueryError {
     /// The Logstore is not there.
     #[error("logstore {0} does not exist")]
@@ -68,9 +80,23 @@ pub enum QueryError {
     /// The SQL does not parse or plan (syntax, unknown column or table).
     #[error("invalid query: {0}")]
     Sql(String),
+    /// The query failed on the data it read (division by zero, a bad
+    /// cast): the query's own error.
+    #[error("query failed: {0}")]
+    Execution(String),
     /// Reading the data failed in a way skipping files could not fix.
     #[error("query failed: {0}")]
     Engine(String),
+    /// The query ran past its time limit (planning and opening files
+    /// included).
+    #[error("the query ran longer than {} s", .0.as_secs())]
+    Timeout(std::time::Duration),
+    /// The query needed more memory than its process may have.
+    #[error("the query needed more than its {} MiB of memory; aggregate more or select less", .0 >> 20)]
+    Memory(u64),
+    /// The time range holds more files than one query may read.
+    #[error("the time range holds {files} files, more than the {max} one query may read; narrow From/To")]
+    TooManyFiles { files: usize, max: usize },
     /// `from` is not before `to`.
     #[error("empty time range: from {from} is not before to {to}")]
     Range { from: i64, to: i64 },
@@ -256,10 +282,6 @@ async fn plan(
         .map_err(|e| QueryError::Sql(e.to_string()))
 }
 
-fn too_long() -> QueryError {
-    QueryError::Sql(format!("the query ran longer than {} s", QUERY_TIMEOUT.as_secs()))
-}
-
 /// Keeps the first `max_rows` rows; says whether there were more.
 fn cut(batches: Vec<RecordBatch>, max_rows: usize) -> (Vec<RecordBatch>, bool) {
     let mut left = max_rows;
@@ -295,15 +317,9 @@ pub async fn run_limited(
     max_rows: usize,
 ) -> Result<QueryResult, QueryError> {
     let max_rows = max_rows.min(MAX_ROWS);
-    tokio::time::timeout(QUERY_TIMEOUT, async {
-        let _slot = QUERY_SLOTS
-            .acquire()
-            .await
-            .map_err(|e| QueryError::Engine(e.to_string()))?;
-        run_now(dir, range, sql, max_rows).await
-    })
-    .await
-    .map_err(|_| too_long())?
+    tokio::time::timeout(QUERY_TIMEOUT, run_now(dir, range, sql, max_rows))
+        .await
+        .map_err(|_| QueryError::Timeout(QUERY_TIMEOUT))?
 }
 
 async fn run_now(
@@ -322,7 +338,14 @@ async fn run_now(
     }
     let mut skipped: Vec<(PathBuf, String)> = Vec::new();
     let mut files: Vec<PathBuf> = Vec::new();
-    for f in files_in_range(dir, range) {
+    let listed = files_in_range(dir, range);
+    if listed.len() > MAX_FILES {
+        return Err(QueryError::TooManyFiles {
+            files: listed.len(),
+            max: MAX_FILES,
+        });
+    }
+    for f in listed {
         match check_footer(&f) {
             Ok(()) => files.push(f),
             Err(why) => {
@@ -348,7 +371,8 @@ async fn run_now(
             let (good, bad): (Vec<PathBuf>, Vec<PathBuf>) =
                 files.into_iter().partition(|f| check_all(f).is_ok());
             if bad.is_empty() {
-                return Err(QueryError::Engine(first.to_string()));
+                // Every file reads: the failure is the query's own.
+                return Err(QueryError::Execution(first.to_string()));
             }
             for b in bad {
                 tracing::warn!(file = %b.display(), "skipping corrupt Logstore file");

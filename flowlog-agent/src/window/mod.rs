@@ -8,7 +8,6 @@
 //! entries, not a million heap-allocated records.
 
 pub mod clock;
-pub mod progress;
 
 use std::{collections::HashMap, sync::Arc};
 

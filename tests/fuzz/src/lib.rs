@@ -73,12 +73,13 @@ pub mod state_files {
 
     use flowlog_agent::{
         control::spec_of,
+        journal::{Ledger, cut},
         state::State,
-        window::{clock::next_boundary, progress::Progress},
+        window::clock::next_boundary,
     };
 
     /// Files the agent reads back at start: state.json (checked, then turned
-    /// into what the engine runs) and windows.json (window progress).
+    /// into what the engine runs), the journal's ledger and its cut files.
     pub fn run(data: &[u8]) {
         if let Ok(state) = serde_json::from_slice::<State>(data)
             && state.check().is_ok()
@@ -89,7 +90,15 @@ pub mod state_files {
                 assert!(next_boundary(now, spec.window) > now);
             }
         }
-        let _ = Progress::from_slice(data);
+        if let Ok(l) = serde_json::from_slice::<Ledger>(data) {
+            let _ = l.oldest_needed_cut();
+        }
+        if let Ok(c) = cut::decode(data) {
+            // Whatever decodes must survive being written and read again.
+            let mut again = Vec::new();
+            assert!(cut::encode(&c, &mut again).is_ok());
+            assert_eq!(cut::decode(&again).map(|d| d.seq).ok(), Some(c.seq));
+        }
         let _ = next_boundary(i128::from(data.len() as u64), Duration::ZERO);
     }
 }

@@ -43,6 +43,10 @@ pub struct WindowMeta {
     pub start_ns: i128,
     pub end_ns: i128,
     pub records: u64,
+    /// The window's number in the agent's journal: a window written again
+    /// after a restart that the queue already took is not queued twice.
+    #[serde(default)]
+    pub journal_seq: Option<u64>,
 }
 
 /// A window read back from the queue.
@@ -66,13 +70,20 @@ pub struct Queue {
     next_seq: u64,
     bytes: u64,
     max_bytes: u64,
+    /// The highest journal number ever queued (kept in [`HIGH_WATER`]).
+    high_water: u64,
 }
+
+/// File of the highest journal number queued, which outlives the entries.
+const HIGH_WATER: &str = "high-water";
 
 /// What pushing a window did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pushed {
     /// Records of older windows dropped to stay within the bound.
     pub dropped_records: u64,
+    /// The window was a replay the queue already had.
+    pub already_queued: bool,
 }
 
 fn io_err(path: &Path) -> impl Fn(io::Error) -> QueueError + '_ {
@@ -88,6 +99,10 @@ impl Queue {
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, QueueError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut found = Vec::new();
+        let mut high_water = std::fs::read_to_string(dir.join(HIGH_WATER))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0);
         for e in std::fs::read_dir(dir).map_err(io_err(dir))?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") {
@@ -101,7 +116,9 @@ impl Queue {
                 continue;
             };
             let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
-            let records = read_meta(&e.path()).map(|m| m.records).unwrap_or(0);
+            let meta = read_meta(&e.path()).ok();
+            let records = meta.as_ref().map_or(0, |m| m.records);
+            high_water = high_water.max(meta.and_then(|m| m.journal_seq).unwrap_or(0));
             found.push(Entry { seq, bytes, records });
         }
         found.sort_by_key(|e| e.seq);
@@ -113,6 +130,7 @@ impl Queue {
             next_seq,
             bytes,
             max_bytes,
+            high_water,
         })
     }
 
@@ -135,6 +153,12 @@ impl Queue {
     /// Writes a window durably, then drops the oldest windows while the
     /// queue is over its bound (the new one included, if it alone is).
     pub fn push(&mut self, batch: &WindowRecords) -> Result<Pushed, QueueError> {
+        if batch.replay && batch.seq.is_some_and(|s| s <= self.high_water) {
+            return Ok(Pushed {
+                already_queued: true,
+                ..Default::default()
+            });
+        }
         let meta = WindowMeta {
             flow_log_id: batch.flow_log_id.clone(),
             project: batch.logstore.as_ref().map(|l| l.project.clone()),
@@ -142,6 +166,7 @@ impl Queue {
             start_ns: batch.data.window.start_ns,
             end_ns: batch.data.window.end_ns,
             records: batch.data.len() as u64,
+            journal_seq: batch.seq,
         };
         let seq = self.next_seq;
         let path = self.path(seq);
@@ -172,6 +197,13 @@ impl Queue {
         };
         self.next_seq += 1;
         self.bytes += bytes;
+        if let Some(js) = batch.seq {
+            self.high_water = self.high_water.max(js);
+            let path = self.dir.join(HIGH_WATER);
+            if let Err(e) = crate::durable::write(&path, self.high_water.to_string().as_bytes()) {
+                warn!(file = %path.display(), error = %e, "cannot save the queue's high-water mark");
+            }
+        }
         self.entries.push_back(Entry {
             seq,
             bytes,

@@ -5,16 +5,18 @@
 //! an interface share its hooks and map entries, so a packet costs the same
 //! however many flow logs watch it. At every *cut* (a window boundary of any
 //! flow log, an activation, a deactivation) the engine drains every
-//! namespace's maps once and hands each flow to every flow log using its
-//! interface; a flow log whose window has ended then turns its aggregate
-//! into records. In each flow log's aggregate a key's `ifindex` is replaced
-//! by the flow log's own attachment slot, so interfaces of different
-//! namespaces never collide.
+//! namespace's maps once, journals what it read, deletes it from the kernel
+//! and hands each flow to every flow log using its interface
+//! ([`distribute`]); a flow log whose window has ended then seals it in the
+//! journal's ledger and turns it into records.
 //!
 //! With pinning on, the kernel state outlives the agent: a shutdown leaves
 //! the hooks counting, and the next start adopts them (see
-//! [`crate::capture::pins`]) and begins each restored flow log's first
-//! window where the last published one ended.
+//! [`crate::capture::pins`]) and redoes whatever the journal says was in
+//! flight ([`restart`]).
+
+mod distribute;
+mod restart;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -25,17 +27,17 @@ use std::{
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
+pub use distribute::{Aggregates, One, distribute};
+
 use crate::{
-    capture::{CaptureError, CaptureSettings, Drained, NetnsCapture, pins::PinRoot},
+    capture::{CaptureError, CaptureSettings, Deletion, Drained, NetnsCapture, pins::PinRoot},
     config::Attachment,
     enrich::{RegionTable, SharedRegions},
+    journal::{CutRecord, Journal, NsCut, SpecAttachment, Target, User, WindowSpec},
     record::{Identity, format::LogFormat},
     status::{AttachmentStatus, StatusBoard},
     store::LogstoreRef,
-    window::{
-        AttachmentInfo, ClockOffset, JiffiesRef, Window, WindowAggregate, WindowData, clock,
-        progress::Progress,
-    },
+    window::{AttachmentInfo, ClockOffset, JiffiesRef, Window, WindowAggregate, WindowData, clock},
 };
 
 /// A flow log as the engine runs it.
@@ -50,6 +52,29 @@ pub struct FlowLogSpec {
     pub format: Option<Arc<LogFormat>>,
 }
 
+impl FlowLogSpec {
+    /// What the journal keeps of it with each window.
+    fn window_spec(&self) -> WindowSpec {
+        WindowSpec {
+            account_id: self.identity.account_id.clone(),
+            cen_id: self.identity.cen_id.clone(),
+            attachments: self
+                .attachments
+                .iter()
+                .map(|a| SpecAttachment {
+                    interface: a.interface.clone(),
+                    netns: a.netns.clone(),
+                    attachment_id: a.attachment_id.clone(),
+                    region_id: a.region_id.clone(),
+                })
+                .collect(),
+            project: self.logstore.as_ref().map(|l| l.project.clone()),
+            logstore: self.logstore.as_ref().map(|l| l.logstore.clone()),
+            log_format: self.format.as_ref().map(|f| f.to_string()),
+        }
+    }
+}
+
 /// One window of one flow log, ready to publish. Shared (not copied)
 /// between the sinks and the Logstore's retry queue.
 #[derive(Debug)]
@@ -58,6 +83,11 @@ pub struct WindowRecords {
     /// The Logstore the flow log writes to, if any.
     pub logstore: Option<LogstoreRef>,
     pub data: Arc<WindowData>,
+    /// The window's number in the journal (`None` without a journal): the
+    /// publisher reports it back once every sink has the window.
+    pub seq: Option<u64>,
+    /// Written again after a restart: sinks may have it already.
+    pub replay: bool,
     /// Told once every sink has had the window (DeactiveFlowLog's answer
     /// waits for it, so the last records are readable when it returns).
     pub published: Option<oneshot::Sender<()>>,
@@ -84,6 +114,12 @@ struct Running {
     regions: Arc<RegionTable>,
 }
 
+impl Aggregates for BTreeMap<String, Running> {
+    fn aggregate(&mut self, flow_log: &str) -> Option<&mut WindowAggregate> {
+        self.get_mut(flow_log).map(|r| &mut r.aggregate)
+    }
+}
+
 /// What the status view shows of one flow log.
 #[derive(Clone, Debug, serde::Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -108,25 +144,37 @@ pub struct Engine {
     jiffies: Option<JiffiesRef>,
     /// Where kernel state is pinned; `None` when pinning is off.
     pins: Option<PinRoot>,
-    /// Last published window end per running flow log, on disk.
-    progress: Option<Progress>,
+    /// Drained counts and windows in flight, on disk.
+    journal: Option<Journal>,
     /// The region table in force (a reload swaps it).
     regions: SharedRegions,
+}
+
+/// A drain of one namespace, not yet journaled.
+type NsDrain = (Option<String>, Drained, Deletion);
+
+/// What turning an aggregate into records needs besides the counts.
+struct Rendering {
+    window: Window,
+    attachments: Vec<AttachmentInfo>,
+    identity: Identity,
+    format: Option<Arc<LogFormat>>,
+    regions: Arc<RegionTable>,
 }
 
 impl Engine {
     pub fn new(
         settings: CaptureSettings,
         pins: Option<PinRoot>,
-        progress: Option<Progress>,
+        journal: Option<Journal>,
         publish: mpsc::Sender<WindowRecords>,
         status: StatusBoard,
         regions: SharedRegions,
     ) -> Self {
-        Self {
+        let engine = Self {
             regions,
             pins,
-            progress,
+            journal,
             settings,
             captures: BTreeMap::new(),
             users: BTreeMap::new(),
@@ -134,7 +182,9 @@ impl Engine {
             publish,
             status,
             jiffies: None,
-        }
+        };
+        engine.journal_status();
+        engine
     }
 
     pub fn status_board(&self) -> &StatusBoard {
@@ -154,25 +204,14 @@ impl Engine {
         }
         // Counts so far belong to the flow logs already running.
         self.cut(false).await;
-        self.start(spec, false)
+        self.start(spec)?;
+        self.save_journal();
+        Ok(())
     }
 
-    /// Restarts the flow logs that were active when the agent stopped, all
-    /// before the first drain: whatever pinned maps counted meanwhile
-    /// belongs to all of them. Returns each one's outcome.
-    pub fn restore(&mut self, specs: Vec<FlowLogSpec>) -> Vec<(String, Result<(), CaptureError>)> {
-        let out = specs
-            .into_iter()
-            .map(|spec| (spec.id.clone(), self.start(spec, true)))
-            .collect();
-        if let Some(pins) = &self.pins {
-            let in_use = self.captures.keys().cloned().collect();
-            pins.sweep(&in_use);
-        }
-        out
-    }
-
-    fn start(&mut self, spec: FlowLogSpec, resume: bool) -> Result<(), CaptureError> {
+    /// Attaches a flow log's interfaces and opens its first window, from
+    /// now and from the next cut on.
+    fn start(&mut self, spec: FlowLogSpec) -> Result<(), CaptureError> {
         if self.running.contains_key(&spec.id) {
             return Ok(());
         }
@@ -207,21 +246,16 @@ impl Engine {
             }
         }
         let now = clock::unix_now_ns();
-        // Counting went on while the agent was down only if every namespace
-        // of the flow log had pinned maps to adopt.
-        let adopted = spec
-            .attachments
-            .iter()
-            .all(|a| self.captures.get(&a.netns).is_some_and(NetnsCapture::adopted));
-        let window_start = match self.progress.as_ref().and_then(|p| p.last_end(&spec.id)) {
-            Some(end) if resume && adopted && end <= now => end,
-            _ => now,
-        };
-        info!(flow_log = %spec.id, attachments = spec.attachments.len(), window_secs = spec.window.as_secs(), resumed = window_start < now, "flow log active");
+        info!(flow_log = %spec.id, attachments = spec.attachments.len(), window_secs = spec.window.as_secs(), "flow log active");
+        if let Some(j) = &mut self.journal {
+            let first = j.next_cut();
+            j.ledger_mut()
+                .open(&spec.id, unix_i64(now), first, spec.window_spec());
+        }
         self.running.insert(
             spec.id.clone(),
             Running {
-                window_start,
+                window_start: now,
                 window_end: clock::next_boundary(now, spec.window),
                 next_window: None,
                 next_format: None,
@@ -291,7 +325,7 @@ impl Engine {
         if let Some(mut r) = self.running.remove(id) {
             let now = clock::unix_now_ns();
             let (tx, rx) = oneshot::channel();
-            self.flush(&mut r, now, Some(tx)).await;
+            self.flush(&mut r, now, false, Some(tx)).await;
             published = Some(rx);
             for a in &r.spec.attachments {
                 let key = attachment_key(a);
@@ -303,9 +337,6 @@ impl Engine {
                     self.users.remove(&key);
                     self.release(&key);
                 }
-            }
-            if let Some(p) = &mut self.progress {
-                p.remove(id);
             }
             info!(flow_log = %id, "flow log inactive");
         }
@@ -378,15 +409,16 @@ impl Engine {
     }
 
     /// Publishes every partial window, then lets go of the kernel state:
-    /// pinned hooks go on counting for the next start; unpinned ones are
-    /// detached.
+    /// pinned hooks go on counting for the next start, which resumes each
+    /// flow log where its last window ended; unpinned ones are detached.
     pub async fn shutdown(&mut self) {
         self.cut(false).await;
         let now = clock::unix_now_ns();
+        let keep_counting = self.pins.is_some();
         let ids: Vec<String> = self.running.keys().cloned().collect();
         for id in ids {
             if let Some(mut r) = self.running.remove(&id) {
-                self.flush(&mut r, now, None).await;
+                self.flush(&mut r, now, keep_counting, None).await;
             }
         }
         if let Some(p) = &self.pins
@@ -404,18 +436,64 @@ impl Engine {
         self.refresh_status();
     }
 
+    /// The window `seq` reached every sink (or each gave up on it and
+    /// counted it): the journal lets go of it.
+    pub fn resolved(&mut self, seqs: &[u64]) {
+        if let Some(j) = &mut self.journal {
+            for s in seqs {
+                j.ledger_mut().resolve(*s);
+            }
+        }
+        self.save_journal();
+    }
+
+    /// Closes the channel to the publisher, which then finishes what it
+    /// has and ends.
+    pub fn close_publisher(&mut self) {
+        let (closed, _) = mpsc::channel(1);
+        self.publish = closed;
+    }
+
+    /// Sealed windows not yet in every sink.
+    pub fn unresolved_windows(&self) -> usize {
+        self.journal.as_ref().map_or(0, |j| j.ledger().sealed.len())
+    }
+
+    /// Whether kernel state is pinned (hooks outlive the agent).
+    pub fn pinned(&self) -> bool {
+        self.pins.is_some()
+    }
+
+    fn save_journal(&mut self) {
+        if let Some(j) = &mut self.journal {
+            tokio::task::block_in_place(|| j.save_or_log());
+        }
+        self.journal_status();
+    }
+
+    fn journal_status(&self) {
+        if let Some(j) = &self.journal {
+            let mut s = self.status.lock();
+            s.journal_cuts_written = j.stats.cuts_written;
+            s.journal_bytes_written = j.stats.bytes_written;
+            s.journal_write_errors = j.stats.write_errors;
+            s.journal_cuts_lost = j.stats.cuts_lost;
+            s.journal_sealed_windows = j.ledger().sealed.len() as u64;
+        }
+    }
+
     /// Drains every namespace once and hands the flows to the flow logs;
     /// with `publish_due`, then publishes the windows that have ended.
     async fn cut(&mut self, publish_due: bool) {
-        let mut drained: Vec<(Option<String>, Drained)> = Vec::new();
+        let mut drained: Vec<NsDrain> = Vec::new();
         for (ns, cap) in &mut self.captures {
             let started = std::time::Instant::now();
             let result = tokio::task::block_in_place(|| cap.drain());
             self.status.metrics().observe_drain(started.elapsed());
             match result {
-                Ok(d) => {
+                Ok((d, deletion)) => {
                     self.jiffies = d.jiffies.or(self.jiffies);
-                    drained.push((ns.clone(), d));
+                    drained.push((ns.clone(), d, deletion));
                 }
                 Err(e) => {
                     error!(netns = ns.as_deref().unwrap_or("-"), error = %e, "drain failed");
@@ -423,8 +501,9 @@ impl Engine {
                 }
             }
         }
-        for (ns, d) in drained {
-            self.distribute(&ns, d);
+        let record = self.commit_cut(drained);
+        for ns in record.namespaces {
+            distribute(ns, &mut self.running);
         }
         if !publish_due {
             return;
@@ -441,29 +520,78 @@ impl Engine {
                 continue;
             };
             let end = r.window_end;
-            self.flush(&mut r, end, None).await;
-            if let Some(w) = r.next_window.take() {
-                r.spec.window = w;
-            }
-            if let Some(f) = r.next_format.take() {
-                r.spec.format = f;
-            }
-            r.window_start = end;
-            r.window_end = clock::next_boundary(end.max(now), r.spec.window);
+            self.flush(&mut r, end, true, None).await;
             self.running.insert(id, r);
         }
     }
 
-    /// Gives each flow log its share of one namespace's drained window.
-    fn distribute(&mut self, ns: &Option<String>, d: Drained) {
-        let Some(cap) = self.captures.get(ns) else { return };
-        // ifindex → (flow log, slot) for this namespace.
-        let mut targets: HashMap<u32, Vec<(String, u32)>> = HashMap::new();
-        for a in cap.attached() {
-            if let Some(u) = self.users.get(&(ns.clone(), a.info.interface.clone())) {
-                targets.insert(a.info.ifindex, u.clone());
+    /// Journals drained namespaces as one cut, then deletes what was read
+    /// from the kernel. Returns the cut, for its counts to be handed out.
+    fn commit_cut(&mut self, drained: Vec<NsDrain>) -> CutRecord {
+        let mut record = CutRecord {
+            seq: 0,
+            at_ns: unix_i64(clock::unix_now_ns()),
+            namespaces: Vec::with_capacity(drained.len()),
+        };
+        let mut deletions = Vec::with_capacity(drained.len());
+        for (ns, d, deletion) in drained {
+            let Some(cap) = self.captures.get(&ns) else {
+                continue;
+            };
+            self.account(cap, &d);
+            record.namespaces.push(NsCut {
+                netns: ns.clone(),
+                cookie: cap.netns_cookie(),
+                generation: cap.generation(),
+                targets: self.targets(cap),
+                data: d.window,
+            });
+            deletions.push((ns, deletion));
+        }
+        if let Some(j) = &mut self.journal
+            && let Err(e) = tokio::task::block_in_place(|| j.commit(&mut record))
+        {
+            error!(error = %crate::capture::chain(&e), "cannot journal the cut; its counts are only in memory until published");
+        }
+        for (ns, deletion) in deletions {
+            let Some(cap) = self.captures.get_mut(&ns) else {
+                continue;
+            };
+            if let Err(e) = tokio::task::block_in_place(|| cap.delete(deletion)) {
+                error!(netns = ns.as_deref().unwrap_or("-"), error = %e, "deleting drained entries failed");
+                self.status.lock().drain_errors += 1;
             }
         }
+        self.journal_status();
+        record
+    }
+
+    /// ifindex → the flow logs (with their slot) using each interface of a
+    /// namespace, as a cut records it.
+    fn targets(&self, cap: &NetnsCapture) -> Vec<Target> {
+        let ns = cap.netns().map(str::to_owned);
+        cap.attached()
+            .map(|a| Target {
+                ifindex: a.info.ifindex,
+                interface: a.info.interface.clone(),
+                users: self
+                    .users
+                    .get(&(ns.clone(), a.info.interface.clone()))
+                    .map(|u| {
+                        u.iter()
+                            .map(|(id, slot)| User {
+                                flow_log: id.clone(),
+                                slot: *slot,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Status and metrics of one namespace's drain.
+    fn account(&self, cap: &NetnsCapture, d: &Drained) {
         {
             let mut s = self.status.lock();
             s.flows_last_window = d.window.flows.len() as u64;
@@ -487,139 +615,115 @@ impl Engine {
             s.rtt_ambiguous = r.ambiguous;
             s.rtt_expired = r.expired;
         }
-        {
-            // Per-interface traffic for the metrics endpoint.
-            let mut m = self.status.metrics();
-            let ns_label = ns.clone().unwrap_or_default();
-            m.map_fill.insert(
-                ns_label.clone(),
-                (cap.last_map_flows(), u64::from(cap.flow_map_entries())),
-            );
-            let mut sums: HashMap<(u32, u8), (u64, u64)> = HashMap::new();
-            for (key, stats) in d.window.flows.iter() {
-                let e = sums.entry((key.ifindex, key.direction)).or_default();
-                e.0 += stats.packets;
-                e.1 += stats.bytes;
-            }
-            for ((ifindex, dir), (p, b)) in sums {
-                let Some(a) = cap.attached().find(|a| a.info.ifindex == ifindex) else {
-                    continue;
-                };
-                let dir = flowlog_common::Direction::from_u8(dir).map_or("?", |d| d.as_str());
-                let t = m
-                    .seen
-                    .entry((ns_label.clone(), a.info.interface.clone(), dir))
-                    .or_default();
-                t.packets += p;
-                t.bytes += b;
-            }
+        // Per-interface traffic for the metrics endpoint.
+        let mut m = self.status.metrics();
+        let ns_label = cap.netns().unwrap_or_default().to_owned();
+        m.map_fill.insert(
+            ns_label.clone(),
+            (cap.last_map_flows(), u64::from(cap.flow_map_entries())),
+        );
+        let mut sums: HashMap<(u32, u8), (u64, u64)> = HashMap::new();
+        for (key, stats) in d.window.flows.iter() {
+            let e = sums.entry((key.ifindex, key.direction)).or_default();
+            e.0 += stats.packets;
+            e.1 += stats.bytes;
         }
-        let Drained { window: mut w, .. } = d;
-        // The common case — every interface here feeds the same single flow
-        // log — moves the drained table instead of copying a million flows.
-        let mut owners = targets.values().filter(|u| !u.is_empty());
-        let sole = match owners.next() {
-            Some(u) if u.len() == 1 && owners.all(|o| o.len() == 1 && o[0].0 == u[0].0) => {
-                Some(u[0].0.clone())
-            }
-            _ => None,
-        };
-        if let Some(id) = sole.filter(|id| self.running.contains_key(id)) {
-            let slot_of: HashMap<u32, u32> = targets.iter().map(|(i, u)| (*i, u[0].1)).collect();
-            let mut rtt = HashMap::with_capacity(w.rtt.len());
-            for (key, _) in w.flows.iter_mut() {
-                let r = w.rtt.remove(key);
-                // Flows of an interface nobody uses are dropped at finish.
-                key.ifindex = slot_of.get(&key.ifindex).copied().unwrap_or(u32::MAX);
-                if let Some(r) = r {
-                    rtt.insert(*key, r);
-                }
-            }
-            if let Some(r) = self.running.get_mut(&id) {
-                r.aggregate.flows.append(&mut w.flows);
-                r.aggregate.rtt.extend(rtt);
-            }
-        } else {
-            for (key, stats) in w.flows.iter() {
-                let Some(users) = targets.get(&key.ifindex) else {
-                    continue;
-                };
-                let rtt = w.rtt.get(key);
-                for (id, slot) in users {
-                    if let Some(r) = self.running.get_mut(id) {
-                        let mut k = *key;
-                        k.ifindex = *slot;
-                        r.aggregate.flows.push(k, *stats);
-                        if let Some(rtt) = rtt {
-                            r.aggregate.rtt.insert(k, *rtt);
-                        }
-                    }
-                }
-            }
-        }
-        for ((ifindex, dir), c) in &w.skipped {
-            for (id, slot) in targets.get(ifindex).into_iter().flatten() {
-                if let Some(r) = self.running.get_mut(id) {
-                    r.aggregate.add_skipped(*slot, *dir, c);
-                }
-            }
+        for ((ifindex, dir), (p, b)) in sums {
+            let Some(a) = cap.attached().find(|a| a.info.ifindex == ifindex) else {
+                continue;
+            };
+            let dir = flowlog_common::Direction::from_u8(dir).map_or("?", |d| d.as_str());
+            let t = m
+                .seen
+                .entry((ns_label.clone(), a.info.interface.clone(), dir))
+                .or_default();
+            t.packets += p;
+            t.bytes += b;
         }
     }
 
-    /// Turns a flow log's aggregate into records for `[window_start, end)`
-    /// and hands them to the publisher.
-    async fn flush(&mut self, r: &mut Running, end: i128, published: Option<oneshot::Sender<()>>) {
+    /// Ends a flow log's window at `end`: seals it in the journal, turns
+    /// its aggregate into records and hands them to the publisher. With
+    /// `reopen`, the flow log's next window starts at `end` (with any
+    /// pending length or format change).
+    async fn flush(
+        &mut self,
+        r: &mut Running,
+        end: i128,
+        reopen: bool,
+        published: Option<oneshot::Sender<()>>,
+    ) {
         let window = Window {
             start_ns: r.window_start,
             end_ns: end,
         };
-        let attachments: Vec<AttachmentInfo> = r
-            .spec
-            .attachments
-            .iter()
-            .enumerate()
-            .map(|(slot, a)| AttachmentInfo {
-                ifindex: slot as u32,
-                interface: a.interface.clone(),
-                netns: a.netns.clone(),
-                attachment_id: a.attachment_id.clone(),
-                region_id: a.region_id.clone(),
-            })
-            .collect();
         let aggregate = std::mem::take(&mut r.aggregate);
         let regions = std::mem::replace(&mut r.regions, self.regions.current());
-        let identity = r.spec.identity.clone();
-        let format = r.spec.format.clone();
+        let spec = r.spec.clone();
+        let seq = self.journal.as_mut().and_then(|j| {
+            let last = j.next_cut().saturating_sub(1);
+            j.ledger_mut().seal(&spec.id, unix_i64(end), last)
+        });
+        r.last_window = Some(window);
+        if reopen {
+            if let Some(w) = r.next_window.take() {
+                r.spec.window = w;
+            }
+            if let Some(f) = r.next_format.take() {
+                r.spec.format = f;
+            }
+            r.window_start = end;
+            r.window_end = clock::next_boundary(end.max(clock::unix_now_ns()), r.spec.window);
+            if let Some(j) = &mut self.journal {
+                let first = j.next_cut();
+                j.ledger_mut()
+                    .open(&r.spec.id, unix_i64(end), first, r.spec.window_spec());
+            }
+        }
+        // Sealed before any sink sees a record of it.
+        self.save_journal();
+        let rendering = Rendering {
+            window,
+            attachments: attachment_infos(&spec.window_spec().attachments),
+            identity: spec.identity.clone(),
+            format: spec.format.clone(),
+            regions,
+        };
+        let Some(data) = self.render(&spec.id, rendering, aggregate).await else {
+            return;
+        };
+        let batch = WindowRecords {
+            flow_log_id: spec.id.clone(),
+            logstore: spec.logstore.clone(),
+            data: Arc::new(data),
+            seq,
+            replay: false,
+            published,
+        };
+        if self.publish.send(batch).await.is_err() {
+            warn!(flow_log = %spec.id, "publisher gone; the window stays in the journal");
+        }
+    }
+
+    /// Turns an aggregate into a finished window, off the control loop
+    /// (sorting a million flows takes a moment).
+    async fn render(&self, id: &str, r: Rendering, aggregate: WindowAggregate) -> Option<WindowData> {
         let mut clock = ClockOffset::sample();
         if let Some(j) = self.jiffies {
             clock = clock.with_jiffies(j);
         }
-        // Sorting a million flows takes a moment: off the control loop.
-        let data = match tokio::task::spawn_blocking(move || {
+        match tokio::task::spawn_blocking(move || {
             aggregate
-                .finish(window, attachments, identity, clock, regions)
-                .with_format(format)
+                .finish(r.window, r.attachments, r.identity, clock, r.regions)
+                .with_format(r.format)
         })
         .await
         {
-            Ok(d) => d,
+            Ok(d) => Some(d),
             Err(e) => {
-                error!(flow_log = %r.spec.id, error = %e, "finishing the window failed; window lost");
-                return;
+                error!(flow_log = %id, error = %e, "finishing the window failed; it stays in the journal");
+                None
             }
-        };
-        r.last_window = Some(window);
-        if let Some(p) = &mut self.progress {
-            p.set(&r.spec.id, end);
-        }
-        let batch = WindowRecords {
-            flow_log_id: r.spec.id.clone(),
-            logstore: r.spec.logstore.clone(),
-            data: Arc::new(data),
-            published,
-        };
-        if self.publish.send(batch).await.is_err() {
-            warn!(flow_log = %r.spec.id, "publisher gone; window dropped");
         }
     }
 
@@ -676,4 +780,24 @@ impl Engine {
             .map(|(ns, c)| (ns.clone(), c.last_map_flows(), c.flow_map_entries()))
             .collect()
     }
+}
+
+/// Unix ns as the journal stores them (good until 2262).
+fn unix_i64(ns: i128) -> i64 {
+    i64::try_from(ns).unwrap_or(i64::MAX)
+}
+
+/// A window's attachments as records name them: slot i is attachment i.
+fn attachment_infos(attachments: &[SpecAttachment]) -> Vec<AttachmentInfo> {
+    attachments
+        .iter()
+        .enumerate()
+        .map(|(slot, a)| AttachmentInfo {
+            ifindex: slot as u32,
+            interface: a.interface.clone(),
+            netns: a.netns.clone(),
+            attachment_id: a.attachment_id.clone(),
+            region_id: a.region_id.clone(),
+        })
+        .collect()
 }
