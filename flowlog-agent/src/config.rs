@@ -22,6 +22,8 @@ const IFNAME_MAX: usize = 15;
 const WINDOW_MAX_SECS: u64 = 86_400;
 pub const DEFAULT_WINDOW_SECS: u64 = 600;
 pub const DEFAULT_FLOW_MAP_ENTRIES: u32 = 65_536;
+/// Time one GetLogs query may take by default.
+pub const DEFAULT_QUERY_TIMEOUT_SECS: u64 = 60;
 pub const DEFAULT_OVERFLOW_RING_BYTES: u32 = 1 << 20;
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/flowlog";
 /// Where kernel state is pinned (bpffs; mounted if absent).
@@ -163,6 +165,10 @@ pub struct ApiFile {
     /// Allow `listen` beyond loopback.
     #[serde(default)]
     pub allow_remote: bool,
+    /// Time one GetLogs query may take, waiting for its turn, planning
+    /// and opening files included (default 60 s).
+    #[serde(default)]
+    pub query_timeout_secs: Option<u64>,
 }
 
 /// The Prometheus metrics listener.
@@ -175,6 +181,10 @@ pub struct MetricsFile {
     /// Allow `listen` beyond loopback.
     #[serde(default)]
     pub allow_remote: bool,
+    /// Time one GetLogs query may take, waiting for its turn, planning
+    /// and opening files included (default 60 s).
+    #[serde(default)]
+    pub query_timeout_secs: Option<u64>,
 }
 
 /// Publishing every window's records to NATS JetStream (off without
@@ -424,6 +434,7 @@ pub struct Config {
     pub api_socket: PathBuf,
     pub api_listen: Option<std::net::SocketAddr>,
     pub api_allow_remote: bool,
+    pub query_timeout: std::time::Duration,
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Where kernel state is pinned; `None` when pinning is off.
     pub pin_dir: Option<PathBuf>,
@@ -525,6 +536,12 @@ impl Config {
         RegionTable::new(&file.region_entries)
             .map_err(|e| ConfigError::Invalid(format!("region table: {e}")))?;
         let api = file.api.unwrap_or_default();
+        let query_timeout_secs = api.query_timeout_secs.unwrap_or(DEFAULT_QUERY_TIMEOUT_SECS);
+        if !(1..=3600).contains(&query_timeout_secs) {
+            return invalid(format!(
+                "api.query-timeout-secs must be between 1 and 3600, got {query_timeout_secs}"
+            ));
+        }
         let metrics = file.metrics.unwrap_or_default();
         if let Some(addr) = metrics.listen
             && !addr.ip().is_loopback()
@@ -571,6 +588,7 @@ impl Config {
             api_socket,
             api_listen: api.listen,
             api_allow_remote: api.allow_remote,
+            query_timeout: std::time::Duration::from_secs(query_timeout_secs),
             metrics_listen: metrics.listen,
             pin_dir,
             logstore_buffer_records: logstore_buffer_records as usize,

@@ -38,6 +38,8 @@ const MAX_PAGE_SIZE: u64 = 100;
 pub struct Defaults {
     pub account_id: String,
     pub interval_secs: u64,
+    /// Time one GetLogs query may take in all.
+    pub query_timeout: Duration,
 }
 
 pub struct Control {
@@ -58,6 +60,12 @@ pub struct RegionSource {
     /// The configuration file whose `[[region]]` entries a reload reads.
     pub file: Option<PathBuf>,
     pub table: SharedRegions,
+}
+
+/// OperationFailed.Attach for a flow log that could not start, with the
+/// reason (an error's whole chain).
+pub fn attach_failed(id: &str, reason: &str) -> ApiError {
+    ApiError::failed("Attach", format!("cannot start flow log {id}: {reason}"))
 }
 
 fn bad(param: &str) -> impl Fn(String) -> ApiError + '_ {
@@ -267,21 +275,33 @@ impl Control {
         failed.map_or(Ok(()), Err)
     }
 
-    /// Retries Active flow logs whose interfaces were missing.
-    pub async fn retry_unattached(&mut self) {
-        let ids: Vec<String> = self.unattached.iter().cloned().collect();
-        for id in ids {
-            let Some(f) = self.store.state.flow_logs.get(&id).cloned() else {
-                self.unattached.remove(&id);
-                continue;
-            };
-            if f.status != FlowLogStatus::Active {
-                self.unattached.remove(&id);
-                continue;
-            }
-            if self.engine.activate(spec_of(&f)).await.is_ok() {
+    /// Active flow logs whose interfaces were missing, to try again;
+    /// those no longer Active are forgotten.
+    pub fn unattached_specs(&mut self) -> Vec<FlowLogSpec> {
+        let state = &self.store.state;
+        self.unattached.retain(|id| {
+            state
+                .flow_logs
+                .get(id)
+                .is_some_and(|f| f.status == FlowLogStatus::Active)
+        });
+        self.unattached
+            .iter()
+            .filter_map(|id| state.flow_logs.get(id))
+            .map(spec_of)
+            .collect()
+    }
+
+    /// Attaches an Active flow log whose interfaces were missing.
+    pub async fn retry_unattached(&mut self, spec: FlowLogSpec) {
+        let id = spec.id.clone();
+        match self.engine.activate(spec).await {
+            Ok(()) => {
                 info!(flow_log = %id, "active flow log attached");
                 self.unattached.remove(&id);
+            }
+            Err(e) => {
+                tracing::debug!(flow_log = %id, error = %crate::capture::chain(&e), "still cannot attach")
             }
         }
     }
@@ -313,7 +333,10 @@ impl Control {
             "CreateFlowlog" => self.create_flowlog(p),
             "ModifyFlowLogAttribute" => self.modify_flowlog(p),
             "DescribeFlowlogs" => self.describe_flowlogs(p),
-            "ActiveFlowLog" => self.active_flowlog(p).await,
+            "ActiveFlowLog" => {
+                let spec = self.check_activation(p)?;
+                self.finish_activation(&spec.id).await
+            }
             "DeactiveFlowLog" => self.deactive_flowlog(p).await,
             "DeleteFlowlog" => self.delete_flowlog(p),
             "CreateAccessKey" => self.create_access_key(p),
@@ -441,6 +464,7 @@ impl Control {
             project,
             logstore,
             line: line as usize,
+            timeout: self.defaults.query_timeout,
         })
     }
 
@@ -778,29 +802,42 @@ impl Control {
         Ok(json!({ "TotalCount": total, "PageNumber": page, "PageSize": size, "FlowLogs": logs }))
     }
 
-    async fn active_flowlog(&mut self, mut p: Params) -> Result<Value, ApiError> {
+    /// ActiveFlowLog, first half: which flow log, and may it start. The
+    /// caller loads any namespace it needs off the control loop, then calls
+    /// [`Self::finish_activation`].
+    pub fn check_activation(&self, mut p: Params) -> Result<FlowLogSpec, ApiError> {
         let id = p.str("FlowLogId")?;
         p.finish()?;
-        let f = self.flow_log(&id)?.clone();
+        self.activatable(&id).map(|f| spec_of(&f))
+    }
+
+    fn activatable(&self, id: &str) -> Result<FlowLog, ApiError> {
+        let f = self.flow_log(id)?.clone();
         if f.status == FlowLogStatus::Active {
             return Err(ApiError::incorrect_status(
                 "FlowLog",
                 format!("flow log {id} is already Active"),
             ));
         }
-        self.engine.activate(spec_of(&f)).await.map_err(|e| {
-            ApiError::failed(
-                "Attach",
-                format!("cannot start flow log {id}: {}", crate::capture::chain(&e)),
-            )
-        })?;
+        Ok(f)
+    }
+
+    /// ActiveFlowLog, second half: attach and record the flow log Active.
+    /// Its state is checked again: it may have changed while its programs
+    /// loaded.
+    pub async fn finish_activation(&mut self, id: &str) -> Result<Value, ApiError> {
+        let f = self.activatable(id)?;
+        self.engine
+            .activate(spec_of(&f))
+            .await
+            .map_err(|e| attach_failed(id, &crate::capture::chain(&e)))?;
         let mut next = self.store.state.clone();
-        if let Some(f) = next.flow_logs.get_mut(&id) {
+        if let Some(f) = next.flow_logs.get_mut(id) {
             f.status = FlowLogStatus::Active;
         }
         if let Err(e) = self.commit(next) {
             // Not durable: undo the attach so state and kernel agree.
-            let _ = self.engine.deactivate(&id).await;
+            let _ = self.engine.deactivate(id).await;
             return Err(e);
         }
         Ok(json!({ "Success": true }))

@@ -68,6 +68,11 @@ pub fn sync_dir(path: &Path) -> io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    sync_directory(dir)
+}
+
+/// Makes renames and removals in `dir` durable.
+pub fn sync_directory(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

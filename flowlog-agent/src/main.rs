@@ -38,6 +38,18 @@ enum Command {
     /// Central collector: ingest the agents' JetStream stream into the
     /// Logstores of a data directory (run several to share the work).
     Collect(CollectArgs),
+    /// Merge each past hour's small Logstore files into one file (the agent
+    /// does this every 10 minutes; run it on a collector's data directory).
+    Compact {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Leave partitions alone until this long after their hour ended.
+        #[arg(long, default_value_t = flowlog_agent::store::compact::GRACE_SECS)]
+        grace_secs: i64,
+        /// Merge a partition once it holds this many files.
+        #[arg(long, default_value_t = 2)]
+        min_files: usize,
+    },
     /// Runs one query given on stdin (the agent starts it for each GetLogs
     /// call, in a process of its own).
     #[command(hide = true)]
@@ -171,6 +183,9 @@ struct AgentArgs {
     /// Allow --api-listen beyond loopback.
     #[arg(long)]
     allow_remote_api: bool,
+    /// Seconds one GetLogs query may take in all (default 60).
+    #[arg(long)]
+    query_timeout_secs: Option<u64>,
     /// Serve Prometheus metrics on this address (loopback unless the file
     /// sets metrics.allow-remote).
     #[arg(long)]
@@ -214,12 +229,15 @@ impl AgentArgs {
             logstore_buffer_records,
             log_format
         );
-        if self.api_listen.is_some() || self.allow_remote_api {
+        if self.api_listen.is_some() || self.allow_remote_api || self.query_timeout_secs.is_some() {
             let api = file.api.get_or_insert_with(ApiFile::default);
             if self.api_listen.is_some() {
                 api.listen = self.api_listen;
             }
             api.allow_remote |= self.allow_remote_api;
+            if self.query_timeout_secs.is_some() {
+                api.query_timeout_secs = self.query_timeout_secs;
+            }
         }
         if !self.jetstream_servers.is_empty() || self.jetstream_queue_bytes.is_some() {
             let js = file.jetstream.get_or_insert_with(Default::default);
@@ -345,6 +363,19 @@ fn run() -> anyhow::Result<()> {
             rt.block_on(flowlog_agent::collect::run(settings, shutdown_signal()))?;
         }
         Command::QueryWorker => {}
+        Command::Compact {
+            data_dir,
+            grace_secs,
+            min_files,
+        } => {
+            let now = flowlog_agent::state::now_secs();
+            let done =
+                flowlog_agent::store::compact::compact_data_dir(&data_dir, now, grace_secs, min_files)?;
+            println!(
+                "compacted {} partitions: {} files merged ({} records), {} leftovers removed",
+                done.partitions, done.files_merged, done.records, done.leftovers_removed
+            );
+        }
         Command::Unpin { pin_dir } => {
             let done = flowlog_agent::capture::unpin::unpin(&pin_dir)?;
             if done == Default::default() {

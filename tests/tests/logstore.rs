@@ -491,3 +491,79 @@ fn a_full_disk_is_bounded_counted_and_recovered_from() -> anyhow::Result<()> {
     drop(disk);
     Ok(())
 }
+
+#[test]
+fn a_stop_while_the_disk_is_full_keeps_the_windows_for_the_next_start() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let t = RouterTopology::new()?;
+    // Only the Logstore on a 1 MiB tmpfs: the journal, the JSON sink and
+    // the agent's log stay on the real disk.
+    let dir = TempDir::new()?;
+    let full = dir.path().join("full");
+    std::fs::create_dir(&full)?;
+    let disk = Tmpfs::mount(&full, 1 << 20)?;
+    std::fs::create_dir(full.join("logstores"))?;
+    std::os::unix::fs::symlink(full.join("logstores"), dir.path().join("logstores"))?;
+    let a = Agent::start_in(dir.path(), &[])?;
+    let id = flow_log(&a, &t, 30, 1);
+    let filler = disk.fill()?;
+    let dst = SocketAddr::new(B_V4.parse()?, 9950);
+    let port = traffic::udp(&t.a, &t.b, dst, &[])?;
+    let mut sent = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        traffic::udp_from_port(&t.a, &t.b, port, dst, &[300; 5])?;
+        sent += 5;
+        std::thread::sleep(Duration::from_millis(300));
+        let s = a.status()?;
+        if s["logstore-pending-records"].as_u64() > Some(3) {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the full disk never showed: {s}");
+    }
+    // Stopped while the Logstore still cannot take the windows: the stop
+    // ends within its bound and says where the windows are.
+    let done = a.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("they stay in the journal and are written at the next start"),
+        "{}",
+        done.stderr
+    );
+    let (rows, _) = cli_query(dir.path(), &[], "SELECT count(*) AS n FROM logs");
+    assert_eq!(num(&rows[0]["n"]), 0, "the full Logstore took records");
+    // Room again; the next start writes what the last one could not.
+    std::fs::remove_file(&filler)?;
+    let b = Agent::start_in(dir.path(), &[])?;
+    b.ok("DeactiveFlowLog", json!({"FlowLogId": id}));
+    let done = b.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
+    let want = sent * (300 + 28);
+    let (rows, _) = cli_query(
+        dir.path(),
+        &[],
+        &format!(
+            "SELECT sum(packets) AS p, sum(bytes) AS b FROM logs WHERE srcport = {port} AND interface = 'r-a'"
+        ),
+    );
+    assert_eq!(
+        (num(&rows[0]["p"]), num(&rows[0]["b"])),
+        (sent, want),
+        "the Logstore after the restart"
+    );
+    // The JSON sink had every window the first time; the replay did not
+    // write any of them again.
+    let lines = done.records;
+    let f = Filter {
+        interface: Some("r-a"),
+        srcport: Some(u64::from(port)),
+        ..Default::default()
+    };
+    assert_eq!(sum(&lines, &f).0, sent, "the JSON sink");
+    flowlog_tests::assert_records_disjoint(&lines);
+    drop(disk);
+    Ok(())
+}

@@ -10,9 +10,15 @@
 //! of 20 480 distinct five-tuples injected raw — five times the flow map —
 //! so SKIPDATA is exercised all along.
 //!
-//! SIGKILL lands only after the floods' windows were published: overflow
-//! events the agent had read but not yet published die with it (README,
-//! "Restarts lose nothing", names this limit); SIGTERM publishes them.
+//! SIGKILL lands just after a window boundary, at a different offset (0 to
+//! 200 ms) each time — during the flip, the drain, the journal write, the
+//! render or a sink's write — in the quiet part of the cycle: overflow
+//! events the agent had read from the ring but not yet journaled would die
+//! with it (README, "Restarts lose nothing", names this limit).
+//!
+//! All along, a thread sends hostile GetLogs queries (gigabytes of memory,
+//! hours of work) next to the live traffic; each must be refused, and the
+//! books must still balance.
 
 use std::{
     net::{SocketAddr, UdpSocket},
@@ -39,6 +45,42 @@ const FLOOD_FLOWS: u16 = 20_480;
 /// One restart per cycle, alternating SIGTERM (during the floods) and
 /// SIGKILL (in the quiet part).
 const CYCLE: Duration = Duration::from_secs(60);
+/// Where after a window boundary each SIGKILL lands, in turn.
+const KILL_OFFSETS_MS: [u64; 8] = [0, 5, 14, 22, 50, 104, 150, 200];
+/// GetLogs queries that must be refused, sent one after another.
+const HOSTILE: [&str; 2] = [
+    "SELECT length(repeat('x', 2000000000)) AS n",
+    "SELECT sum(value) AS s FROM range(1000000000000)",
+];
+
+/// Sends the hostile queries to whichever agent runs in `dir` until `stop`;
+/// counts (refused, answered, not reached).
+fn hostile_queries(dir: &Path, stop: &AtomicBool) -> (u64, u64, u64) {
+    let (mut refused, mut answered, mut missed) = (0, 0, 0);
+    for sql in HOSTILE.iter().cycle() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let params = serde_json::json!({"ProjectName": "default", "LogStoreName": "flowlogs", "Query": sql, "Line": 10});
+        match flowlog_tests::api::call_unix(&dir.join("api.sock"), "GetLogs", &params) {
+            Ok((400, _)) => refused += 1,
+            Ok(_) => answered += 1,
+            // The agent is restarting.
+            Err(_) => missed += 1,
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    (refused, answered, missed)
+}
+
+/// Sleeps until `offset` past the next window boundary.
+fn sleep_past_boundary(offset: Duration) -> anyhow::Result<()> {
+    let window = Duration::from_secs(WINDOW_SECS);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let into = Duration::from_nanos((now.as_nanos() % window.as_nanos()) as u64);
+    std::thread::sleep(window - into + offset);
+    Ok(())
+}
 
 #[derive(Default)]
 struct Sent {
@@ -136,6 +178,10 @@ pub fn run(agent: &Path, minutes: u64) -> anyhow::Result<()> {
         let (t, stop, sent) = (t.clone(), stop.clone(), sent.clone());
         std::thread::spawn(move || steady(&t, &stop, &sent))
     };
+    let queries = {
+        let (dir, stop) = (dir.clone(), stop.clone());
+        std::thread::spawn(move || hostile_queries(&dir, &stop))
+    };
     let total = Duration::from_secs(minutes * 60);
     let began = Instant::now();
     let (mut restarts, mut kills, mut peak_kib, mut round) = (0u32, 0u32, 0u64, 0u16);
@@ -170,14 +216,8 @@ pub fn run(agent: &Path, minutes: u64) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(200));
         }
         if !graceful {
-            let into = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_millis()
-                % u128::from(WINDOW_SECS * 1000);
-            // Away from the boundary, where a window is being drained.
-            if into < 1000 || into > u128::from(WINDOW_SECS * 1000 - 1000) {
-                std::thread::sleep(Duration::from_millis(1500));
-            }
+            let offset = KILL_OFFSETS_MS[kills as usize % KILL_OFFSETS_MS.len()];
+            sleep_past_boundary(Duration::from_millis(offset))?;
             peak_kib = peak_kib.max(a.pid().and_then(flowlog_tests::peak_rss_kib).unwrap_or(0));
             a.kill9()?;
             std::thread::sleep(Duration::from_millis(500));
@@ -199,6 +239,9 @@ pub fn run(agent: &Path, minutes: u64) -> anyhow::Result<()> {
     stream
         .join()
         .map_err(|_| anyhow::anyhow!("traffic thread panicked"))??;
+    let (refused, answered, missed) = queries
+        .join()
+        .map_err(|_| anyhow::anyhow!("query thread panicked"))?;
     // Let the last packets reach the hooks, then a final graceful stop.
     std::thread::sleep(Duration::from_millis(500));
     peak_kib = peak_kib.max(a.pid().and_then(flowlog_tests::peak_rss_kib).unwrap_or(0));
@@ -239,9 +282,10 @@ pub fn run(agent: &Path, minutes: u64) -> anyhow::Result<()> {
     println!("  dropped before the hook {drops}");
     println!("  agent peak RSS          {:.1} MiB", peak_kib as f64 / 1024.0);
     println!(
-        "  restarts survived       {restarts} ({kills} SIGKILL, {} SIGTERM)",
+        "  restarts survived       {restarts} ({kills} SIGKILL just after a boundary, {} SIGTERM)",
         restarts - kills
     );
+    println!("  hostile queries         {refused} refused, {answered} answered, {missed} during restarts");
     let summary = serde_json::json!({
         "minutes": minutes,
         "sent_packets": packets,
@@ -253,10 +297,15 @@ pub fn run(agent: &Path, minutes: u64) -> anyhow::Result<()> {
         "peak_rss_mib": peak_kib as f64 / 1024.0,
         "restarts": restarts,
         "sigkill": kills,
+        "hostile_queries_refused": refused,
+        "hostile_queries_answered": answered,
     });
     std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&summary)?)?;
     if diff != 0 || diff_bytes != 0 {
         bail!("the books do not balance: {diff} packets, {diff_bytes} bytes");
+    }
+    if answered > 0 || refused == 0 {
+        bail!("hostile queries: {refused} refused, {answered} answered (every one must be refused)");
     }
     Ok(())
 }

@@ -77,6 +77,8 @@ pub struct QuerySpec {
     pub logstore: String,
     /// Rows to return at most (`Line`).
     pub line: usize,
+    /// Time the query may take in all, its wait for a turn included.
+    pub timeout: std::time::Duration,
 }
 
 /// Runs a GetLogs query in a child process (see
@@ -86,7 +88,10 @@ async fn run_query(q: QuerySpec) -> Result<Value, ApiError> {
         QUERY_SLOTS, QueryError,
         isolated::{self, Limits, Request},
     };
-    let limits = Limits::default();
+    let limits = Limits {
+        timeout: q.timeout,
+        ..Limits::default()
+    };
     let req = Request {
         dir: q.dir.clone(),
         from: q.range.from,
@@ -107,10 +112,10 @@ async fn run_query(q: QuerySpec) -> Result<Value, ApiError> {
     let result = isolated::run(std::path::Path::new("/proc/self/exe"), &req, left).await;
     drop(slot);
     let result = result.map_err(|e| match e {
+        // The limit as configured, not what was left of it after the wait.
+        QueryError::Timeout(_) => ApiError::invalid("Query", QueryError::Timeout(limits.timeout).to_string()),
         QueryError::Sql(m) | QueryError::Execution(m) => ApiError::invalid("Query", m),
-        QueryError::Timeout(_) | QueryError::Memory(_) | QueryError::TooManyFiles { .. } => {
-            ApiError::invalid("Query", e.to_string())
-        }
+        QueryError::Memory(_) | QueryError::TooManyFiles { .. } => ApiError::invalid("Query", e.to_string()),
         QueryError::Range { .. } => ApiError::invalid("From", e.to_string()),
         QueryError::NoLogstore(_) => ApiError::not_found("LogStore", e.to_string()),
         QueryError::Engine(m) => ApiError::internal(m),

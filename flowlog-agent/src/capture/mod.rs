@@ -7,6 +7,7 @@
 //! then read and delete the old generation's entries with batch syscalls.
 
 mod attach;
+pub mod budget;
 mod clock;
 mod drain;
 pub use drain::{handshake_event, overflow_event};
@@ -86,6 +87,9 @@ pub enum CaptureError {
     /// Jiffies could not be placed on the clock (probe program or map).
     #[error("reading the kernel clock failed: {detail}")]
     Clock { detail: String },
+    /// The maps would take more of the machine's memory than allowed.
+    #[error(transparent)]
+    TooLarge(#[from] budget::TooLarge),
 }
 
 /// An error and its causes on one line, for errors carried as text.
@@ -224,6 +228,7 @@ impl NetnsCapture {
             Some(n) => format!(" for {first} in netns {n}"),
             None => format!(" for {first}"),
         };
+        budget::check_here(config)?;
         let netns_cookie = netns::run_in(netns, netns::cookie)?.map_err(|e| CaptureError::Map {
             name: MAP_CONTROL,
             detail: format!("cannot identify the network namespace: {e}"),

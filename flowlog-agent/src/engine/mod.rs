@@ -150,6 +150,19 @@ pub struct Engine {
     regions: SharedRegions,
 }
 
+/// Loads a namespace's programs and maps on any thread.
+#[derive(Clone)]
+pub struct Loader {
+    settings: CaptureSettings,
+    pins: Option<PinRoot>,
+}
+
+impl Loader {
+    pub fn load(&self, netns: Option<&str>, first: &str) -> Result<NetnsCapture, CaptureError> {
+        NetnsCapture::load(netns, first, &self.settings, self.pins.as_ref())
+    }
+}
+
 /// A drain of one namespace, not yet journaled.
 type NsDrain = (Option<String>, Drained, Deletion);
 
@@ -267,6 +280,53 @@ impl Engine {
         );
         self.refresh_status();
         Ok(())
+    }
+
+    /// Namespaces `spec` needs whose programs are not loaded, each with the
+    /// first interface that needs it: loading them preallocates the flow
+    /// maps, which can take seconds, so the caller does it off the control
+    /// loop ([`Loader`]) and hands them over ([`Self::add_capture`]).
+    pub fn missing_namespaces(&self, spec: &FlowLogSpec) -> Vec<(Option<String>, String)> {
+        let mut out: Vec<(Option<String>, String)> = Vec::new();
+        for a in &spec.attachments {
+            if !self.captures.contains_key(&a.netns) && !out.iter().any(|(n, _)| *n == a.netns) {
+                out.push((a.netns.clone(), a.interface.clone()));
+            }
+        }
+        out
+    }
+
+    /// What loading a namespace needs, to take to another thread.
+    pub fn loader(&self) -> Loader {
+        Loader {
+            settings: self.settings,
+            pins: self.pins.clone(),
+        }
+    }
+
+    /// A namespace loaded off the control loop joins the engine. (Only one
+    /// load of a namespace runs at a time; a capture for a namespace that
+    /// is here already is dropped.)
+    pub fn add_capture(&mut self, netns: Option<String>, cap: NetnsCapture) {
+        self.captures.entry(netns).or_insert(cap);
+    }
+
+    /// Unloads namespaces nothing is attached in (a load whose activation
+    /// failed or was given up), unpinning what they created.
+    pub fn drop_idle_captures(&mut self) {
+        let idle: Vec<Option<String>> = self
+            .captures
+            .iter()
+            .filter(|(_, c)| c.is_empty())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for n in idle {
+            if let Some(c) = self.captures.remove(&n)
+                && !c.adopted()
+            {
+                c.unpin();
+            }
+        }
     }
 
     fn attach(&mut self, a: &Attachment) -> Result<(), CaptureError> {

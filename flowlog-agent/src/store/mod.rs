@@ -15,6 +15,7 @@
 //! file instead of adding a second one.
 
 pub mod analyses;
+pub mod compact;
 pub mod query;
 pub mod schema;
 
@@ -152,6 +153,14 @@ pub struct Writer {
 
 impl Writer {
     pub fn new(data_dir: &Path) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+            props: Arc::new(Self::properties()),
+        }
+    }
+
+    /// How every Logstore file is encoded.
+    pub fn properties() -> WriterProperties {
         let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
             .set_dictionary_enabled(true);
@@ -162,14 +171,10 @@ impl Writer {
                 .set_column_dictionary_enabled(ColumnPath::from(col), false)
                 .set_column_encoding(ColumnPath::from(col), Encoding::DELTA_BINARY_PACKED);
         }
-        let props = props
+        props
             .set_statistics_enabled(EnabledStatistics::Chunk)
             .set_max_row_group_row_count(Some(CHUNK_ROWS))
-            .build();
-        Self {
-            data_dir: data_dir.to_owned(),
-            props: Arc::new(props),
-        }
+            .build()
     }
 
     /// Writes one window of one flow log, replacing an earlier write of
@@ -248,7 +253,9 @@ impl Writer {
             file_token(flow_log_id),
         );
         let path = dir.join(&name);
-        if matches!(unique, Name::Once(_)) && path.exists() {
+        if matches!(unique, Name::Once(_))
+            && (path.exists() || compact::covered(&compact::data_files(&dir)).contains(&name))
+        {
             return Ok(None);
         }
         // Random, so two writers of the same unique file never share one.

@@ -158,16 +158,23 @@ pub fn files_in_range(dir: &Path, range: TimeRange) -> Vec<PathBuf> {
             if !range.overlaps_hour(day_no * 86_400 + h * 3600) {
                 continue;
             }
-            let Ok(entries) = std::fs::read_dir(hour.path()) else {
-                continue;
-            };
-            for f in entries.flatten() {
-                let fname = f.file_name().to_string_lossy().into_owned();
-                if fname.starts_with('.') || !fname.ends_with(".parquet") {
+            // Files a merged file replaces are never read beside it.
+            let here = super::compact::data_files(&hour.path());
+            let covered = super::compact::covered(&here);
+            for (fname, path) in here {
+                if covered.contains(&fname) {
                     continue;
                 }
-                if file_start(&fname).is_none_or(|s| range.contains(s)) {
-                    files.push(f.path());
+                let wanted = if super::compact::is_merged(&fname) {
+                    // A merged file spans many windows: any overlap.
+                    super::compact::span(&fname).is_none_or(|(s, e)| {
+                        range.from.is_none_or(|f| e > f) && range.to.is_none_or(|t| s < t)
+                    })
+                } else {
+                    file_start(&fname).is_none_or(|s| range.contains(s))
+                };
+                if wanted {
+                    files.push(path);
                 }
             }
         }
@@ -316,8 +323,19 @@ pub async fn run_limited(
     sql: &str,
     max_rows: usize,
 ) -> Result<QueryResult, QueryError> {
+    run_bounded(dir, range, sql, max_rows, MAX_FILES).await
+}
+
+/// [`run_limited`] reading at most `max_files` files.
+pub async fn run_bounded(
+    dir: &Path,
+    range: TimeRange,
+    sql: &str,
+    max_rows: usize,
+    max_files: usize,
+) -> Result<QueryResult, QueryError> {
     let max_rows = max_rows.min(MAX_ROWS);
-    tokio::time::timeout(QUERY_TIMEOUT, run_now(dir, range, sql, max_rows))
+    tokio::time::timeout(QUERY_TIMEOUT, run_now(dir, range, sql, max_rows, max_files))
         .await
         .map_err(|_| QueryError::Timeout(QUERY_TIMEOUT))?
 }
@@ -327,6 +345,7 @@ async fn run_now(
     range: TimeRange,
     sql: &str,
     max_rows: usize,
+    max_files: usize,
 ) -> Result<QueryResult, QueryError> {
     if let (Some(from), Some(to)) = (range.from, range.to)
         && from >= to
@@ -339,10 +358,10 @@ async fn run_now(
     let mut skipped: Vec<(PathBuf, String)> = Vec::new();
     let mut files: Vec<PathBuf> = Vec::new();
     let listed = files_in_range(dir, range);
-    if listed.len() > MAX_FILES {
+    if listed.len() > max_files {
         return Err(QueryError::TooManyFiles {
             files: listed.len(),
-            max: MAX_FILES,
+            max: max_files,
         });
     }
     for f in listed {

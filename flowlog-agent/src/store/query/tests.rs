@@ -217,3 +217,124 @@ fn statements_beyond_reading_are_refused() {
     );
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// Sum of `bytes` and the files read, over the whole Logstore.
+fn total(dir: &Path) -> (u64, usize) {
+    let r = rt()
+        .block_on(run(dir, TimeRange::default(), "SELECT sum(bytes) AS b FROM logs"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rows = to_json_rows(&r.batches).unwrap_or_default();
+    let b = rows[0]["b"].as_u64().unwrap_or(0);
+    (b, r.files)
+}
+
+#[test]
+fn compaction_merges_past_hours_without_reading_anything_twice() {
+    use crate::store::compact;
+    let data = scratch();
+    let dest = LogstoreRef {
+        project: "p".into(),
+        logstore: "l".into(),
+    };
+    let w = Writer::new(&data);
+    let dir = crate::store::logstore_dir(&data, &dest);
+    // 120 one-second windows in one past hour, 30 in the current one.
+    let t0 = 1_796_040_000;
+    let now = t0 + 3600 + 30 + compact::GRACE_SECS;
+    for i in 0..150 {
+        let start = if i < 120 { t0 + i } else { t0 + 3600 + i - 120 };
+        w.write_records(
+            &dest,
+            "fl-1",
+            window(start),
+            &[rec("10.0.0.1", 10 + i as u64, start, "OK")],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let want = (0..150u64).map(|i| 10 + i).sum::<u64>();
+    assert_eq!(total(&dir), (want, 150));
+    let done = compact::compact_logstore(&dir, now, compact::GRACE_SECS, 2).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((done.partitions, done.files_merged, done.records), (1, 120, 120));
+    // The current hour is left alone: 30 files and one merged file.
+    assert_eq!(total(&dir), (want, 31));
+    // A leftover source beside its merged file (a crash between the
+    // rename and the removal) is never read twice, and the next pass
+    // removes it.
+    let past = dir.join(crate::store::partition(t0));
+    let merged = compact::data_files(&past);
+    assert_eq!(merged.len(), 1);
+    let first_source = compact::sources_of(&merged[0].1)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let again = w
+        .write_records(&dest, "fl-1", window(t0), &[rec("10.0.0.1", 10, t0, "OK")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(&again, past.join(&first_source)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(total(&dir), (want, 31));
+    // A late window of the past hour is merged with the merged file.
+    w.write_records(
+        &dest,
+        "fl-1",
+        window(t0 + 500),
+        &[rec("10.0.0.1", 1000, t0 + 500, "OK")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(total(&dir), (want + 1000, 32));
+    let done = compact::compact_logstore(&dir, now, compact::GRACE_SECS, 2).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((done.files_merged, done.leftovers_removed), (2, 1));
+    assert_eq!(total(&dir), (want + 1000, 31));
+    assert_eq!(compact::data_files(&past).len(), 1);
+    // A collector's message file already merged is not stored again.
+    let stored = w
+        .write_once(
+            &dest,
+            "fl-1",
+            window(t0 + 7),
+            "msg-7",
+            &[rec("10.0.0.1", 5, t0 + 7, "OK")],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(stored.is_some());
+    compact::compact_logstore(&dir, now, compact::GRACE_SECS, 2).unwrap_or_else(|e| panic!("{e}"));
+    let again = w
+        .write_once(
+            &dest,
+            "fl-1",
+            window(t0 + 7),
+            "msg-7",
+            &[rec("10.0.0.1", 5, t0 + 7, "OK")],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(again.is_none(), "a merged message was stored again");
+    assert_eq!(total(&dir), (want + 1005, 31));
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn a_range_over_too_many_files_is_refused_and_a_narrower_one_answers() {
+    let data = scratch();
+    let dest = LogstoreRef {
+        project: "p".into(),
+        logstore: "l".into(),
+    };
+    let w = Writer::new(&data);
+    let t0 = 1_796_040_000;
+    for i in 0..10 {
+        w.write_records(&dest, "fl-1", window(t0 + i), &[rec("10.0.0.1", 1, t0 + i, "OK")])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let dir = crate::store::logstore_dir(&data, &dest);
+    let q = |range| rt().block_on(run_bounded(&dir, range, "SELECT count(*) AS n FROM logs", 10, 5));
+    match q(TimeRange::default()) {
+        Err(QueryError::TooManyFiles { files: 10, max: 5 }) => {}
+        other => panic!("expected TooManyFiles, got {other:?}"),
+    }
+    let narrow = q(TimeRange {
+        from: Some(t0),
+        to: Some(t0 + 4),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(narrow.files, 4);
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -16,6 +16,8 @@
 //! a slow sink slows window building, never the kernel side, which keeps
 //! counting into the active generation.
 
+mod activation;
+
 use std::{future::Future, time::Duration};
 
 use tokio::sync::mpsc;
@@ -82,6 +84,8 @@ pub enum RunError {
 const RETRY_EVERY: Duration = Duration::from_secs(10);
 /// How often expired Logstore partitions are removed.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// How often past hours' small Logstore files are merged.
+const COMPACT_EVERY: Duration = Duration::from_secs(600);
 
 enum Wake {
     Deadline,
@@ -89,10 +93,13 @@ enum Wake {
     Call(Call),
     Retry,
     Retention,
+    Compact,
     /// SIGHUP: reload the region table.
     Reload,
     /// Windows every sink has.
     Resolved(Vec<u64>),
+    /// A namespace finished loading for an activation.
+    Loaded(Box<(Option<String>, Result<crate::capture::NetnsCapture, CaptureError>)>),
     Stop,
 }
 
@@ -108,6 +115,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         path: config.data_dir.clone(),
         source,
     })?;
+    // Maps too large for this machine are refused before anything starts.
+    crate::capture::budget::check_here(&CaptureSettings::from(&config)).map_err(CaptureError::from)?;
     let store = Store::open(&config.data_dir)?;
     let journal = Journal::open(&config.data_dir)?;
     let marks = Marks::new(journal.dir());
@@ -175,6 +184,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Defaults {
             account_id: config.account_id.clone(),
             interval_secs: config.window.as_secs(),
+            query_timeout: config.query_timeout,
         },
         RegionSource {
             file: config.file.clone(),
@@ -233,6 +243,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut retry = tokio::time::interval(RETRY_EVERY);
     let mut retention = tokio::time::interval(RETENTION_EVERY);
     retention.tick().await;
+    let mut compaction = tokio::time::interval(COMPACT_EVERY);
+    compaction.tick().await;
+    let compacting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut activations = activation::Activations::default();
     loop {
         let wait = control
             .engine
@@ -252,12 +266,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             },
             _ = retry.tick() => Wake::Retry,
             _ = retention.tick() => Wake::Retention,
+            _ = compaction.tick() => Wake::Compact,
             Some(()) = async {
                 match hangup.as_mut() {
                     Some(s) => s.recv().await,
                     None => std::future::pending().await,
                 }
             } => Wake::Reload,
+            loaded = activations.next() => Wake::Loaded(Box::new(loaded)),
             Some(first) = resolved_rx.recv() => {
                 let mut seqs = vec![first];
                 while let Ok(s) = resolved_rx.try_recv() {
@@ -278,6 +294,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 }
             }
             Wake::Rings(ns) => control.engine.poll_rings(&ns),
+            Wake::Loaded(done) => activations.loaded(&mut control, *done).await,
+            Wake::Call(c) if c.action == "ActiveFlowLog" => {
+                // Namespaces to load are loaded off the loop; the answer
+                // waits for them, the loop does not.
+                match control.check_activation(c.params) {
+                    Err(e) => {
+                        let _ = c.reply.send(Reply::Done(Err(e)));
+                    }
+                    Ok(spec) => {
+                        if let Some((spec, reply)) = activations.start(&control, spec, Some(c.reply)) {
+                            let result = control.finish_activation(&spec.id).await;
+                            if let Some(r) = reply {
+                                let _ = r.send(Reply::Done(result));
+                            }
+                        }
+                    }
+                }
+            }
             Wake::Call(c) => {
                 let reply = if c.action == "GetLogs" {
                     match control.get_logs(c.params) {
@@ -294,12 +328,28 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 let _ = c.reply.send(reply);
             }
             Wake::Retention => control.expire_logstores(),
+            Wake::Compact => {
+                // One pass at a time, in a process of its own.
+                if !compacting.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    let (dir, busy) = (config.data_dir.clone(), compacting.clone());
+                    tokio::spawn(async move {
+                        store::compact::run_in_background(std::path::Path::new("/proc/self/exe"), &dir).await;
+                        busy.store(false, std::sync::atomic::Ordering::SeqCst);
+                    });
+                }
+            }
             Wake::Reload => {
                 info!("SIGHUP: reloading the region table");
                 // Its outcome is logged and shown in the status.
                 let _ = control.reload_regions();
             }
-            Wake::Retry => control.retry_unattached().await,
+            Wake::Retry => {
+                for spec in control.unattached_specs() {
+                    if let Some((spec, _)) = activations.start(&control, spec, None) {
+                        control.retry_unattached(spec).await;
+                    }
+                }
+            }
             Wake::Resolved(seqs) => control.engine.resolved(&seqs),
             Wake::Stop => break,
         }
