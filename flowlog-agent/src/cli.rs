@@ -35,6 +35,13 @@ pub struct Connection {
         hide_env_values = true
     )]
     pub access_key_secret: Option<String>,
+    /// CA certificate (PEM) the TCP API's certificate must chain to: talk
+    /// TLS to --endpoint.
+    #[arg(long, env = "FLOWLOG_TLS_CA", global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// Seconds to wait for the agent's answer, connecting included.
+    #[arg(long, env = "FLOWLOG_TIMEOUT", global = true, default_value_t = 60)]
+    pub timeout: u64,
     /// Print the agent's JSON answer instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -232,43 +239,28 @@ pub enum Analysis {
     },
 }
 
-/// Seconds in a `30s`/`15m`/`1h`/`7d` duration.
+/// Seconds in a `30s`/`15m`/`1h`/`7d` duration (any humantime spelling).
 pub fn parse_duration(s: &str) -> anyhow::Result<i64> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num
-        .parse()
+    if let Ok(secs) = s.parse::<u64>() {
+        return i64::try_from(secs).with_context(|| format!("duration {s:?} is too long"));
+    }
+    let d = humantime::parse_duration(s)
         .with_context(|| format!("bad duration {s:?}: expected e.g. 30m, 1h, 7d"))?;
-    let mult = match unit {
-        "s" | "" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => bail!("bad duration {s:?}: units are s, m, h, d"),
-    };
-    Ok(n * mult)
+    i64::try_from(d.as_secs()).with_context(|| format!("duration {s:?} is too long"))
 }
 
-/// Unix seconds from `1796040000`, `2026-11-30T10:00:00Z` or `2026-11-30 10:00:00` (UTC).
+/// Unix seconds from `1796040000`, `2026-11-30T10:00:00Z` (RFC 3339) or
+/// `2026-11-30 10:00:00` (UTC).
 pub fn parse_time(s: &str) -> anyhow::Result<i64> {
     if let Ok(n) = s.parse::<i64>() {
         return Ok(n);
     }
-    let bad = || anyhow::anyhow!("bad time {s:?}: use Unix seconds or YYYY-MM-DDTHH:MM:SSZ (UTC)");
-    let t = s.trim_end_matches('Z');
-    let (date, clock) = t.split_once(['T', ' ']).ok_or_else(bad)?;
-    let d: Vec<&str> = date.split('-').collect();
-    let c: Vec<&str> = clock.split(':').collect();
-    if d.len() != 3 || c.len() != 3 {
-        return Err(bad());
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp());
     }
-    let num = |x: &str| x.parse::<i64>().map_err(|_| bad());
-    let (y, m, day) = (num(d[0])?, num(d[1])?, num(d[2])?);
-    let (h, mi, sec) = (num(c[0])?, num(c[1])?, num(c[2])?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || mi > 59 || sec > 60 {
-        return Err(bad());
-    }
-    let days = crate::store::days_from_civil(y, m as u32, day as u32);
-    Ok(days * 86_400 + h * 3600 + mi * 60 + sec)
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+        .map(|t| t.and_utc().timestamp())
+        .map_err(|_| anyhow::anyhow!("bad time {s:?}: use Unix seconds or YYYY-MM-DDTHH:MM:SSZ (UTC)"))
 }
 
 impl LogstoreArgs {
@@ -276,7 +268,10 @@ impl LogstoreArgs {
         let now = crate::state::now_secs();
         if let Some(since) = &self.since {
             return Ok(TimeRange {
-                from: Some(now - parse_duration(since)?),
+                from: Some(
+                    now.checked_sub(parse_duration(since)?)
+                        .context("--since reaches before any representable time")?,
+                ),
                 to: None,
             });
         }
@@ -484,10 +479,15 @@ fn endpoint(c: &Connection) -> anyhow::Result<Endpoint> {
                 "--endpoint needs --access-key-id and --access-key-secret (create one with `flowlog create-access-key`)"
             );
         };
+        let tls = match &c.tls_ca {
+            Some(ca) => Some(crate::api::tls::connector(ca)?),
+            None => None,
+        };
         return Ok(Endpoint::Tcp {
             addr: addr.clone(),
             key_id: key_id.clone(),
             secret: secret.clone(),
+            tls,
         });
     }
     Ok(Endpoint::Unix(c.socket.clone().unwrap_or_else(|| {
@@ -529,7 +529,8 @@ pub async fn run(conn: &Connection, cmd: &Command) -> anyhow::Result<()> {
         _ => {}
     }
     let (action, params) = request(cmd)?;
-    let (status, answer) = client::call(&endpoint(conn)?, &action, &Value::Object(params)).await?;
+    let timeout = std::time::Duration::from_secs(conn.timeout.max(1));
+    let (status, answer) = client::call(&endpoint(conn)?, &action, &Value::Object(params), timeout).await?;
     if conn.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     }
@@ -725,7 +726,12 @@ mod tests {
         assert_eq!(parse_duration("90").ok(), Some(90));
         assert_eq!(parse_duration("15m").ok(), Some(900));
         assert_eq!(parse_duration("7d").ok(), Some(604_800));
-        assert!(parse_duration("1w").is_err() && parse_duration("h").is_err());
+        assert_eq!(parse_duration("1w").ok(), Some(604_800));
+        assert!(parse_duration("h").is_err() && parse_duration("-5m").is_err());
+        // Sizes that would overflow are refused, never wrapped.
+        assert!(parse_duration("999999999999999999d").is_err());
+        assert!(parse_duration("99999999999999999999").is_err());
+        assert!(parse_time("99999999999999-01-01T00:00:00Z").is_err());
         assert_eq!(parse_time("1796040000").ok(), Some(1_796_040_000));
         assert_eq!(parse_time("2026-11-30T12:00:00Z").ok(), Some(1_796_040_000));
         assert_eq!(parse_time("2026-11-30 12:00:00").ok(), Some(1_796_040_000));

@@ -315,7 +315,7 @@ fn store_message(writer: &Writer, m: &async_nats::jetstream::Message) -> Stored 
         end_ns: i128::from(first.end) * 1_000_000_000,
     };
     // The id hashed: message ids can be long, file names cannot.
-    let unique = crate::api::auth::hex(&sha2::Sha256::digest(id.as_bytes())[..12]);
+    let unique = hex::encode(&sha2::Sha256::digest(id.as_bytes())[..12]);
     match writer.write_once(&dest, flow_log, window, &unique, &batch.records) {
         Ok(Some(path)) => {
             debug!(file = %path.display(), records = batch.records.len(), "stored");

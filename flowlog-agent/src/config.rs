@@ -10,6 +10,8 @@ use std::{
 
 use serde::Deserialize;
 
+use crate::state::validate;
+
 use crate::{
     enrich::{RegionEntry, RegionTable},
     publish::jetstream::auth::NatsAuth,
@@ -17,7 +19,6 @@ use crate::{
 };
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
-const IFNAME_MAX: usize = 15;
 /// Longest window we accept: one day.
 const WINDOW_MAX_SECS: u64 = 86_400;
 pub const DEFAULT_WINDOW_SECS: u64 = 600;
@@ -169,6 +170,14 @@ pub struct ApiFile {
     /// and opening files included (default 60 s).
     #[serde(default)]
     pub query_timeout_secs: Option<u64>,
+    /// PEM certificate chain and private key: the TCP listener speaks TLS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP beyond loopback (off: remote clients need TLS).
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 /// The Prometheus metrics listener.
@@ -185,6 +194,14 @@ pub struct MetricsFile {
     /// and opening files included (default 60 s).
     #[serde(default)]
     pub query_timeout_secs: Option<u64>,
+    /// PEM certificate chain and private key: the TCP listener speaks TLS.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP beyond loopback (off: remote clients need TLS).
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 /// Publishing every window's records to NATS JetStream (off without
@@ -318,7 +335,8 @@ pub struct FileConfig {
     pub window_secs: Option<u64>,
     pub data_dir: Option<PathBuf>,
     pub flow_map_entries: Option<u32>,
-    /// IPv6 flows have a map of their own (default: a quarter of the IPv4 one).
+    /// IPv6 flows have a map of their own (default: a quarter of the IPv4
+    /// one, at least 1024).
     pub flow_map_entries_ipv6: Option<u32>,
     pub overflow_ring_bytes: Option<u32>,
     /// Sample TCP handshakes for RTT (default true).
@@ -434,6 +452,9 @@ pub struct Config {
     pub api_socket: PathBuf,
     pub api_listen: Option<std::net::SocketAddr>,
     pub api_allow_remote: bool,
+    /// Certificate and key of the TCP listener.
+    pub api_tls: Option<(PathBuf, PathBuf)>,
+    pub api_allow_plain_http: bool,
     pub query_timeout: std::time::Duration,
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Where kernel state is pinned; `None` when pinning is off.
@@ -480,15 +501,13 @@ impl Config {
             ));
         }
         for (i, a) in file.attachments.iter().enumerate() {
-            check_ifname(&a.interface)?;
-            if let Some(ns) = &a.netns {
-                check_netns_name(ns)?;
-            }
-            for (what, v) in [("attachment-id", &a.attachment_id), ("region-id", &a.region_id)] {
-                if let Some(v) = v {
-                    crate::state::validate::label(what, v).map_err(ConfigError::Invalid)?;
-                }
-            }
+            validate::attachment(
+                &a.interface,
+                a.netns.as_deref(),
+                a.attachment_id.as_deref(),
+                a.region_id.as_deref(),
+            )
+            .map_err(ConfigError::Invalid)?;
             if file.attachments[..i]
                 .iter()
                 .any(|b| b.interface == a.interface && b.netns == a.netns)
@@ -507,14 +526,12 @@ impl Config {
         let account_id = file.account_id.unwrap_or_else(|| "local".into());
         let cen_id = file.cen_id.unwrap_or_else(|| "cen-local".into());
         let flow_log_id = file.flow_log_id.unwrap_or_else(|| "fl-local".into());
-        for (name, v) in [
-            ("account-id", &account_id),
-            ("cen-id", &cen_id),
-            ("flow-log-id", &flow_log_id),
+        for (key, check) in [
+            ("account-id", validate::account_id(&account_id)),
+            ("cen-id", validate::cen_id(&cen_id)),
+            ("flow-log-id", validate::flow_log_id(&flow_log_id)),
         ] {
-            if v.is_empty() || v.len() > 128 || v.chars().any(char::is_control) {
-                return invalid(format!("{name} must be 1 to 128 printable characters"));
-            }
+            check.map_err(|e| ConfigError::Invalid(format!("{key}: {e}")))?;
         }
         let data_dir = file.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let pin_dir = match (file.pin.unwrap_or(true), file.pin_dir) {
@@ -540,6 +557,21 @@ impl Config {
         if !(1..=3600).contains(&query_timeout_secs) {
             return invalid(format!(
                 "api.query-timeout-secs must be between 1 and 3600, got {query_timeout_secs}"
+            ));
+        }
+        let api_tls = match (api.tls_cert.clone(), api.tls_key.clone()) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return invalid("api.tls-cert and api.tls-key go together".into()),
+        };
+        if let Some(addr) = api.listen
+            && !addr.ip().is_loopback()
+            && api.allow_remote
+            && api_tls.is_none()
+            && !api.allow_plain_http
+        {
+            return invalid(format!(
+                "api.listen = {addr} beyond loopback needs TLS: set api.tls-cert and api.tls-key, or api.allow-plain-http = true"
             ));
         }
         let metrics = file.metrics.unwrap_or_default();
@@ -588,6 +620,8 @@ impl Config {
             api_socket,
             api_listen: api.listen,
             api_allow_remote: api.allow_remote,
+            api_tls,
+            api_allow_plain_http: api.allow_plain_http,
             query_timeout: std::time::Duration::from_secs(query_timeout_secs),
             metrics_listen: metrics.listen,
             pin_dir,
@@ -597,31 +631,6 @@ impl Config {
             file: None,
         })
     }
-}
-
-pub(crate) fn check_ifname(name: &str) -> Result<(), ConfigError> {
-    if name.is_empty()
-        || name.len() > IFNAME_MAX
-        || name == "."
-        || name == ".."
-        || name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
-    {
-        return Err(ConfigError::Invalid(format!(
-            "{name:?} is not a valid interface name (1 to {IFNAME_MAX} characters, no '/', ':' or spaces)"
-        )));
-    }
-    Ok(())
-}
-
-pub(crate) fn check_netns_name(name: &str) -> Result<(), ConfigError> {
-    if name.is_empty() || name.len() > 255 || name == "." || name == ".." || name.contains('/') {
-        return Err(ConfigError::Invalid(format!(
-            "{name:?} is not a valid network namespace name"
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -19,17 +19,18 @@ use tracing::{error, info, warn};
 
 use crate::{
     api::{ApiError, KeyTable, Params, QuerySpec},
-    config::{Attachment, CaptureMode, FileConfig, check_ifname, check_netns_name},
+    config::{Attachment, CaptureMode, FileConfig},
     engine::{Engine, FlowLogSpec},
     enrich::{RegionTable, SharedRegions},
     record::{Identity, format::LogFormat},
     state::{
-        self, AccessKey, AttachmentSpec, FlowLog, FlowLogStatus, Logstore, Project, State, Store, validate,
+        self, AccessKey, AttachmentSpec, FlowLog, FlowLogStatus, Logstore, Project, State, Store, random,
+        validate,
     },
     store::{self, LogstoreRef, query::TimeRange},
 };
 
-/// Most attachments one flow log may have.
+/// Days a Logstore keeps its partitions when `Ttl` does not say.
 const DEFAULT_TTL_DAYS: u64 = 30;
 const MAX_PAGE_SIZE: u64 = 100;
 
@@ -60,6 +61,11 @@ pub struct RegionSource {
     /// The configuration file whose `[[region]]` entries a reload reads.
     pub file: Option<PathBuf>,
     pub table: SharedRegions,
+}
+
+/// No id or secret can be made without the OS random source.
+fn no_random(e: state::random::RandomError) -> ApiError {
+    ApiError::internal(e.to_string())
 }
 
 /// OperationFailed.Attach for a flow log that could not start, with the
@@ -141,15 +147,13 @@ pub fn parse_attachments(v: &Value) -> Result<Vec<AttachmentSpec>, ApiError> {
         let attachment_id = p.opt_str("AttachmentId").map_err(|e| err(e.message))?;
         let region_id = p.opt_str("RegionId").map_err(|e| err(e.message))?;
         p.finish().map_err(|e| err(e.message))?;
-        check_ifname(&interface).map_err(|e| err(e.to_string()))?;
-        for (what, v) in [("AttachmentId", &attachment_id), ("RegionId", &region_id)] {
-            if let Some(v) = v {
-                validate::label(what, v).map_err(err)?;
-            }
-        }
-        if let Some(ns) = &netns {
-            check_netns_name(ns).map_err(|e| err(e.to_string()))?;
-        }
+        validate::attachment(
+            &interface,
+            netns.as_deref(),
+            attachment_id.as_deref(),
+            region_id.as_deref(),
+        )
+        .map_err(err)?;
         if out.iter().any(|a| a.interface == interface && a.netns == netns) {
             return Err(err(format!("interface {interface} is listed twice")));
         }
@@ -667,7 +671,10 @@ impl Control {
                 format!("logstore {logstore:?} does not exist in project {project:?}; create it first"),
             ));
         }
-        let id = format!("fl-{}", state::random_string(state::LOWER_ALNUM, 20));
+        let id = format!(
+            "fl-{}",
+            random::string(random::LOWER_ALNUM, 20).map_err(no_random)?
+        );
         let mut next = self.store.state.clone();
         next.flow_logs.insert(
             id.clone(),
@@ -881,8 +888,11 @@ impl Control {
         let description = p.opt_str("Description")?.unwrap_or_default();
         p.finish()?;
         validate::description(&description).map_err(bad("Description"))?;
-        let id = format!("FLAK{}", state::random_string(state::UPPER_ALNUM, 16));
-        let secret = state::random_string(state::ALNUM, 40);
+        let id = format!(
+            "FLAK{}",
+            random::string(random::UPPER_ALNUM, 16).map_err(no_random)?
+        );
+        let secret = random::string(random::ALNUM, 40).map_err(no_random)?;
         let mut next = self.store.state.clone();
         next.access_keys.insert(
             id.clone(),
@@ -932,12 +942,18 @@ impl Control {
             .engine
             .map_fill()
             .into_iter()
-            .map(|(ns, flows, cap)| {
+            .map(|(ns, fill)| {
+                let family = |flows: u64, entries: u32| {
+                    json!({
+                        "FlowsLastWindow": flows,
+                        "FlowMapEntries": entries,
+                        "FillRatio": crate::capture::MapFill::ratio(flows, entries),
+                    })
+                };
                 json!({
                     "Netns": ns,
-                    "FlowsLastWindow": flows,
-                    "FlowMapEntries": cap,
-                    "FillRatio": if cap == 0 { 0.0 } else { flows as f64 / f64::from(cap) },
+                    "Ipv4": family(fill.ipv4, fill.ipv4_entries),
+                    "Ipv6": family(fill.ipv6, fill.ipv6_entries),
                 })
             })
             .collect();

@@ -30,6 +30,16 @@ pub fn is_temporary(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(".tmp")
 }
 
+/// Removes temporary files an earlier process left in `dir` when it died
+/// mid-write.
+pub fn clean(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if is_temporary(&e.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Replaces `path` with `bytes` (see the module doc).
 pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_with(path, None, |f| f.write_all(bytes))
@@ -74,6 +84,45 @@ pub fn sync_dir(path: &Path) -> io::Result<()> {
 /// Makes renames and removals in `dir` durable.
 pub fn sync_directory(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// A writer that counts and checksums what passes through it.
+pub struct Summed<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    bytes: u64,
+}
+
+impl<W> Summed<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            crc: crc32fast::Hasher::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Bytes and CRC-32 so far.
+    pub fn sum(&self) -> (u64, u32) {
+        (self.bytes, self.crc.clone().finalize())
+    }
+
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+impl<W: Write> Write for Summed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 #[cfg(test)]

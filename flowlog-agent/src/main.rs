@@ -133,7 +133,7 @@ struct AgentArgs {
     /// IPv4 flow-map entries (both window generations share them).
     #[arg(long)]
     flow_map_entries: Option<u32>,
-    /// IPv6 flow-map entries (default: a quarter of the IPv4 ones).
+    /// IPv6 flow-map entries (default: a quarter of the IPv4 ones, at least 1024).
     #[arg(long)]
     flow_map_entries_ipv6: Option<u32>,
     /// Overflow ring size in bytes (power of two, ≥ 4096).
@@ -186,6 +186,14 @@ struct AgentArgs {
     /// Seconds one GetLogs query may take in all (default 60).
     #[arg(long)]
     query_timeout_secs: Option<u64>,
+    /// PEM certificate chain of the TCP API (with --api-tls-key: TLS).
+    #[arg(long)]
+    api_tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    api_tls_key: Option<PathBuf>,
+    /// Serve plain HTTP beyond loopback (secrets cross the network in clear).
+    #[arg(long)]
+    api_allow_plain_http: bool,
     /// Serve Prometheus metrics on this address (loopback unless the file
     /// sets metrics.allow-remote).
     #[arg(long)]
@@ -229,14 +237,21 @@ impl AgentArgs {
             logstore_buffer_records,
             log_format
         );
-        if self.api_listen.is_some() || self.allow_remote_api || self.query_timeout_secs.is_some() {
+        {
             let api = file.api.get_or_insert_with(ApiFile::default);
             if self.api_listen.is_some() {
                 api.listen = self.api_listen;
             }
             api.allow_remote |= self.allow_remote_api;
+            api.allow_plain_http |= self.api_allow_plain_http;
             if self.query_timeout_secs.is_some() {
                 api.query_timeout_secs = self.query_timeout_secs;
+            }
+            if self.api_tls_cert.is_some() {
+                api.tls_cert = self.api_tls_cert;
+            }
+            if self.api_tls_key.is_some() {
+                api.tls_key = self.api_tls_key;
             }
         }
         if !self.jetstream_servers.is_empty() || self.jetstream_queue_bytes.is_some() {

@@ -18,7 +18,7 @@ pub struct Metrics {
     /// Packets and bytes counted per (netns, interface, direction).
     pub seen: BTreeMap<(String, String, &'static str), Totals>,
     /// Flows read at the last drain and map capacity, per netns.
-    pub map_fill: BTreeMap<String, (u64, u64)>,
+    pub map_fill: BTreeMap<(String, &'static str), (u64, u64)>,
     drain_buckets: [u64; DRAIN_BUCKETS.len()],
     drain_count: u64,
     drain_sum: f64,
@@ -137,20 +137,23 @@ pub fn render(s: &Status, m: &Metrics) -> String {
     let fill: Vec<(String, String)> = m
         .map_fill
         .iter()
-        .map(|(ns, (flows, cap))| {
+        .map(|((ns, family), (flows, cap))| {
             let ratio = if *cap == 0 {
                 0.0
             } else {
                 *flows as f64 / *cap as f64
             };
-            (format!("netns=\"{}\"", escape(ns)), format!("{ratio}"))
+            (
+                format!("netns=\"{}\",family=\"{family}\"", escape(ns)),
+                format!("{ratio}"),
+            )
         })
         .collect();
     push(
         &mut out,
         "flowlog_flow_map_fill_ratio",
         "gauge",
-        "Flows read at the last drain over the IPv4 flow map's entries.",
+        "Flows read at the last drain over the entries of their family's flow map (ipv4, ipv6).",
         &fill,
     );
     push(
@@ -247,7 +250,7 @@ pub fn render(s: &Status, m: &Metrics) -> String {
         &mut out,
         "flowlog_windows_published_total",
         "counter",
-        "Windows published (per flow log and namespace).",
+        "Windows published, all flow logs together.",
         &one(s.windows_published),
     );
     push(

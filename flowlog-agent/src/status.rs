@@ -4,7 +4,6 @@
 
 use std::{
     collections::BTreeMap,
-    io::Write,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
 };
@@ -87,6 +86,8 @@ pub struct Status {
     pub jetstream_queued_records: u64,
     pub jetstream_queued_bytes: u64,
     pub jetstream_dropped_records: u64,
+    /// Queue files that could not be read, renamed `*.bad` for a person.
+    pub jetstream_set_aside_files: u64,
     pub jetstream_errors: u64,
     pub jetstream_connected: bool,
     /// Entries of the region table in force, and why the last reload was
@@ -136,10 +137,6 @@ impl StatusBoard {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let json = serde_json::to_vec_pretty(&*self.lock()).map_err(std::io::Error::other)?;
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&json)?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, &self.path)
+        crate::durable::write(&self.path, &json)
     }
 }

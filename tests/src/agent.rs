@@ -69,7 +69,7 @@ fn ensure_bpffs() {
         // SAFETY: zeroed statfs is a valid out-buffer; the path is a C string.
         let mut st: libc::statfs = unsafe { std::mem::zeroed() };
         let mounted =
-            unsafe { libc::statfs(target.as_ptr(), &mut st) } == 0 && st.f_type as i64 == 0xcafe_4a11;
+            unsafe { libc::statfs(target.as_ptr(), &mut st) } == 0 && st.f_type == libc::BPF_FS_MAGIC;
         if !mounted {
             // SAFETY: C strings that outlive the call.
             unsafe {

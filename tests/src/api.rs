@@ -143,7 +143,8 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The signature headers for a TCP request, as the README documents them.
+/// The signature headers for a TCP request, as the README documents them,
+/// with a nonce of its own (send the same headers twice to replay).
 pub fn signature_headers(
     key_id: &str,
     secret: &str,
@@ -152,12 +153,21 @@ pub fn signature_headers(
     timestamp: i64,
     body: &[u8],
 ) -> String {
-    let to_sign = format!("{method}\n{target}\n{timestamp}\n{}", hex(&Sha256::digest(body)));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nonce = format!(
+        "test-{}-{:08}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let to_sign = format!(
+        "{method}\n{target}\n{timestamp}\n{nonce}\n{}",
+        hex(&Sha256::digest(body))
+    );
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
     mac.update(to_sign.as_bytes());
     let sig = hex(&mac.finalize().into_bytes());
     format!(
-        "X-Flowlog-Access-Key-Id: {key_id}\r\nX-Flowlog-Timestamp: {timestamp}\r\nX-Flowlog-Signature: {sig}\r\n"
+        "X-Flowlog-Access-Key-Id: {key_id}\r\nX-Flowlog-Timestamp: {timestamp}\r\nX-Flowlog-Nonce: {nonce}\r\nX-Flowlog-Signature: {sig}\r\n"
     )
 }
 

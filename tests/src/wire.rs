@@ -61,6 +61,55 @@ fn open_tap(ns: &Netns, name: &str) -> anyhow::Result<OwnedFd> {
 pub struct DelayWire {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    log: Log,
+}
+
+/// One TCP segment the wire carried: the wire's own record of when it took
+/// the frame off one side and put it on the other — an independent measure
+/// of the delay a test's traffic actually met, whatever load the machine
+/// was under.
+#[derive(Clone, Copy, Debug)]
+pub struct Passage {
+    /// Carried from the first TAP to the second.
+    pub forward: bool,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub flags: u8,
+    pub taken: Instant,
+    pub delivered: Instant,
+}
+
+type Log = Arc<std::sync::Mutex<Vec<Passage>>>;
+
+/// The TCP ports and flags of an Ethernet frame, if it carries TCP.
+fn tcp_of(f: &[u8]) -> Option<(u16, u16, u8)> {
+    let (l3, proto) = match u16::from_be_bytes([*f.get(12)?, *f.get(13)?]) {
+        0x0800 => (14 + usize::from(f.get(14)? & 0x0f) * 4, *f.get(14 + 9)?),
+        0x86dd => (14 + 40, *f.get(14 + 6)?),
+        _ => return None,
+    };
+    if proto != 6 {
+        return None;
+    }
+    let port = |at: usize| Some(u16::from_be_bytes([*f.get(l3 + at)?, *f.get(l3 + at + 1)?]));
+    Some((port(0)?, port(2)?, *f.get(l3 + 13)?))
+}
+
+impl DelayWire {
+    /// The wire's own measure of a handshake's round trip beyond its first
+    /// side: from taking the client's (last) SYN off the first side to
+    /// delivering the server's SYN-ACK back onto it.
+    pub fn handshake(&self, client_port: u16) -> Option<Duration> {
+        let log = self.log.lock().ok()?;
+        let syn = log
+            .iter()
+            .rev()
+            .find(|p| p.forward && p.src_port == client_port && p.flags & 0x12 == 0x02)?;
+        let syn_ack = log.iter().find(|p| {
+            !p.forward && p.dst_port == client_port && p.flags & 0x12 == 0x12 && p.taken >= syn.taken
+        })?;
+        Some(syn_ack.delivered.saturating_duration_since(syn.taken))
+    }
 }
 
 impl DelayWire {
@@ -78,11 +127,19 @@ impl DelayWire {
         let fa = Arc::new(open_tap(a, a_name).context("TAP on side a")?);
         let fb = Arc::new(open_tap(b, b_name).context("TAP on side b")?);
         let stop = Arc::new(AtomicBool::new(false));
+        let log = Log::default();
         let threads = vec![
-            carry(fa.clone(), fb.clone(), delay, drop_ab, stop.clone()),
-            carry(fb, fa, delay, None, stop.clone()),
+            carry(
+                fa.clone(),
+                fb.clone(),
+                delay,
+                drop_ab,
+                stop.clone(),
+                (true, log.clone()),
+            ),
+            carry(fb, fa, delay, None, stop.clone(), (false, log.clone())),
         ];
-        Ok(Self { stop, threads })
+        Ok(Self { stop, threads, log })
     }
 }
 
@@ -105,6 +162,7 @@ fn carry(
     delay: Duration,
     mut drop_rule: Option<DropRule>,
     stop: Arc<AtomicBool>,
+    (forward, log): (bool, Log),
 ) -> JoinHandle<()> {
     std::thread::spawn(move || {
         // Real-time priority (best effort): on a busy 2-core machine a
@@ -112,20 +170,34 @@ fn carry(
         let param = libc::sched_param { sched_priority: 50 };
         // SAFETY: changes only this thread's scheduling policy.
         unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-        let mut queue: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
+        // (due, taken, frame)
+        let mut queue: VecDeque<(Instant, Instant, Vec<u8>)> = VecDeque::new();
         let mut buf = vec![0u8; 65536];
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
-            while queue.front().is_some_and(|(due, _)| *due <= now) {
-                if let Some((_, frame)) = queue.pop_front() {
+            while queue.front().is_some_and(|(due, _, _)| *due <= now) {
+                if let Some((_, taken, frame)) = queue.pop_front() {
                     // SAFETY: valid buffer; a failed write is a lost frame,
                     // as on a real wire.
                     unsafe { libc::write(to.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
+                    if let Some((src_port, dst_port, flags)) = tcp_of(&frame)
+                        && flags & 0x02 != 0
+                        && let Ok(mut l) = log.lock()
+                    {
+                        l.push(Passage {
+                            forward,
+                            src_port,
+                            dst_port,
+                            flags,
+                            taken,
+                            delivered: Instant::now(),
+                        });
+                    }
                 }
             }
             let wait = queue
                 .front()
-                .map_or(Duration::from_millis(20), |(due, _)| {
+                .map_or(Duration::from_millis(20), |(due, _, _)| {
                     due.saturating_duration_since(now)
                 })
                 .min(Duration::from_millis(20));
@@ -153,7 +225,8 @@ fn carry(
             if drop_rule.as_mut().is_some_and(|rule| rule(&frame)) {
                 continue;
             }
-            queue.push_back((Instant::now() + delay, frame));
+            let taken = Instant::now();
+            queue.push_back((taken + delay, taken, frame));
         }
     })
 }
@@ -165,12 +238,7 @@ pub fn drop_first_syn() -> DropRule {
         if dropped || f.len() < 14 + 20 + 20 {
             return false;
         }
-        let (l3, proto) = match u16::from_be_bytes([f[12], f[13]]) {
-            0x0800 => (14 + usize::from(f[14] & 0x0f) * 4, f[14 + 9]),
-            0x86dd => (14 + 40, f[14 + 6]),
-            _ => return false,
-        };
-        let is_syn = proto == 6 && f.get(l3 + 13).is_some_and(|fl| fl & 0x12 == 0x02);
+        let is_syn = tcp_of(f).is_some_and(|(_, _, fl)| fl & 0x12 == 0x02);
         if is_syn {
             dropped = true;
         }

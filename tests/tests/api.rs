@@ -552,8 +552,21 @@ fn tcp_listener_requires_a_valid_signature() -> anyhow::Result<()> {
         Ok((r.status, r.json()?))
     };
     let now = api::now();
-    let (s, v) = send(&signature_headers(id, secret, "POST", target, now, body))?;
+    let signed = signature_headers(id, secret, "POST", target, now, body);
+    let (s, v) = send(&signed)?;
     assert_eq!(s, 200, "{v}");
+    // The same signed request again is a replay, refused.
+    let (s, v) = send(&signed)?;
+    assert_eq!((s, v["Code"].as_str()), (403, Some("Forbidden.Replay")), "{v}");
+    // A captured CreateAccessKey sent three times makes one key.
+    let create = br#"{"Action":"CreateAccessKey"}"#;
+    let signed = signature_headers(id, secret, "POST", target, api::now(), create);
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| raw_tcp(&addr, &request("POST", target, &signed, create)).map(|r| r.status))
+        .collect::<anyhow::Result<_>>()?;
+    assert_eq!(statuses, vec![200, 403, 403]);
+    let listed = ok(&a, "ListAccessKeys", json!({}));
+    assert_eq!(listed["AccessKeys"].as_array().map(Vec::len), Some(2), "{listed}");
     for (headers, status, code) in [
         (String::new(), 401, "Unauthorized"),
         (
@@ -621,7 +634,8 @@ fn status_view_shows_attachments_and_windows() -> anyhow::Result<()> {
             .all(|x| x["flow-logs"] == json!([id.clone()]) && x["egress-hook"] == "tc"),
         "{s}"
     );
-    assert_eq!(s["FlowMaps"][0]["FlowMapEntries"], 65536);
+    assert_eq!(s["FlowMaps"][0]["Ipv4"]["FlowMapEntries"], 65536);
+    assert_eq!(s["FlowMaps"][0]["Ipv6"]["FlowMapEntries"], 16384);
     assert_eq!(s["FlowLogs"][0]["FlowLogId"], id.as_str());
     assert_eq!(s["FlowLogs"][0]["Interval"], 600);
     assert!(a.stop()?.status.success());
@@ -695,11 +709,16 @@ fn hostile_clients_are_cut_off_and_others_served() -> anyhow::Result<()> {
         });
         reader
     };
-    // One more from that address is closed at once, unanswered.
+    // One more from that address is answered 503 at once, with when to
+    // try again, and closed.
     let mut over = TcpStream::connect(&addr)?;
     over.set_read_timeout(limit)?;
     let refused = Instant::now();
-    assert!(until_closed(&mut over)?.is_empty());
+    let answer = String::from_utf8_lossy(&until_closed(&mut over)?).into_owned();
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("Retry-After: 1"),
+        "{answer}"
+    );
     assert!(
         refused.elapsed() < flowlog_agent::api::listen::HEADER_TIMEOUT,
         "closed only by the header timeout"
@@ -763,5 +782,92 @@ fn hostile_clients_are_cut_off_and_others_served() -> anyhow::Result<()> {
     // And the agent serves as before.
     assert_eq!(a.call("ListProjects", json!({}))?.0, 200);
     assert!(a.stop()?.status.success());
+    Ok(())
+}
+
+/// The TCP API over TLS: the agent's client and an independent one (curl)
+/// get through with the CA; plain HTTP to the TLS port gets no answer; and
+/// plain HTTP beyond loopback is refused at start unless asked for.
+#[test]
+fn tcp_listener_speaks_tls_and_refuses_plain_http_beyond_loopback() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let certs = flowlog_tests::agent::TempDir::new()?;
+    let ca = flowlog_tests::tls::TestCa::new(certs.path())?;
+    let addr = format!("127.0.0.1:{}", flowlog_tests::free_port()?);
+    let (cert, key) = (ca.cert.to_string_lossy(), ca.key.to_string_lossy());
+    let a = Agent::start(&[
+        "--api-listen",
+        &addr,
+        "--api-tls-cert",
+        &cert,
+        "--api-tls-key",
+        &key,
+    ])?;
+    let k = ok(&a, "CreateAccessKey", json!({}));
+    let (id, secret) = (
+        k["AccessKeyId"].as_str().unwrap_or_default().to_owned(),
+        k["AccessKeySecret"].as_str().unwrap_or_default().to_owned(),
+    );
+    // The flowlog CLI, trusting the test CA.
+    let out = std::process::Command::new(flowlog_tests::agent::binary()?)
+        .args([
+            "--endpoint",
+            &addr,
+            "--access-key-id",
+            &id,
+            "--access-key-secret",
+            &secret,
+        ])
+        .arg("--tls-ca")
+        .arg(&ca.ca)
+        .args(["--json", "list-projects"])
+        .output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // curl, signing as the README says.
+    let body = br#"{"Action":"ListProjects"}"#;
+    let headers = signature_headers(&id, &secret, "POST", "/", api::now(), body);
+    let mut curl = std::process::Command::new("curl");
+    curl.args(["-sS", "--max-time", "10", "--cacert"]).arg(&ca.ca);
+    for h in headers.split("\r\n").filter(|h| !h.is_empty()) {
+        curl.args(["-H", h]);
+    }
+    let out = curl
+        .args(["-H", "Content-Type: application/json", "--data-binary"])
+        .arg(std::str::from_utf8(body)?)
+        .arg(format!("https://{addr}/"))
+        .output()?;
+    let answer: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| anyhow::anyhow!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+    assert!(answer["Projects"].is_array(), "{answer}");
+    // Without the CA, curl refuses the certificate; plain HTTP gets no answer.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "5", &format!("https://{addr}/")])
+        .output()?;
+    assert!(!out.status.success());
+    let plain = raw_tcp(&addr, &request("POST", "/", "", body));
+    assert!(
+        plain.is_err(),
+        "plain HTTP to the TLS listener was answered with {:?}",
+        plain.map(|r| r.status).ok()
+    );
+    assert!(a.stop()?.status.success());
+
+    // Beyond loopback without TLS: refused at start, with the way out.
+    let remote = format!("0.0.0.0:{}", flowlog_tests::free_port()?);
+    let (_, err) =
+        flowlog_tests::agent::run_expecting_failure(&["--api-listen", &remote, "--allow-remote-api"])?;
+    assert!(
+        err.contains("api.tls-cert") && err.contains("allow-plain-http"),
+        "{err}"
+    );
+    let b = Agent::start(&[
+        "--api-listen",
+        &remote,
+        "--allow-remote-api",
+        "--api-allow-plain-http",
+    ])?;
+    assert!(b.stop()?.status.success());
     Ok(())
 }

@@ -206,3 +206,73 @@ fn flood_beyond_map_capacity_is_accounted_exactly_over_several_windows() -> anyh
     );
     Ok(())
 }
+
+/// A flood of distinct IPv6 flows fills the IPv6 map, and the status and
+/// the metrics say so against the IPv6 map's own capacity, while the IPv4
+/// map stays as empty as its traffic.
+#[test]
+fn each_family_s_map_fill_is_reported_against_its_own_capacity() -> anyhow::Result<()> {
+    if !privileged() {
+        return Ok(());
+    }
+    let p = HostPair::new()?;
+    let addr = format!("127.0.0.1:{}", flowlog_tests::free_port()?);
+    let agent = Agent::start(&[
+        "--netns",
+        p.b.name(),
+        "-i",
+        "eth0",
+        "--mode",
+        "tc",
+        "--window-secs",
+        "2",
+        "--flow-map-entries",
+        "65536",
+        "--flow-map-entries-ipv6",
+        "1024",
+        "--metrics-listen",
+        &addr,
+    ])?;
+    // 3,000 distinct IPv6 flows from a to b: three times the IPv6 map.
+    let (a6, b6) = (
+        "fd03::2".parse::<std::net::Ipv6Addr>()?.octets(),
+        "fd03::3".parse::<std::net::Ipv6Addr>()?.octets(),
+    );
+    let flood: Vec<Vec<u8>> = (0..3000u16)
+        .map(|i| {
+            let udp = frames::udp(20_000 + i, 7_000, 0);
+            let mut f = frames::eth(0x86dd);
+            f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0x03, 0x03]);
+            f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0x03, 0x02]);
+            [f, frames::ipv6(a6, b6, 17, &udp)].concat()
+        })
+        .collect();
+    inject(&p.a, "eth0", &flood)?;
+    // Watch the status until a drain shows the flood (bounded).
+    let (mut best6, mut with4) = (0.0f64, 1.0f64);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline && best6 < 1.0 {
+        let s = agent.ok("DescribeAgentStatus", serde_json::json!({}));
+        let fill = &s["FlowMaps"][0];
+        let ratio6 = fill["Ipv6"]["FillRatio"].as_f64().unwrap_or(0.0);
+        if ratio6 > best6 {
+            best6 = ratio6;
+            with4 = fill["Ipv4"]["FillRatio"].as_f64().unwrap_or(1.0);
+            assert_eq!(fill["Ipv6"]["FlowMapEntries"], 1024, "{fill}");
+            assert_eq!(fill["Ipv4"]["FlowMapEntries"], 65536, "{fill}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(best6, 1.0, "the IPv6 map never showed full");
+    assert!(with4 < 0.01, "IPv4 fill {with4} beside a pure IPv6 flood");
+    // The metric carries the family.
+    let text = flowlog_tests::scrape_metrics(&addr)?;
+    let netns = p.b.name();
+    for family in ["ipv4", "ipv6"] {
+        let series = format!("flowlog_flow_map_fill_ratio{{netns=\"{netns}\",family=\"{family}\"}}");
+        assert!(text.contains(&series), "no {series} in\n{text}");
+    }
+    let done = agent.stop()?;
+    assert!(done.status.success(), "{}", done.stderr);
+    Ok(())
+}

@@ -147,6 +147,27 @@ fn records_land_in_the_logstore_and_query_back_exactly() -> anyhow::Result<()> {
         (&json!(2), &json!(true), &json!(false)),
         "{v}"
     );
+    // A query that fails on the data itself is the query's error: 400
+    // with the engine's message, not an internal error.
+    for sql in [
+        "SELECT CAST(srcaddr AS INT) AS n FROM logs",
+        "SELECT sum(bytes) / (count(*) - count(*)) AS n FROM logs",
+    ] {
+        let (status, v) = a.call(
+            "GetLogs",
+            json!({"ProjectName": "lproj", "LogStoreName": "flows", "Query": sql}),
+        )?;
+        assert_eq!(
+            (status, v["Code"].as_str()),
+            (400, Some("InvalidParameter.Query")),
+            "{sql}: {v}"
+        );
+        let message = v["Message"].as_str().unwrap_or_default().to_lowercase();
+        assert!(
+            message.contains("cast") || message.contains("divide"),
+            "{sql}: {v}"
+        );
+    }
     // A time range before the capture finds nothing.
     let v = a.ok(
         "GetLogs",

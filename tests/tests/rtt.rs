@@ -1,6 +1,9 @@
 //! Handshake RTT on a real kernel: the router↔b link is a TAP wire that
 //! delays every frame by 20 ms each way, so a new TCP connection from a to b
-//! has a 40 ms round trip.
+//! has a round trip of at least 40 ms. The agent's figures are compared
+//! with the wire's own record of the same handshake (when it took the SYN
+//! and delivered the SYN-ACK), taken in the same run: a loaded machine may
+//! stretch the delay, but both measure the same stretch.
 
 use std::{
     io::{Read as _, Write as _},
@@ -19,8 +22,11 @@ use flowlog_tests::{
 use serde_json::Value;
 
 const ONE_WAY: Duration = Duration::from_millis(20);
-const WANT_US: i64 = 40_000;
-const TOLERANCE_US: i64 = 2_000;
+/// The agent's leg beyond the wire against the wire's own measure: what
+/// lies between them is a TAP read and a write, microseconds apart.
+const TOLERANCE_US: i64 = 1_000;
+/// A leg with no wire on it: local hops through namespaces.
+const LOCAL_LEG_MAX_US: i64 = 2_000;
 
 fn delayed(drop_syn: bool) -> anyhow::Result<RouterTopology> {
     RouterTopology::with(RouterOptions {
@@ -54,18 +60,36 @@ fn tcp_records<'a>(records: &'a [Value], interface: &str, port: u16) -> Vec<&'a 
         .collect()
 }
 
-fn assert_rtt_near_40ms(records: &[&Value], what: &str) {
+/// The wire's measure of a connection's handshake, in µs.
+fn wire_us(t: &RouterTopology, client_port: u16) -> i64 {
+    let wire = t.wire.as_ref().unwrap_or_else(|| panic!("no delay wire"));
+    let d = wire
+        .handshake(client_port)
+        .unwrap_or_else(|| panic!("the wire saw no handshake from port {client_port}"));
+    // The fixture itself: never less than its delay each way.
+    assert!(d >= ONE_WAY * 2, "the wire carried the handshake in {d:?}");
+    d.as_micros() as i64
+}
+
+/// Every record carries the handshake RTT: its leg beyond the wire equal
+/// to the wire's measure, the other leg local, and the two adding up.
+fn assert_rtt_matches_the_wire(records: &[&Value], wire_us: i64, what: &str) {
     assert!(!records.is_empty(), "{what}: no records");
     for r in records {
         let rtt = r["rtt"]
             .as_i64()
             .unwrap_or_else(|| panic!("{what}: no rtt on {r}"));
+        let server = r["rtt-server-side"].as_i64().unwrap_or(-1);
+        let client = r["rtt-client-side"].as_i64().unwrap_or(-1);
+        assert_eq!(server + client, rtt, "{what}: legs must add up: {r}");
         assert!(
-            (rtt - WANT_US).abs() <= TOLERANCE_US,
-            "{what}: rtt {rtt} µs, want 40 ms ± 2 ms: {r}"
+            (server - wire_us).abs() <= TOLERANCE_US,
+            "{what}: server side {server} µs, the wire measured {wire_us} µs: {r}"
         );
-        let legs = r["rtt-server-side"].as_i64().unwrap_or(-1) + r["rtt-client-side"].as_i64().unwrap_or(-1);
-        assert_eq!(legs, rtt, "{what}: legs must add up: {r}");
+        assert!(
+            (0..=LOCAL_LEG_MAX_US).contains(&client),
+            "{what}: client side {client} µs over local hops: {r}"
+        );
     }
 }
 
@@ -79,13 +103,11 @@ fn router_measures_the_full_round_trip() -> anyhow::Result<()> {
     let tcp = traffic::tcp(&t.a, &t.b, SocketAddr::new(B_V4.parse()?, 8000), 64 << 10)?;
     let done = agent.stop()?;
     assert!(done.status.success(), "{}", done.stderr);
+    // On both router interfaces the wire is on the server side; the
+    // client side is the local hop only.
+    let wire = wire_us(&t, tcp.client_port);
     for iface in ["r-a", "r-b"] {
-        assert_rtt_near_40ms(&tcp_records(&done.records, iface, tcp.client_port), iface);
-    }
-    // On r-a the delay is all on the server side; on r-b too (the wire is
-    // beyond it), and the client side is the local hop only.
-    for r in tcp_records(&done.records, "r-a", tcp.client_port) {
-        assert!(r["rtt-client-side"].as_i64() < Some(TOLERANCE_US), "{r}");
+        assert_rtt_matches_the_wire(&tcp_records(&done.records, iface, tcp.client_port), wire, iface);
     }
     // UDP and ICMP never carry an RTT.
     traffic::udp(&t.a, &t.b, SocketAddr::new(B_V4.parse()?, 8001), &[10]).ok();
@@ -109,7 +131,7 @@ fn host_attached_client_measures_the_round_trip() -> anyhow::Result<()> {
     let done = agent.stop()?;
     assert!(done.status.success(), "{}", done.stderr);
     let records = tcp_records(&done.records, "eth0", tcp.client_port);
-    assert_rtt_near_40ms(&records, "host a eth0");
+    assert_rtt_matches_the_wire(&records, wire_us(&t, tcp.client_port), "host a eth0");
     Ok(())
 }
 
@@ -125,16 +147,15 @@ fn retransmitted_syn_never_inflates_the_rtt() -> anyhow::Result<()> {
     assert!(tcp.client_retrans >= 1, "the SYN was not retransmitted: {tcp:?}");
     let done = agent.stop()?;
     assert!(done.status.success(), "{}", done.stderr);
+    // Measured at all, it is the retransmitted SYN's handshake, never one
+    // that includes the second the first SYN waited.
+    let wire = wire_us(&t, tcp.client_port);
     for iface in ["r-a", "r-b"] {
         let records = tcp_records(&done.records, iface, tcp.client_port);
         assert!(!records.is_empty());
-        for r in records {
-            if let Some(rtt) = r["rtt"].as_i64() {
-                assert!(
-                    (rtt - WANT_US).abs() <= TOLERANCE_US,
-                    "{iface}: inflated rtt {rtt}: {r}"
-                );
-            }
+        let measured: Vec<&Value> = records.into_iter().filter(|r| !r["rtt"].is_null()).collect();
+        if !measured.is_empty() {
+            assert_rtt_matches_the_wire(&measured, wire, iface);
         }
     }
     // Karn's rule: r-a saw both SYNs, so its handshake is skipped.
@@ -189,6 +210,6 @@ fn long_transfer_keeps_its_rtt_in_later_windows() -> anyhow::Result<()> {
         windows.len() >= 3,
         "want records in several windows, got {windows:?}"
     );
-    assert_rtt_near_40ms(&records, "every window of the transfer");
+    assert_rtt_matches_the_wire(&records, wire_us(&t, port), "every window of the transfer");
     Ok(())
 }

@@ -252,6 +252,42 @@ pub fn run_all(records: u64, quick: bool) -> anyhow::Result<()> {
         "<= 1",
         Some(f(&l["top10_query_seconds"]) <= 1.0),
     );
+    let sm = &logstore["small_files"];
+    let secs = |v: &Value| {
+        v["seconds"]
+            .as_f64()
+            .map_or_else(|| "refused (too many files)".to_owned(), |s| format!("{s:.3}"))
+    };
+    t.row(
+        format!(
+            "top-10 over one hour of {} 1-s window files, before compaction (s)",
+            sm["files"]
+        ),
+        secs(&sm["hour_before"]),
+        "",
+        None,
+    );
+    t.row(
+        "  same, over all of them, before compaction (s)".into(),
+        secs(&sm["all_before"]),
+        "",
+        None,
+    );
+    t.row(
+        format!(
+            "  compaction of {} files into {} (s)",
+            sm["files_merged"], sm["files_after"]
+        ),
+        format!("{:.1}", f(&sm["compact_seconds"])),
+        "",
+        None,
+    );
+    t.row(
+        "  top-10 over one hour / over all, after compaction (s)".into(),
+        format!("{} / {}", secs(&sm["hour_after"]), secs(&sm["all_after"])),
+        "<= 1",
+        Some(sm["all_after"]["seconds"].as_f64().is_some_and(|s| s <= 1.0)),
+    );
     let js = &jetstream["jetstream"];
     t.row(
         format!(
@@ -271,7 +307,7 @@ pub fn run_all(records: u64, quick: bool) -> anyhow::Result<()> {
     t.print();
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir)?;
-    let all = serde_json::json!({ "kernel": kernel, "logstore": l, "jetstream": js });
+    let all = serde_json::json!({ "kernel": kernel, "logstore": l, "small_files": sm, "jetstream": js });
     let path = dir.join("results.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&all)?)?;
     println!("\nsaved {}", path.display());

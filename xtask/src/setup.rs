@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use crate::{cargo, run};
 
 /// Debian packages the tests and the demo use.
-const DEBIAN_PACKAGES: &[&str] = &["iproute2", "openssl"];
+const DEBIAN_PACKAGES: &[&str] = &["iproute2", "openssl", "curl"];
 /// bpf-linker release line known to build against Rust's LLVM 22 here.
 const BPF_LINKER_VERSION: &str = "^0.13";
 

@@ -20,9 +20,11 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     sync::{Semaphore, watch},
     task::JoinSet,
 };
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 /// Time to send a request's headers (each request on a connection).
@@ -100,8 +102,51 @@ impl Drop for PeerSlot {
     }
 }
 
+/// Any connection's byte stream, plain or TLS.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// The TLS handshake, when the listener has TLS, bounded like a request
+/// head: a client that stalls in it is cut off.
+async fn secure<S>(io: S, tls: Option<TlsAcceptor>) -> Option<Box<dyn Stream>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(tls) = tls else {
+        return Some(Box::new(io));
+    };
+    match tokio::time::timeout(HEADER_TIMEOUT, tls.accept(io)).await {
+        Ok(Ok(s)) => Some(Box::new(s)),
+        Ok(Err(e)) => {
+            debug!(error = %e, "API TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            debug!("API TLS handshake too slow; closed");
+            None
+        }
+    }
+}
+
+/// The answer to a connection over its address's limit: an HTTP 503 the
+/// client can act on, rather than a reset.
+async fn refuse_busy(mut io: Box<dyn Stream>) {
+    let body = format!(
+        r#"{{"Code":"ServiceUnavailable","Message":"more than {MAX_PER_PEER} connections from this address; retry after 1 s"}}"#
+    );
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(HEADER_TIMEOUT, async {
+        let _ = io.write_all(response.as_bytes()).await;
+        let _ = io.shutdown().await;
+    })
+    .await;
+}
+
 /// Accepts until `stop` turns true, then lets connections finish (bounded).
-pub async fn serve<L>(mut listener: L, app: Router, mut stop: watch::Receiver<bool>)
+pub async fn serve<L>(mut listener: L, app: Router, mut stop: watch::Receiver<bool>, tls: Option<TlsAcceptor>)
 where
     L: Listener,
     L::Addr: Peer,
@@ -125,14 +170,23 @@ where
             c = listener.accept() => c,
             _ = stop.wait_for(|v| *v) => break,
         };
+        let tls = tls.clone();
         let Some(peer) = PeerSlot::take(&peers, addr.ip()) else {
-            debug!(peer = ?addr.ip(), "API client over its connection limit; closed");
+            debug!(peer = ?addr.ip(), "API client over its connection limit; answered 503");
+            conns.spawn(async move {
+                let _held = slot;
+                if let Some(io) = secure(io, tls).await {
+                    refuse_busy(io).await;
+                }
+            });
             continue;
         };
-        let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app.clone()));
+        let (http, app) = (http.clone(), app.clone());
         let mut stopping = stop.clone();
         conns.spawn(async move {
             let _held = (slot, peer);
+            let Some(io) = secure(io, tls).await else { return };
+            let conn = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
             let mut conn = std::pin::pin!(conn);
             let served = async {
                 tokio::select! {

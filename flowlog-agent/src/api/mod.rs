@@ -14,6 +14,7 @@ pub mod client;
 mod error;
 pub mod listen;
 pub mod params;
+pub mod tls;
 
 use std::{
     collections::BTreeMap,
@@ -157,6 +158,14 @@ pub enum ServeError {
         "refusing to listen on {addr}: not a loopback address; set api.allow-remote = true to expose the API"
     )]
     Remote { addr: SocketAddr },
+    /// Plain HTTP beyond loopback: secrets would cross the network in clear.
+    #[error(
+        "refusing to serve the API in plain HTTP on {addr}: set api.tls-cert and api.tls-key \
+         (--api-tls-cert, --api-tls-key), or api.allow-plain-http = true"
+    )]
+    Plain { addr: SocketAddr },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 #[derive(Clone)]
@@ -164,6 +173,8 @@ struct App {
     calls: mpsc::Sender<Call>,
     keys: KeyTable,
     require_auth: bool,
+    /// Nonces of signed requests already served.
+    replays: Arc<auth::Replays>,
 }
 
 fn router(app: App) -> Router {
@@ -187,14 +198,26 @@ impl Servers {
     }
 }
 
+/// Where and how the API listens.
+#[derive(Clone, Debug, Default)]
+pub struct Listeners {
+    pub socket: PathBuf,
+    pub tcp: Option<SocketAddr>,
+    /// TCP beyond loopback.
+    pub allow_remote: bool,
+    /// PEM certificate chain and key: the TCP listener speaks TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Plain HTTP beyond loopback (only with this, and never by default).
+    pub allow_plain_http: bool,
+}
+
 /// Binds the Unix socket (mode 0600) and the optional TCP listener.
 pub async fn serve(
-    socket: PathBuf,
-    tcp: Option<SocketAddr>,
-    allow_remote: bool,
+    listeners: &Listeners,
     calls: mpsc::Sender<Call>,
     keys: KeyTable,
 ) -> Result<Servers, ServeError> {
+    let socket = listeners.socket.clone();
     let unix_err = |source| ServeError::Unix {
         path: socket.clone(),
         source,
@@ -208,8 +231,17 @@ pub async fn serve(
     }
     let unix = tokio::net::UnixListener::bind(&socket).map_err(unix_err)?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)).map_err(unix_err)?;
-    let tcp_listener = match tcp {
-        Some(addr) if !addr.ip().is_loopback() && !allow_remote => return Err(ServeError::Remote { addr }),
+    let tls = match &listeners.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
+    };
+    let tcp_listener = match listeners.tcp {
+        Some(addr) if !addr.ip().is_loopback() && !listeners.allow_remote => {
+            return Err(ServeError::Remote { addr });
+        }
+        Some(addr) if !addr.ip().is_loopback() && tls.is_none() && !listeners.allow_plain_http => {
+            return Err(ServeError::Plain { addr });
+        }
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -219,32 +251,44 @@ pub async fn serve(
     };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
+    let replays = Arc::new(auth::Replays::default());
     let app = |require_auth| App {
         calls: calls.clone(),
         keys: keys.clone(),
         require_auth,
+        replays: replays.clone(),
     };
     tasks.push(tokio::spawn(listen::serve(
         unix,
         router(app(false)),
         stop_rx.clone(),
+        None,
     )));
     info!(socket = %socket.display(), "API listening");
     if let Some(listener) = tcp_listener {
         let addr = listener.local_addr().ok();
+        let secure = tls.is_some();
         tasks.push(tokio::spawn(listen::serve(
             listener,
             router(app(true)),
             stop_rx.clone(),
+            tls,
         )));
-        info!(addr = ?addr, "API listening on TCP (signed requests only)");
+        info!(addr = ?addr, tls = secure, "API listening on TCP (signed requests only)");
     }
     Ok(Servers { tasks, stop, socket })
 }
 
-/// `XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX`, uppercase hex.
+/// `XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX`, uppercase hex. Request ids are
+/// not secrets: if the random source fails, a counter stands in.
 fn request_id() -> String {
-    let s = crate::state::random_string(b"0123456789ABCDEF", 32);
+    static FALLBACK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let s = crate::state::random::string(crate::state::random::HEX_UPPER, 32).unwrap_or_else(|_| {
+        format!(
+            "{:032X}",
+            FALLBACK.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )
+    });
     format!(
         "{}-{}-{}-{}-{}",
         &s[..8],
@@ -393,6 +437,7 @@ async fn process(
         let keys = app.keys.read().map(|k| k.clone()).unwrap_or_default();
         auth::verify(
             &keys,
+            &app.replays,
             headers,
             method.as_str(),
             path_and_query,

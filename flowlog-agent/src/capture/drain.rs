@@ -201,7 +201,8 @@ impl NetnsCapture {
         };
         let mut deletion = Deletion::default();
         let old_idx = old as usize & 1;
-        let mut flows = FlowTable::with_capacity(self.last_map_flows as usize + 1024);
+        let before = self.last_map_flows.ipv4 + self.last_map_flows.ipv6;
+        let mut flows = FlowTable::with_capacity(before as usize + 1024);
         let cpus = self.cpus;
         let old_gen = old as u8;
         let err = |e: sys::SysError| drain_err("the flow map")(super::chain(&e));
@@ -223,7 +224,8 @@ impl NetnsCapture {
         .map_err(err)?;
         let drained = drained4 + drained6;
         out.map_flows = drained;
-        self.last_map_flows = drained as u64;
+        self.last_map_flows.ipv4 = drained4 as u64;
+        self.last_map_flows.ipv6 = drained6 as u64;
         self.pending[old_idx].drain_into(&mut flows);
         for (key, _) in flows.iter() {
             if key.protocol == IPPROTO_TCP

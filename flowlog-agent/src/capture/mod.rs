@@ -168,7 +168,36 @@ pub struct NetnsCapture {
     malformed_seen: Vec<(MalformedKey, Counters)>,
     cpus: usize,
     flow_map_entries: u32,
-    last_map_flows: u64,
+    /// Flows read at the last drain, IPv4 and IPv6.
+    last_map_flows: MapFill,
+}
+
+/// Flows in each family's map at the last drain, against its capacity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapFill {
+    pub ipv4: u64,
+    pub ipv4_entries: u32,
+    pub ipv6: u64,
+    pub ipv6_entries: u32,
+}
+
+impl MapFill {
+    /// (family, flows, entries) for each family.
+    pub fn families(&self) -> [(&'static str, u64, u32); 2] {
+        [
+            ("ipv4", self.ipv4, self.ipv4_entries),
+            ("ipv6", self.ipv6, self.ipv6_entries),
+        ]
+    }
+
+    /// Flows over entries; 0 for a map of no entries.
+    pub fn ratio(flows: u64, entries: u32) -> f64 {
+        if entries == 0 {
+            0.0
+        } else {
+            flows as f64 / f64::from(entries)
+        }
+    }
 }
 
 /// A ring buffer registered with the async reactor.
@@ -351,7 +380,11 @@ impl NetnsCapture {
             malformed_seen: Vec::new(),
             cpus,
             flow_map_entries: config.flow_map_entries,
-            last_map_flows: 0,
+            last_map_flows: MapFill {
+                ipv4_entries: config.flow_map_entries,
+                ipv6_entries: config.flow_map_entries_v6,
+                ..Default::default()
+            },
         };
         if adopted {
             info!(
@@ -522,8 +555,8 @@ impl NetnsCapture {
             })
     }
 
-    /// Flows read from the kernel map at the last drain.
-    pub fn last_map_flows(&self) -> u64 {
+    /// Flows read from each kernel map at the last drain.
+    pub fn last_map_flows(&self) -> MapFill {
         self.last_map_flows
     }
 

@@ -63,7 +63,6 @@ pub fn run_in<T: Send>(netns: Option<&str>, f: impl FnOnce() -> T + Send) -> Res
 /// machine's uptime, unlike inode numbers or names, so pinned state can
 /// tell its own namespace from a new one that took the same name.
 pub fn cookie() -> std::io::Result<u64> {
-    const SO_NETNS_COOKIE: libc::c_int = 71;
     // SAFETY: plain syscalls; the fd is owned right away.
     let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -78,7 +77,7 @@ pub fn cookie() -> std::io::Result<u64> {
         libc::getsockopt(
             sock.as_raw_fd(),
             libc::SOL_SOCKET,
-            SO_NETNS_COOKIE,
+            libc::SO_NETNS_COOKIE,
             (&raw mut value).cast(),
             &mut len,
         )

@@ -30,7 +30,7 @@ use tracing::{error, info, warn};
 pub use distribute::{Aggregates, One, distribute};
 
 use crate::{
-    capture::{CaptureError, CaptureSettings, Deletion, Drained, NetnsCapture, pins::PinRoot},
+    capture::{CaptureError, CaptureSettings, Deletion, Drained, MapFill, NetnsCapture, pins::PinRoot},
     config::Attachment,
     enrich::{RegionTable, SharedRegions},
     journal::{CutRecord, Journal, NsCut, SpecAttachment, Target, User, WindowSpec},
@@ -678,10 +678,10 @@ impl Engine {
         // Per-interface traffic for the metrics endpoint.
         let mut m = self.status.metrics();
         let ns_label = cap.netns().unwrap_or_default().to_owned();
-        m.map_fill.insert(
-            ns_label.clone(),
-            (cap.last_map_flows(), u64::from(cap.flow_map_entries())),
-        );
+        for (family, flows, entries) in cap.last_map_flows().families() {
+            m.map_fill
+                .insert((ns_label.clone(), family), (flows, u64::from(entries)));
+        }
         let mut sums: HashMap<(u32, u8), (u64, u64)> = HashMap::new();
         for (key, stats) in d.window.flows.iter() {
             let e = sums.entry((key.ifindex, key.direction)).or_default();
@@ -833,11 +833,11 @@ impl Engine {
             .collect()
     }
 
-    /// Flow-map fill per namespace: (netns, flows in the last window, capacity).
-    pub fn map_fill(&self) -> Vec<(Option<String>, u64, u32)> {
+    /// Flow-map fill per namespace, each family against its own map.
+    pub fn map_fill(&self) -> Vec<(Option<String>, MapFill)> {
         self.captures
             .iter()
-            .map(|(ns, c)| (ns.clone(), c.last_map_flows(), c.flow_map_entries()))
+            .map(|(ns, c)| (ns.clone(), c.last_map_flows()))
             .collect()
     }
 }

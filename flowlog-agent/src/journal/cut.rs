@@ -96,24 +96,6 @@ pub enum DecodeError {
     Direction(u8),
 }
 
-/// A writer that checksums what passes through it.
-struct Summed<W> {
-    out: W,
-    crc: crc32fast::Hasher,
-}
-
-impl<W: Write> Write for Summed<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.crc.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
-
 fn put_key(b: &mut Vec<u8>, k: &FlowKey) {
     b.extend_from_slice(&k.src_addr);
     b.extend_from_slice(&k.dst_addr);
@@ -134,10 +116,7 @@ fn put_stats(b: &mut Vec<u8>, s: &FlowStats) {
 /// Writes `cut` to `out` (buffered by the caller or not: records are
 /// gathered in chunks here).
 pub fn encode(cut: &CutRecord, out: impl Write) -> io::Result<()> {
-    let mut w = Summed {
-        out,
-        crc: crc32fast::Hasher::new(),
-    };
+    let mut w = crate::durable::Summed::new(out);
     let header = Header {
         seq: cut.seq,
         at_ns: cut.at_ns,
@@ -191,9 +170,10 @@ pub fn encode(cut: &CutRecord, out: impl Write) -> io::Result<()> {
         w.write_all(&buf)?;
         buf.clear();
     }
-    let crc = w.crc.clone().finalize();
-    w.out.write_all(&crc.to_le_bytes())?;
-    w.out.flush()
+    let (_, crc) = w.sum();
+    let mut out = w.into_inner();
+    out.write_all(&crc.to_le_bytes())?;
+    out.flush()
 }
 
 /// Reads fixed-size fields off a byte slice.

@@ -75,8 +75,7 @@ impl Marks {
     /// A sink's names hold paths: the file is named by a hash.
     fn path(&self, sink: &str) -> PathBuf {
         let h = Sha256::digest(sink.as_bytes());
-        let hex: String = h[..12].iter().map(|b| format!("{b:02x}")).collect();
-        self.dir.join(format!("{hex}.json"))
+        self.dir.join(format!("{}.json", hex::encode(&h[..12])))
     }
 
     pub fn load(&self, sink: &str) -> Option<Mark> {

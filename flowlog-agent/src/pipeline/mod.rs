@@ -199,15 +199,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Ok(()) => {
             control.expire_logstores();
             let (call_tx, call_rx) = mpsc::channel::<Call>(64);
-            match api::serve(
-                config.api_socket.clone(),
-                config.api_listen,
-                config.api_allow_remote,
-                call_tx,
-                control.keys(),
-            )
-            .await
-            {
+            let listeners = api::Listeners {
+                socket: config.api_socket.clone(),
+                tcp: config.api_listen,
+                allow_remote: config.api_allow_remote,
+                tls: config.api_tls.clone(),
+                allow_plain_http: config.api_allow_plain_http,
+            };
+            match api::serve(&listeners, call_tx, control.keys()).await {
                 Ok(s) => Some((s, call_rx)),
                 Err(e) => {
                     finish(control, publisher, resolved_rx, &status).await;
@@ -367,10 +366,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
-/// Activates the flow log the configuration itself defines, if any, writing
-/// to its Logstore (created when missing).
 /// The flow log the configuration itself defines, if any, with its
-/// Logstore created.
+/// Logstore created when missing.
 fn configured_flow_log(config: &Config, control: &mut Control) -> Result<Option<FlowLogSpec>, RunError> {
     if config.attachments.is_empty() {
         return Ok(None);

@@ -31,7 +31,7 @@ impl<W: Target> Sink for Lines<W> {
         &self.name
     }
 
-    fn position(&self) -> Option<(u64, FileId)> {
+    fn position(&mut self) -> Option<(u64, FileId)> {
         self.out.position()
     }
 

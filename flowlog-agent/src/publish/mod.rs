@@ -12,7 +12,6 @@ pub mod publisher;
 mod spool;
 
 use std::{
-    fs::{File, OpenOptions},
     io,
     path::{Path, PathBuf},
 };
@@ -46,7 +45,7 @@ pub trait Sink: Send {
     fn write(&mut self, window: &WindowData) -> io::Result<()>;
     /// Where the next window would begin, in which file; `None` for a
     /// stream, which cannot be taken back.
-    fn position(&self) -> Option<(u64, FileId)> {
+    fn position(&mut self) -> Option<(u64, FileId)> {
         None
     }
     /// Cuts the output back to `at` (a window begun before a crash).
@@ -55,21 +54,11 @@ pub trait Sink: Send {
     }
 }
 
-fn open_append(path: &Path) -> Result<File, PublishError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| PublishError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-    }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| PublishError::Open {
-            path: path.to_owned(),
-            source,
-        })
+fn open_append(path: &Path) -> Result<spool::AppendFile, PublishError> {
+    spool::AppendFile::open(path).map_err(|source| PublishError::Open {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Opens every sink the configuration names.

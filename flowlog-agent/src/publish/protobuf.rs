@@ -2,20 +2,23 @@
 //! then the message), the framing protobuf libraries read with
 //! `parseDelimitedFrom` / `decode_length_delimited`.
 
-use std::{fs::File, io};
+use std::io;
 
 use prost::Message;
 
-use super::{Sink, spool::Spool};
+use super::{
+    Sink,
+    spool::{AppendFile, Spool},
+};
 use crate::{journal::marks::FileId, window::WindowData};
 
 pub struct ProtobufFile {
     name: String,
-    out: Spool<File>,
+    out: Spool<AppendFile>,
 }
 
 impl ProtobufFile {
-    pub fn new(name: impl Into<String>, file: File) -> Self {
+    pub fn new(name: impl Into<String>, file: AppendFile) -> Self {
         Self {
             name: name.into(),
             out: Spool::new(file),
@@ -28,7 +31,7 @@ impl Sink for ProtobufFile {
         &self.name
     }
 
-    fn position(&self) -> Option<(u64, FileId)> {
+    fn position(&mut self) -> Option<(u64, FileId)> {
         self.out.position()
     }
 

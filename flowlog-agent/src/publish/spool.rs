@@ -4,8 +4,9 @@
 //! that would break every reader of the file after it.
 
 use std::{
-    fs::File,
+    fs::{File, OpenOptions},
     io::{self, Stdout, Write},
+    path::{Path, PathBuf},
 };
 
 use crate::journal::marks::FileId;
@@ -27,6 +28,78 @@ pub trait Target: Write + Send {
     /// cut back.
     fn file_id(&self) -> Option<FileId> {
         None
+    }
+    /// Called before each window: a file that was rotated away is
+    /// reopened at its path.
+    fn refresh(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A sink's file, opened for appending, that follows its path: when the
+/// path names another file (logrotate moved the old one away) or none, the
+/// next window goes to a new file at the path.
+pub struct AppendFile {
+    path: PathBuf,
+    file: File,
+}
+
+fn id_of(m: &std::fs::Metadata) -> FileId {
+    use std::os::unix::fs::MetadataExt;
+    FileId {
+        dev: m.dev(),
+        ino: m.ino(),
+    }
+}
+
+impl AppendFile {
+    pub fn open(path: &Path) -> io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+        })
+    }
+}
+
+impl Write for AppendFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Target for AppendFile {
+    fn end(&self) -> Option<u64> {
+        self.file.end()
+    }
+
+    fn truncate(&mut self, at: u64) -> io::Result<()> {
+        Target::truncate(&mut self.file, at)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        Target::sync(&mut self.file)
+    }
+
+    fn file_id(&self) -> Option<FileId> {
+        self.file.file_id()
+    }
+
+    fn refresh(&mut self) -> io::Result<()> {
+        let open = self.file.metadata().map(|m| id_of(&m)).ok();
+        let at_path = std::fs::metadata(&self.path).map(|m| id_of(&m)).ok();
+        if at_path.is_none() || at_path != open {
+            *self = Self::open(&self.path)?;
+            tracing::info!(path = %self.path.display(), "output file was moved away; writing to a new one");
+        }
+        Ok(())
     }
 }
 
@@ -91,6 +164,7 @@ impl<W: Target> Spool<W> {
     /// returned.
     pub fn window(&mut self, each: impl FnOnce(&mut Self) -> io::Result<()>) -> io::Result<()> {
         self.buf.clear();
+        self.out.refresh()?;
         self.mark = self.out.end();
         self.spilled = false;
         let result = each(self).and_then(|()| self.commit());
@@ -106,7 +180,11 @@ impl<W: Target> Spool<W> {
     }
 
     /// Where the next window begins, in which file (`None`: a stream).
-    pub fn position(&self) -> Option<(u64, FileId)> {
+    /// A file rotated away is reopened first.
+    pub fn position(&mut self) -> Option<(u64, FileId)> {
+        if let Err(e) = self.out.refresh() {
+            tracing::warn!(error = %e, "cannot reopen the output file");
+        }
         Some((self.out.end()?, self.out.file_id()?))
     }
 

@@ -3,12 +3,13 @@
 //! (temporary file, fsync, rename, fsync of the directory) after every
 //! change, readable only by root.
 
+pub mod random;
 pub mod validate;
 
 use std::{
     collections::BTreeMap,
     io::Write as _,
-    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
 };
 
@@ -144,6 +145,8 @@ pub struct Store {
 impl Store {
     /// Loads `<dir>/state.json`, or starts empty when there is none.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
+        // What a writer killed mid-write left (state.json, status.json).
+        crate::durable::clean(dir);
         let path = dir.join(STATE_FILE);
         let state = match std::fs::read(&path) {
             Ok(bytes) => {
@@ -180,22 +183,12 @@ impl Store {
             source,
         };
         let json = serde_json::to_vec_pretty(&next).map_err(|e| err(std::io::Error::other(e)))?;
-        let tmp = self.path.with_extension("json.tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(err)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(err)?;
-        f.write_all(&json).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
-        }
+        // Mode 0600 from the start: access key secrets are in it.
+        crate::durable::write_with(&self.path, Some(0o600), |f| {
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            f.write_all(&json)
+        })
+        .map_err(err)?;
         self.state = next;
         Ok(())
     }
@@ -218,14 +211,10 @@ impl State {
         }
         for (key, f) in &self.flow_logs {
             same(key, &f.flow_log_id)?;
-            for (what, v) in [
-                ("FlowLogId", &f.flow_log_id),
-                ("FlowLogName", &f.flow_log_name),
-                ("CenId", &f.cen_id),
-                ("AccountId", &f.account_id),
-            ] {
-                printable(what, v)?;
-            }
+            validate::flow_log_id(&f.flow_log_id)?;
+            validate::flow_log_name(&f.flow_log_name)?;
+            validate::cen_id(&f.cen_id)?;
+            validate::account_id(&f.account_id)?;
             validate::description(&f.description)?;
             validate::interval(f.interval)?;
             if let Some(s) = &f.log_format_string {
@@ -252,16 +241,17 @@ impl State {
                 {
                     return Err(format!("flow log {key} lists interface {} twice", a.interface));
                 }
-                crate::config::check_ifname(&a.interface).map_err(|e| e.to_string())?;
-                if let Some(ns) = &a.netns {
-                    crate::config::check_netns_name(ns).map_err(|e| e.to_string())?;
-                }
+                validate::attachment(
+                    &a.interface,
+                    a.netns.as_deref(),
+                    a.attachment_id.as_deref(),
+                    a.region_id.as_deref(),
+                )?;
             }
         }
         for (key, k) in &self.access_keys {
             same(key, &k.access_key_id)?;
-            printable("AccessKeyId", &k.access_key_id)?;
-            printable("AccessKeySecret", &k.access_key_secret)?;
+            validate::access_key(&k.access_key_id, &k.access_key_secret)?;
         }
         Ok(())
     }
@@ -274,38 +264,10 @@ fn same(key: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn printable(what: &str, v: &str) -> Result<(), String> {
-    if v.is_empty() || v.chars().count() > 128 || v.chars().any(char::is_control) {
-        return Err(format!("{what} {v:?} must be 1 to 128 printable characters"));
-    }
-    Ok(())
-}
-
 /// Unix seconds now.
 pub fn now_secs() -> i64 {
     (crate::window::clock::unix_now_ns() / 1_000_000_000) as i64
 }
-
-/// `n` random characters from `alphabet`, from the OS random source.
-pub fn random_string(alphabet: &[u8], n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    // The OS source failing is not recoverable; fall back to the clock so
-    // ids stay unique rather than aborting a request.
-    if getrandom::fill(&mut bytes).is_err() {
-        let seed = crate::window::clock::unix_now_ns() as u64;
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = (seed.rotate_left(i as u32 * 7) ^ (i as u64 * 0x9e37_79b9)) as u8;
-        }
-    }
-    bytes
-        .iter()
-        .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
-        .collect()
-}
-
-pub const LOWER_ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-pub const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-pub const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 #[cfg(test)]
 mod tests {
@@ -315,7 +277,7 @@ mod tests {
         let d = std::env::temp_dir().join(format!(
             "flowlog-state-{}-{}",
             std::process::id(),
-            random_string(LOWER_ALNUM, 8)
+            random::string(random::LOWER_ALNUM, 8).unwrap_or_default()
         ));
         std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{e}"));
         d
@@ -392,9 +354,150 @@ mod tests {
 
     #[test]
     fn random_ids_use_the_alphabet() {
-        let s = random_string(LOWER_ALNUM, 20);
+        let s = random::string(random::LOWER_ALNUM, 20).unwrap();
         assert_eq!(s.len(), 20);
-        assert!(s.bytes().all(|b| LOWER_ALNUM.contains(&b)));
-        assert_ne!(s, random_string(LOWER_ALNUM, 20));
+        assert!(s.bytes().all(|b| random::LOWER_ALNUM.contains(&b)));
+        assert_ne!(s, random::string(random::LOWER_ALNUM, 20).unwrap());
+    }
+}
+
+/// One validator per kind of value: whatever one door refuses — the
+/// configuration file, the API, state.json — every door refuses.
+#[cfg(test)]
+mod one_validation {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::{Attachment, Config, FileConfig};
+
+    fn state_with(f: impl FnOnce(&mut FlowLog)) -> State {
+        let mut flow_log = FlowLog {
+            flow_log_id: "fl-1".into(),
+            flow_log_name: "n".into(),
+            description: String::new(),
+            cen_id: "cen-1".into(),
+            account_id: "a".into(),
+            project_name: "proj".into(),
+            log_store_name: "flows".into(),
+            attachments: vec![AttachmentSpec {
+                interface: "eth0".into(),
+                netns: None,
+                mode: Default::default(),
+                attachment_id: None,
+                region_id: None,
+            }],
+            interval: 60,
+            status: FlowLogStatus::Inactive,
+            creation_time: 1,
+            log_format_string: None,
+        };
+        f(&mut flow_log);
+        let mut s = State::default();
+        s.projects.insert(
+            "proj".into(),
+            Project {
+                name: "proj".into(),
+                description: String::new(),
+                created: 1,
+                logstores: [(
+                    "flows".to_owned(),
+                    Logstore {
+                        name: "flows".into(),
+                        ttl: 7,
+                        created: 1,
+                    },
+                )]
+                .into(),
+            },
+        );
+        s.flow_logs.insert(flow_log.flow_log_id.clone(), flow_log);
+        s
+    }
+
+    #[test]
+    fn attachments_refused_anywhere_are_refused_everywhere() {
+        // (interface, netns, attachment-id, region-id)
+        type Fields<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>);
+        let bad: [Fields<'_>; 7] = [
+            ("eth0/x", None, None, None),
+            ("a-name-far-too-long", None, None, None),
+            ("eth0", Some("ns\0x"), None, None),
+            ("eth0", Some("ns\nx"), None, None),
+            ("eth0", Some(".."), None, None),
+            ("eth0", None, Some("att id"), None),
+            ("eth0", None, None, Some(&"r".repeat(65))),
+        ];
+        for (interface, netns, attachment_id, region_id) in bad {
+            let what = format!("{interface:?} {netns:?} {attachment_id:?} {region_id:?}");
+            let mut file = FileConfig::default();
+            file.attachments.push(Attachment {
+                interface: interface.into(),
+                netns: netns.map(Into::into),
+                attachment_id: attachment_id.map(Into::into),
+                region_id: region_id.map(Into::into),
+                ..Default::default()
+            });
+            assert!(Config::validate(file).is_err(), "configuration took {what}");
+            let mut api = json!({"Interface": interface});
+            for (k, v) in [
+                ("Netns", netns),
+                ("AttachmentId", attachment_id),
+                ("RegionId", region_id),
+            ] {
+                if let Some(v) = v {
+                    api[k] = json!(v);
+                }
+            }
+            assert!(
+                crate::control::parse_attachments(&json!([api])).is_err(),
+                "the API took {what}"
+            );
+            let s = state_with(|f| {
+                f.attachments[0].interface = interface.into();
+                f.attachments[0].netns = netns.map(Into::into);
+                f.attachments[0].attachment_id = attachment_id.map(Into::into);
+                f.attachments[0].region_id = region_id.map(Into::into);
+            });
+            assert!(s.check().is_err(), "state.json took {what}");
+        }
+        // And what one takes, all take.
+        assert!(state_with(|_| {}).check().is_ok());
+        assert!(
+            crate::control::parse_attachments(
+                &json!([{"Interface": "eth0", "Netns": "router", "RegionId": "cn-hangzhou"}])
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn identities_refused_anywhere_are_refused_everywhere() {
+        // Values of account-id, cen-id and flow-log-id no door may take.
+        for (account, cen, id) in [
+            ("a b", "cen-1", "fl-1"),
+            (&*"a".repeat(65), "cen-1", "fl-1"),
+            ("a", "vpc-1", "fl-1"),
+            ("a", "cen-1", "../../x"),
+            ("a", "cen-1", "fl\u{1}"),
+        ] {
+            let what = format!("{account:?} {cen:?} {id:?}");
+            let file = FileConfig {
+                account_id: Some(account.into()),
+                cen_id: Some(cen.into()),
+                flow_log_id: Some(id.into()),
+                ..Default::default()
+            };
+            assert!(Config::validate(file).is_err(), "configuration took {what}");
+            let s = state_with(|f| {
+                f.account_id = account.into();
+                f.cen_id = cen.into();
+                f.flow_log_id = id.into();
+            });
+            assert!(s.check().is_err(), "state.json took {what}");
+            // The API generates flow log ids; the others it checks with
+            // the same validators (its CreateFlowlog test covers the call).
+            let api = validate::account_id(account).and(validate::cen_id(cen));
+            assert!(api.is_err() || validate::flow_log_id(id).is_err(), "{what}");
+        }
     }
 }

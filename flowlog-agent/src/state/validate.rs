@@ -5,6 +5,97 @@
 /// Interfaces one flow log may capture on.
 pub const MAX_ATTACHMENTS: usize = 16;
 
+/// Longest interface name the kernel takes (`IFNAMSIZ` less the NUL).
+const IFNAME_MAX: usize = libc::IFNAMSIZ - 1;
+
+/// Interface name: 1–15 characters, none of '/', ':', spaces or control
+/// characters, and not `.` or `..`.
+pub fn interface(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > IFNAME_MAX
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{name:?} is not a valid interface name (1 to {IFNAME_MAX} characters, no '/', ':', spaces or control characters)"
+        ));
+    }
+    Ok(())
+}
+
+/// Network namespace (an `ip netns` name, a file under /run/netns): 1–255
+/// printable characters without '/' or spaces, and not `.` or `..`.
+pub fn netns(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 255
+        || name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{name:?} is not a valid network namespace name (1 to 255 printable characters, no '/' or spaces)"
+        ));
+    }
+    Ok(())
+}
+
+/// One attachment as configuration, the API and state.json all describe
+/// it: interface, namespace, and the id and region its records carry.
+pub fn attachment(
+    interface_name: &str,
+    netns_name: Option<&str>,
+    attachment_id: Option<&str>,
+    region_id: Option<&str>,
+) -> Result<(), String> {
+    interface(interface_name)?;
+    if let Some(ns) = netns_name {
+        netns(ns)?;
+    }
+    if let Some(v) = attachment_id {
+        label("attachment-id", v)?;
+    }
+    if let Some(v) = region_id {
+        label("region-id", v)?;
+    }
+    Ok(())
+}
+
+/// Flow log id: 1–64 letters, digits, '-' or '_' (it names files, NATS
+/// subjects and journal entries; the API makes `fl-` and 20 characters).
+pub fn flow_log_id(s: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+    if !ok {
+        return Err(format!(
+            "flow log id {s:?} must be 1 to 64 letters, digits, '-' or '_'"
+        ));
+    }
+    Ok(())
+}
+
+/// Access key id (`FLAK` and 16 uppercase letters or digits) and secret
+/// (40 letters or digits), as the API makes them.
+pub fn access_key(id: &str, secret: &str) -> Result<(), String> {
+    let id_ok = id
+        .strip_prefix("FLAK")
+        .is_some_and(|r| r.len() == 16 && r.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+    if !id_ok {
+        return Err(format!(
+            "access key id {id:?} must be FLAK and 16 uppercase letters or digits"
+        ));
+    }
+    if secret.len() != 40 || !secret.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "the secret of access key {id} must be 40 letters or digits"
+        ));
+    }
+    Ok(())
+}
+
 /// An id or label carried on records (attachment-id, region-id, network):
 /// 1–64 letters, digits, '-', '_' or '.'.
 pub fn label_ok(s: &str) -> bool {

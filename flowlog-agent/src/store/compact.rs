@@ -231,7 +231,7 @@ pub fn compact_partition(partition: &Path, min_files: usize) -> Result<Compacted
         .iter()
         .filter_map(|(n, _)| span(n))
         .fold((i64::MAX, i64::MIN), |(s, e), (a, b)| (s.min(a), e.max(b)));
-    let tag = crate::state::random_string(crate::state::LOWER_ALNUM, 6);
+    let tag = crate::state::random::string(crate::state::random::LOWER_ALNUM, 6)?;
     let name = format!("{start}-{end}-{MERGED}-{tag}.parquet");
     let target = partition.join(&name);
     let sources_json = serde_json::to_string(&sources).map_err(|e| StoreError::Io {
@@ -244,7 +244,8 @@ pub fn compact_partition(partition: &Path, min_files: usize) -> Result<Compacted
         .build();
     let mut records = 0u64;
     crate::durable::write_with(&target, None, |f| {
-        let mut w = ArrowWriter::try_new(f, schema::schema(), Some(props)).map_err(std::io::Error::other)?;
+        let mut w = ArrowWriter::try_new(crate::durable::Summed::new(f), schema::schema(), Some(props))
+            .map_err(std::io::Error::other)?;
         for (_, p) in &live {
             let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(p)?)
                 .and_then(|b| b.build())
@@ -255,6 +256,11 @@ pub fn compact_partition(partition: &Path, min_files: usize) -> Result<Compacted
                 w.write(&batch).map_err(std::io::Error::other)?;
             }
         }
+        w.flush().map_err(std::io::Error::other)?;
+        // Past the writer's own buffer too, so the sum covers every byte.
+        w.sync()?;
+        let sum = super::checksum::key_value(w.inner());
+        w.append_key_value_metadata(sum);
         w.close().map_err(std::io::Error::other)?;
         Ok(())
     })

@@ -15,12 +15,12 @@
 //! file instead of adding a second one.
 
 pub mod analyses;
+pub mod checksum;
 pub mod compact;
 pub mod query;
 pub mod schema;
 
 use std::{
-    fs::File,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -59,6 +59,8 @@ pub enum StoreError {
     },
     #[error("building the record batch")]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error(transparent)]
+    Random(#[from] crate::state::random::RandomError),
 }
 
 /// Which Logstore a flow log writes to.
@@ -72,37 +74,11 @@ pub fn logstore_dir(data_dir: &Path, l: &LogstoreRef) -> PathBuf {
     data_dir.join(LOGSTORES_DIR).join(&l.project).join(&l.logstore)
 }
 
-/// (year, month, day) of a count of days since 1970-01-01 (proleptic
-/// Gregorian; Howard Hinnant's `civil_from_days`).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// Days since 1970-01-01 of a civil date (inverse of [`civil_from_days`]).
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// `dt=YYYY-MM-DD/hour=HH` of a Unix second (UTC).
+/// `dt=YYYY-MM-DD/hour=HH` of a Unix second (UTC). Window starts come from
+/// the clock, so the date is always in range; the epoch stands in if not.
 pub fn partition(unix_secs: i64) -> PathBuf {
-    let days = unix_secs.div_euclid(86_400);
-    let hour = unix_secs.rem_euclid(86_400) / 3600;
-    let (y, m, d) = civil_from_days(days);
-    PathBuf::from(format!("dt={y:04}-{m:02}-{d:02}")).join(format!("hour={hour:02}"))
+    let t = chrono::DateTime::from_timestamp(unix_secs, 0).unwrap_or_default();
+    PathBuf::from(t.format("dt=%Y-%m-%d").to_string()).join(t.format("hour=%H").to_string())
 }
 
 /// A name as one file-name token: anything but letters, digits, '.', '_'
@@ -121,17 +97,12 @@ fn file_token(s: &str) -> String {
         .collect()
 }
 
-/// Parses `dt=YYYY-MM-DD` to days since the epoch.
+/// Parses `dt=YYYY-MM-DD` to days since the epoch; `None` for anything
+/// else, a date out of range included (a directory name is outside input).
 pub fn parse_dt(name: &str) -> Option<i64> {
     let date = name.strip_prefix("dt=")?;
-    let mut it = date.split('-');
-    let y: i64 = it.next()?.parse().ok()?;
-    let m: u32 = it.next()?.parse().ok()?;
-    let d: u32 = it.next()?.parse().ok()?;
-    if it.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    Some(days_from_civil(y, m, d))
+    let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    Some(d.signed_duration_since(chrono::NaiveDate::default()).num_days())
 }
 
 /// How a data file's last name token is chosen.
@@ -173,6 +144,9 @@ impl Writer {
         }
         props
             .set_statistics_enabled(EnabledStatistics::Chunk)
+            // No offset index: everything before the footer is then data,
+            // and the file's checksum covers all of it.
+            .set_offset_index_disabled(true)
             .set_max_row_group_row_count(Some(CHUNK_ROWS))
             .build()
     }
@@ -240,9 +214,8 @@ impl Writer {
             move |source| StoreError::Io { path, source }
         };
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let random = || crate::state::random_string(crate::state::LOWER_ALNUM, 6);
         let last = match unique {
-            Name::Random => random(),
+            Name::Random => crate::state::random::string(crate::state::random::LOWER_ALNUM, 6)?,
             Name::Once(u) => file_token(u),
             Name::Window(start_ns) => format!("w{start_ns}"),
         };
@@ -258,38 +231,54 @@ impl Writer {
         {
             return Ok(None);
         }
-        // Random, so two writers of the same unique file never share one.
-        let tmp = dir.join(format!(".{name}.{}.tmp", random()));
-        let result = (|| {
-            let file = File::create(&tmp).map_err(io(&tmp))?;
+        let mut failure: Option<StoreError> = None;
+        let written = crate::durable::write_with(&path, None, |file| {
             let pq = |source| StoreError::Parquet {
-                path: tmp.clone(),
+                path: path.clone(),
                 source,
             };
-            let mut w =
-                ArrowWriter::try_new(file, schema::schema(), Some((*self.props).clone())).map_err(pq)?;
-            // Records come sorted by flow (source first): long runs for the
-            // dictionary and run-length encodings.
-            let mut batch = schema::BatchBuilder::with_capacity(CHUNK_ROWS);
-            produce(&mut |r: &FlowLogRecord| {
-                batch.append(r);
-                if batch.len() >= CHUNK_ROWS {
+            let result = (|| {
+                let mut w = ArrowWriter::try_new(
+                    crate::durable::Summed::new(&mut *file),
+                    schema::schema(),
+                    Some((*self.props).clone()),
+                )
+                .map_err(pq)?;
+                // Records come sorted by flow (source first): long runs for
+                // the dictionary and run-length encodings.
+                let mut batch = schema::BatchBuilder::with_capacity(CHUNK_ROWS);
+                produce(&mut |r: &FlowLogRecord| {
+                    batch.append(r);
+                    if batch.len() >= CHUNK_ROWS {
+                        w.write(&batch.finish()?).map_err(pq)?;
+                    }
+                    Ok(())
+                })?;
+                if !batch.is_empty() {
                     w.write(&batch.finish()?).map_err(pq)?;
                 }
-                Ok(())
-            })?;
-            if !batch.is_empty() {
-                w.write(&batch.finish()?).map_err(pq)?;
-            }
-            let file = w.into_inner().map_err(pq)?;
-            file.sync_all().map_err(io(&tmp))?;
-            std::fs::rename(&tmp, &path).map_err(io(&path))?;
-            File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+                // Everything before the footer is in; its checksum goes in
+                // the footer.
+                w.flush().map_err(pq)?;
+                w.sync().map_err(|e| StoreError::Io {
+                    path: path.clone(),
+                    source: e,
+                })?;
+                let sum = checksum::key_value(w.inner());
+                w.append_key_value_metadata(sum);
+                w.close().map_err(pq).map(drop)
+            })();
+            result.map_err(|e| {
+                let text = std::io::Error::other(e.to_string());
+                failure = Some(e);
+                text
+            })
+        });
+        match (written, failure) {
+            (Ok(()), _) => Ok(Some(path)),
+            (Err(_), Some(e)) => Err(e),
+            (Err(e), None) => Err(io(&path)(e)),
         }
-        result.map(|()| Some(path))
     }
 }
 
@@ -317,25 +306,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn calendar_round_trips() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_787), (2026, 11, 30));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        for d in [-1000, 0, 59, 60, 11_016, 20_787, 100_000] {
-            let (y, m, dd) = civil_from_days(d);
-            assert_eq!(days_from_civil(y, m, dd), d);
-        }
+    fn partitions_name_utc_dates_and_hostile_names_parse_to_nothing() {
         assert_eq!(partition(1_796_042_504), PathBuf::from("dt=2026-11-30/hour=12"));
+        assert_eq!(partition(0), PathBuf::from("dt=1970-01-01/hour=00"));
+        assert_eq!(parse_dt("dt=1970-01-01"), Some(0));
         assert_eq!(parse_dt("dt=2026-11-30"), Some(20_787));
-        assert_eq!(parse_dt("dt=2026-13-01"), None);
-        assert_eq!(parse_dt("hour=12"), None);
+        assert_eq!(parse_dt("dt=2000-02-29"), Some(11_016));
+        for bad in [
+            "dt=2026-13-01",
+            "dt=2026-02-30",
+            "hour=12",
+            "dt=9223372036854775807-01-01",
+            "dt=-99999999-01-01",
+        ] {
+            assert_eq!(parse_dt(bad), None, "{bad}");
+        }
     }
 
     #[test]
     fn expiry_removes_whole_old_days_only() -> std::io::Result<()> {
         let dir = std::env::temp_dir().join(format!(
             "flowlog-expire-{}",
-            crate::state::random_string(crate::state::LOWER_ALNUM, 8)
+            crate::state::random::string(crate::state::random::LOWER_ALNUM, 8).unwrap_or_default()
         ));
         for d in [
             "dt=2026-11-20",

@@ -183,12 +183,28 @@ pub fn files_in_range(dir: &Path, range: TimeRange) -> Vec<PathBuf> {
     files
 }
 
-/// Reads a file's footer (cheap); a truncated or foreign file fails here.
-fn check_footer(path: &Path) -> Result<(), String> {
+/// Checks a file before a query reads it: its footer (a truncated file
+/// fails here), its columns' types against the Logstore's (a foreign file
+/// with `bytes` as text would fail every query over it), and its checksum
+/// (flipped bits would read back as wrong sums). Columns it lacks read as
+/// null (files from before they existed).
+fn check_file(path: &Path) -> Result<(), String> {
     let f = File::open(path).map_err(|e| e.to_string())?;
-    ParquetRecordBatchReaderBuilder::try_new(f)
-        .map(drop)
-        .map_err(|e| e.to_string())
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| e.to_string())?;
+    let ours = schema::schema();
+    for field in builder.schema().fields() {
+        if let Ok(want) = ours.field_with_name(field.name())
+            && want.data_type() != field.data_type()
+        {
+            return Err(format!(
+                "column {} is {}, the Logstore's is {}",
+                field.name(),
+                field.data_type(),
+                want.data_type()
+            ));
+        }
+    }
+    super::checksum::verify(path)
 }
 
 /// Reads a whole file; used only to find the culprit after a failed query.
@@ -365,7 +381,7 @@ async fn run_now(
         });
     }
     for f in listed {
-        match check_footer(&f) {
+        match check_file(&f) {
             Ok(()) => files.push(f),
             Err(why) => {
                 tracing::warn!(file = %f.display(), reason = %why, "skipping unreadable Logstore file");

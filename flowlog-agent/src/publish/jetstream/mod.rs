@@ -79,6 +79,7 @@ fn report_queue(queue: &Mutex<Queue>, status: &StatusBoard) {
     let mut s = status.lock();
     s.jetstream_queued_records = q.records();
     s.jetstream_queued_bytes = q.bytes();
+    s.jetstream_set_aside_files = q.set_aside();
 }
 
 impl JetStreamPublisher {

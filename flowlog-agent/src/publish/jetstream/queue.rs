@@ -72,6 +72,22 @@ pub struct Queue {
     max_bytes: u64,
     /// The highest journal number ever queued (kept in [`HIGH_WATER`]).
     high_water: u64,
+    /// Unreadable files set aside.
+    set_aside: u64,
+}
+
+/// Queue numbers stay below this: a file named beyond it is not the queue's.
+const MAX_SEQ: u64 = 1 << 62;
+
+/// Renames an unreadable queue file out of the queue (`<name>.bad`), for a
+/// person to look at; it is never read again.
+fn set_aside_file(path: &Path) {
+    let mut bad = path.as_os_str().to_owned();
+    bad.push(".bad");
+    if let Err(e) = std::fs::rename(path, &bad) {
+        warn!(file = %path.display(), error = %e, "cannot set a queue file aside; removing it");
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// File of the highest journal number queued, which outlives the entries.
@@ -103,23 +119,33 @@ impl Queue {
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .unwrap_or(0);
+        let mut set_aside = 0u64;
         for e in std::fs::read_dir(dir).map_err(io_err(dir))?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") {
                 let _ = std::fs::remove_file(e.path());
                 continue;
             }
-            let Some(seq) = name
-                .strip_suffix(&format!(".{SUFFIX}"))
-                .and_then(|s| s.parse::<u64>().ok())
-            else {
+            let Some(number) = name.strip_suffix(&format!(".{SUFFIX}")) else {
+                continue;
+            };
+            // Numbers this queue hands out stay far below the top, so the
+            // next one can always follow; anything else is not its file.
+            let seq = number.parse::<u64>().ok().filter(|s| *s < MAX_SEQ);
+            let meta = read_meta(&e.path());
+            let (Some(seq), Ok(meta)) = (seq, meta) else {
+                warn!(file = %e.path().display(), "setting aside a JetStream queue file that is not this queue's");
+                set_aside_file(&e.path());
+                set_aside += 1;
                 continue;
             };
             let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
-            let meta = read_meta(&e.path()).ok();
-            let records = meta.as_ref().map_or(0, |m| m.records);
-            high_water = high_water.max(meta.and_then(|m| m.journal_seq).unwrap_or(0));
-            found.push(Entry { seq, bytes, records });
+            high_water = high_water.max(meta.journal_seq.unwrap_or(0));
+            found.push(Entry {
+                seq,
+                bytes,
+                records: meta.records,
+            });
         }
         found.sort_by_key(|e| e.seq);
         let next_seq = found.last().map_or(1, |e| e.seq + 1);
@@ -131,7 +157,13 @@ impl Queue {
             bytes,
             max_bytes,
             high_water,
+            set_aside,
         })
+    }
+
+    /// Files set aside as unreadable (renamed `*.bad`), since the start.
+    pub fn set_aside(&self) -> u64 {
+        self.set_aside
     }
 
     fn path(&self, seq: u64) -> PathBuf {
@@ -170,9 +202,9 @@ impl Queue {
         };
         let seq = self.next_seq;
         let path = self.path(seq);
-        let tmp = path.with_extension("tmp");
-        let written = (|| {
-            let mut out = io::BufWriter::new(File::create(&tmp)?);
+        let mut bytes = 0u64;
+        let written = crate::durable::write_with(&path, None, |f| {
+            let mut out = io::BufWriter::new(f);
             writeln!(out, "{MAGIC}")?;
             serde_json::to_writer(&mut out, &meta)?;
             out.write_all(b"\n")?;
@@ -183,17 +215,13 @@ impl Queue {
                 out.write_all(&buf)
             })?;
             let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-            file.sync_data()?;
-            std::fs::rename(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()?;
-            file.metadata().map(|m| m.len())
-        })();
+            bytes = file.metadata()?.len();
+            Ok(())
+        })
+        .map(|()| bytes);
         let bytes = match written {
             Ok(b) => b,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(QueueError::Io { path, source: e });
-            }
+            Err(e) => return Err(QueueError::Io { path, source: e }),
         };
         self.next_seq += 1;
         self.bytes += bytes;
@@ -226,7 +254,7 @@ impl Queue {
         Ok(out)
     }
 
-    /// The oldest window, read back. A file that cannot be read is removed
+    /// The oldest window, read back. A file that cannot be read is set aside
     /// (its records counted in the returned error's place by the caller).
     pub fn oldest(&mut self) -> Option<Result<Queued, (u64, QueueError)>> {
         let e = self.entries.front()?;
@@ -240,15 +268,17 @@ impl Queue {
                     records: recs,
                 })
                 .map_err(|err| {
-                    warn!(error = %err, "dropping an unreadable JetStream queue file");
-                    self.remove(seq);
+                    warn!(error = %err, "setting aside an unreadable JetStream queue file");
+                    set_aside_file(&path);
+                    self.forget(seq);
+                    self.set_aside += 1;
                     (records, err)
                 }),
         )
     }
 
-    /// Removes a window (sent, or dropped); returns its record count.
-    pub fn remove(&mut self, seq: u64) -> u64 {
+    /// Drops a window from the bookkeeping; returns its record count.
+    fn forget(&mut self, seq: u64) -> u64 {
         let Some(at) = self.entries.iter().position(|e| e.seq == seq) else {
             return 0;
         };
@@ -256,13 +286,19 @@ impl Queue {
             return 0;
         };
         self.bytes -= e.bytes;
+        e.records
+    }
+
+    /// Removes a window (sent, or dropped); returns its record count.
+    pub fn remove(&mut self, seq: u64) -> u64 {
+        let records = self.forget(seq);
         let path = self.path(seq);
         if let Err(err) = std::fs::remove_file(&path)
             && err.kind() != io::ErrorKind::NotFound
         {
             warn!(file = %path.display(), error = %err, "cannot remove a JetStream queue file");
         }
-        e.records
+        records
     }
 }
 
@@ -310,4 +346,54 @@ pub fn read_window(path: &Path) -> Result<(WindowMeta, Vec<FlowLogRecord>), Queu
         ));
     }
     Ok((meta, records))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(records: u64) -> String {
+        let meta = WindowMeta {
+            flow_log_id: "fl-1".into(),
+            project: None,
+            logstore: None,
+            start_ns: 0,
+            end_ns: 1,
+            records,
+            journal_seq: None,
+        };
+        format!("{MAGIC}\n{}\n", serde_json::to_string(&meta).unwrap())
+    }
+
+    #[test]
+    fn files_that_are_not_the_queues_are_set_aside_and_counted() {
+        let dir = std::env::temp_dir().join(format!("flowlog-queue-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A number no queue hands out (the next would overflow), garbage,
+        // and a window whose records were cut short.
+        std::fs::write(dir.join("18446744073709551615.window"), header(0)).unwrap();
+        std::fs::write(dir.join("00000000000000000003.window"), b"not a queue file").unwrap();
+        std::fs::write(dir.join("00000000000000000007.window"), header(2) + "\x05abc").unwrap();
+        let mut q = Queue::open(&dir, 1 << 20).unwrap();
+        assert_eq!((q.set_aside(), q.windows()), (2, 1));
+        assert_eq!(q.next_seq, 8);
+        assert!(matches!(q.oldest(), Some(Err((2, _)))));
+        assert_eq!((q.set_aside(), q.windows()), (3, 0));
+        let mut bad: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        bad.sort();
+        assert_eq!(
+            bad,
+            vec![
+                "00000000000000000003.window.bad",
+                "00000000000000000007.window.bad",
+                "18446744073709551615.window.bad"
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
