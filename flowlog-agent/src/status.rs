@@ -72,6 +72,7 @@ pub struct Status {
     pub journal_write_errors: u64,
     pub journal_cuts_lost: u64,
     pub journal_sealed_windows: u64,
+    pub journal_windows_lost: u64,
     /// Parquet files written to Logstores, failed writes, records kept for
     /// retry, and records dropped because the kept backlog hit its bound.
     pub logstore_files_written: u64,

@@ -19,7 +19,7 @@ use flowlog_common::{
 use tracing::warn;
 
 use super::{CaptureError, NetnsCapture, sys};
-use crate::window::{FlowTable, JiffiesRef, WindowAggregate, merge};
+use crate::window::{FlowTable, JiffiesRef, OverflowTable, WindowAggregate, merge};
 
 /// Entries per batch syscall.
 const BATCH: usize = 8192;
@@ -47,12 +47,20 @@ pub struct Drained {
     pub jiffies: Option<JiffiesRef>,
 }
 
-/// The kernel entries one drain read: deleted once their counts are safe.
+/// The agent's own skip counts, per key.
+type SkipCounts = Vec<(SkipKey, Counters)>;
+
+/// What one drain took: kernel entries, deleted once their counts are
+/// journaled, and the overflow events it moved out of memory, given back
+/// if the journal could not take them.
 #[derive(Debug, Default)]
 pub struct Deletion {
     keys4: Vec<u8>,
     keys6: Vec<u8>,
     skipped: Vec<SkipKey>,
+    generation: usize,
+    overflow: OverflowTable,
+    overflow_skipped: SkipCounts,
 }
 
 impl Deletion {
@@ -132,8 +140,13 @@ impl NetnsCapture {
 
     /// Ends the current window: returns everything counted since the
     /// previous drain, and what to delete from the kernel once the counts
-    /// are journaled (see [`Self::delete`]).
+    /// are journaled (see [`Self::delete`]). When the last drain could not
+    /// be journaled or read to the end, its generation is read again
+    /// instead, without a flip: its entries are still in the kernel.
     pub fn drain(&mut self) -> Result<(Drained, Deletion), CaptureError> {
+        if self.idle_unread {
+            return self.read_idle();
+        }
         let old = self.generation;
         let new = old ^ 1;
         self.control
@@ -151,6 +164,9 @@ impl NetnsCapture {
             .wait()
             .map_err(|e| drain_err("(waiting for running programs)")(super::chain(&e)))?;
         self.generation = new;
+        // Until this read is journaled and deleted, the idle generation
+        // holds counts nobody has.
+        self.idle_unread = true;
         let mut out = self.collect(old)?;
         out.0.jiffies = self.jiffies();
         Ok(out)
@@ -174,19 +190,54 @@ impl NetnsCapture {
             .ok()
     }
 
-    /// Deletes what a drain read. No program writes that generation any
-    /// more, so no increment can be lost; it must be done before the next
-    /// flip, when programs would add to the entries again.
+    /// Deletes what a journaled drain read. No program writes that
+    /// generation any more, so no increment can be lost. It must be done
+    /// before the next flip, when programs would add to the entries again:
+    /// a deletion that fails is kept and tried again before the next drain,
+    /// which does not flip until it succeeds.
     pub fn delete(&mut self, d: Deletion) -> Result<(), CaptureError> {
+        let result = self.try_delete(&d);
+        match result {
+            Ok(()) => {
+                self.idle_unread = false;
+                self.undeleted = None;
+            }
+            Err(_) => self.undeleted = Some(d),
+        }
+        result
+    }
+
+    fn try_delete(&mut self, d: &Deletion) -> Result<(), CaptureError> {
         let err = |e: sys::SysError| drain_err("the flow map")(super::chain(&e));
+        // Keys already gone (an earlier, partly done try) are skipped.
         sys::delete_keys(self.flows4.fd().as_fd(), &d.keys4, size_of::<FlowKey4>(), BATCH).map_err(err)?;
         sys::delete_keys(self.flows6.fd().as_fd(), &d.keys6, size_of::<FlowKey>(), BATCH).map_err(err)?;
-        for key in d.skipped {
-            if let Err(e) = self.skipped.remove(&key) {
-                warn!(error = %e, "could not clear a skip counter");
+        for key in &d.skipped {
+            match self.skipped.remove(key) {
+                Ok(()) => {}
+                Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(drain_err("the skip counters")(super::chain(&e))),
             }
         }
         Ok(())
+    }
+
+    /// A deletion that failed before, tried again; while it fails the
+    /// namespace must not be drained (its generation must not flip).
+    pub fn retry_deletion(&mut self) -> Result<(), CaptureError> {
+        match self.undeleted.take() {
+            Some(d) => self.delete(d),
+            None => Ok(()),
+        }
+    }
+
+    /// The journal could not take a drain: its kernel entries stay where
+    /// they are, the overflow events it took go back, and the next drain
+    /// reads that generation again (without a flip).
+    pub fn untake(&mut self, d: Deletion) {
+        self.pending[d.generation].merge_from(d.overflow);
+        self.pending_skipped.extend(d.overflow_skipped);
+        self.idle_unread = true;
     }
 
     /// Reads everything counted under generation `old`, which no program
@@ -199,8 +250,11 @@ impl NetnsCapture {
             overflow_events,
             ..Default::default()
         };
-        let mut deletion = Deletion::default();
         let old_idx = old as usize & 1;
+        let mut deletion = Deletion {
+            generation: old_idx,
+            ..Default::default()
+        };
         let before = self.last_map_flows.ipv4 + self.last_map_flows.ipv6;
         let mut flows = FlowTable::with_capacity(before as usize + 1024);
         let cpus = self.cpus;
@@ -226,6 +280,8 @@ impl NetnsCapture {
         out.map_flows = drained;
         self.last_map_flows.ipv4 = drained4 as u64;
         self.last_map_flows.ipv6 = drained6 as u64;
+        // A copy, to give back if the journal cannot take this drain.
+        deletion.overflow = self.pending[old_idx].clone();
         self.pending[old_idx].drain_into(&mut flows);
         for (key, _) in flows.iter() {
             if key.protocol == IPPROTO_TCP
@@ -238,12 +294,20 @@ impl NetnsCapture {
             .end_window(crate::window::clock::now_ns(libc::CLOCK_MONOTONIC) as u64);
         out.window.flows = flows;
 
-        deletion.skipped = self.read_skipped(old as u8, &mut out)?;
+        let (skipped, overflow_skipped) = self.read_skipped(old as u8, &mut out)?;
+        deletion.skipped = skipped;
+        deletion.overflow_skipped = overflow_skipped;
         out.malformed = self.malformed_delta()?;
         Ok((out, deletion))
     }
 
-    fn read_skipped(&mut self, generation: u8, out: &mut Drained) -> Result<Vec<SkipKey>, CaptureError> {
+    /// The skip counters of `generation`: the kernel's keys (to delete) and
+    /// the agent's own counts it took (to give back if not journaled).
+    fn read_skipped(
+        &mut self,
+        generation: u8,
+        out: &mut Drained,
+    ) -> Result<(Vec<SkipKey>, SkipCounts), CaptureError> {
         let mut keys = Vec::new();
         for item in self.skipped.iter() {
             let (key, values) = item.map_err(|e| drain_err("the skip counters")(super::chain(&e)))?;
@@ -263,12 +327,12 @@ impl NetnsCapture {
         let (mine, later): (Vec<_>, Vec<_>) =
             pending.into_iter().partition(|(k, _)| k.generation == generation);
         self.pending_skipped = later;
-        for (key, c) in mine {
+        for (key, c) in &mine {
             if let Some(dir) = Direction::from_u8(key.direction) {
-                out.window.add_skipped(key.ifindex, dir, &c);
+                out.window.add_skipped(key.ifindex, dir, c);
             }
         }
-        Ok(keys)
+        Ok((keys, mine))
     }
 
     /// Malformed counters are cumulative in the kernel; report the change.

@@ -170,6 +170,12 @@ pub struct NetnsCapture {
     flow_map_entries: u32,
     /// Flows read at the last drain, IPv4 and IPv6.
     last_map_flows: MapFill,
+    /// A journaled drain whose kernel entries could not all be deleted yet.
+    undeleted: Option<drain::Deletion>,
+    /// The idle generation holds entries no journaled drain took (a flip
+    /// whose read or journal write failed, or maps adopted from a run that
+    /// died there): the next drain reads it again instead of flipping.
+    idle_unread: bool,
 }
 
 /// Flows in each family's map at the last drain, against its capacity.
@@ -385,6 +391,8 @@ impl NetnsCapture {
                 ipv6_entries: config.flow_map_entries_v6,
                 ..Default::default()
             },
+            undeleted: None,
+            idle_unread: false,
         };
         if adopted {
             info!(

@@ -148,6 +148,9 @@ pub struct Engine {
     journal: Option<Journal>,
     /// The region table in force (a reload swaps it).
     regions: SharedRegions,
+    /// Windows sealed while the ledger could not be saved: a sink may see
+    /// a window only once the seal is on disk.
+    held: Vec<WindowRecords>,
 }
 
 /// Loads a namespace's programs and maps on any thread.
@@ -164,7 +167,18 @@ impl Loader {
 }
 
 /// A drain of one namespace, not yet journaled.
-type NsDrain = (Option<String>, Drained, Deletion);
+struct NsDrain {
+    netns: Option<String>,
+    drained: Drained,
+    deletion: Deletion,
+    /// Who the counts belong to, when not the interfaces' users now (a
+    /// restart's recovered counts belong to those of the last run).
+    targets: Option<Vec<Target>>,
+}
+
+/// Sealed windows held back while the ledger cannot be saved, at most:
+/// beyond, they go out with the risk said in the log.
+const MAX_HELD: usize = 64;
 
 /// What turning an aggregate into records needs besides the counts.
 struct Rendering {
@@ -195,6 +209,7 @@ impl Engine {
             publish,
             status,
             jiffies: None,
+            held: Vec::new(),
         };
         engine.journal_status();
         engine
@@ -468,7 +483,8 @@ impl Engine {
         }
     }
 
-    /// Publishes every partial window, then lets go of the kernel state:
+    /// Publishes every partial window (and any held back), then lets go of
+    /// the kernel state:
     /// pinned hooks go on counting for the next start, which resumes each
     /// flow log where its last window ended; unpinned ones are detached.
     pub async fn shutdown(&mut self) {
@@ -480,6 +496,9 @@ impl Engine {
             if let Some(mut r) = self.running.remove(&id) {
                 self.flush(&mut r, now, keep_counting, None).await;
             }
+        }
+        for held in std::mem::take(&mut self.held) {
+            let _ = self.publish.send(held).await;
         }
         if let Some(p) = &self.pins
             && !self.users.is_empty()
@@ -524,11 +543,36 @@ impl Engine {
         self.pins.is_some()
     }
 
-    fn save_journal(&mut self) {
-        if let Some(j) = &mut self.journal {
-            tokio::task::block_in_place(|| j.save_or_log());
-        }
+    /// Saves the ledger; whether it is on disk.
+    fn save_journal(&mut self) -> bool {
+        let saved = match &mut self.journal {
+            Some(j) => tokio::task::block_in_place(|| j.save_or_log()),
+            None => true,
+        };
         self.journal_status();
+        saved
+    }
+
+    /// Hands a window to the publisher once its seal is on disk; before,
+    /// it waits with the windows held before it.
+    async fn send(&mut self, batch: WindowRecords, sealed: bool) {
+        if !sealed && self.held.len() < MAX_HELD {
+            warn!(flow_log = %batch.flow_log_id, held = self.held.len() + 1, "the ledger cannot be saved; the window waits");
+            self.held.push(batch);
+            return;
+        }
+        if !sealed {
+            error!(flow_log = %batch.flow_log_id, "the ledger still cannot be saved; publishing the window anyway: a crash now may write it twice");
+        }
+        for held in std::mem::take(&mut self.held) {
+            if self.publish.send(held).await.is_err() {
+                warn!("publisher gone; a held window stays in the journal");
+            }
+        }
+        let id = batch.flow_log_id.clone();
+        if self.publish.send(batch).await.is_err() {
+            warn!(flow_log = %id, "publisher gone; the window stays in the journal");
+        }
     }
 
     fn journal_status(&self) {
@@ -539,6 +583,7 @@ impl Engine {
             s.journal_write_errors = j.stats.write_errors;
             s.journal_cuts_lost = j.stats.cuts_lost;
             s.journal_sealed_windows = j.ledger().sealed.len() as u64;
+            s.journal_windows_lost = j.stats.windows_lost;
         }
     }
 
@@ -547,13 +592,25 @@ impl Engine {
     async fn cut(&mut self, publish_due: bool) {
         let mut drained: Vec<NsDrain> = Vec::new();
         for (ns, cap) in &mut self.captures {
+            // Entries a journaled drain left in the kernel go first: until
+            // they are gone the generation must not flip back onto them.
+            if let Err(e) = tokio::task::block_in_place(|| cap.retry_deletion()) {
+                error!(netns = ns.as_deref().unwrap_or("-"), error = %e, "drained entries still not deleted; not draining this namespace until they are");
+                self.status.lock().drain_errors += 1;
+                continue;
+            }
             let started = std::time::Instant::now();
             let result = tokio::task::block_in_place(|| cap.drain());
             self.status.metrics().observe_drain(started.elapsed());
             match result {
                 Ok((d, deletion)) => {
                     self.jiffies = d.jiffies.or(self.jiffies);
-                    drained.push((ns.clone(), d, deletion));
+                    drained.push(NsDrain {
+                        netns: ns.clone(),
+                        drained: d,
+                        deletion,
+                        targets: None,
+                    });
                 }
                 Err(e) => {
                     error!(netns = ns.as_deref().unwrap_or("-"), error = %e, "drain failed");
@@ -594,35 +651,68 @@ impl Engine {
             namespaces: Vec::with_capacity(drained.len()),
         };
         let mut deletions = Vec::with_capacity(drained.len());
-        for (ns, d, deletion) in drained {
+        let mut side = Vec::with_capacity(drained.len());
+        for NsDrain {
+            netns: ns,
+            drained: d,
+            deletion,
+            targets,
+        } in drained
+        {
             let Some(cap) = self.captures.get(&ns) else {
                 continue;
             };
-            self.account(cap, &d);
+            side.push((d.malformed, d.overflow_events));
             record.namespaces.push(NsCut {
                 netns: ns.clone(),
                 cookie: cap.netns_cookie(),
                 generation: cap.generation(),
-                targets: self.targets(cap),
+                targets: targets.unwrap_or_else(|| self.targets(cap)),
                 data: d.window,
             });
             deletions.push((ns, deletion));
         }
-        if let Some(j) = &mut self.journal
-            && let Err(e) = tokio::task::block_in_place(|| j.commit(&mut record))
-        {
-            error!(error = %crate::capture::chain(&e), "cannot journal the cut; its counts are only in memory until published");
-        }
+        let committed = match &mut self.journal {
+            _ if record.namespaces.is_empty() => true,
+            Some(j) => match tokio::task::block_in_place(|| j.commit(&mut record)) {
+                Ok(()) => true,
+                Err(e) => {
+                    error!(error = %crate::capture::chain(&e), "cannot journal the cut; its counts stay in the kernel and the next cut reads them again");
+                    false
+                }
+            },
+            None => true,
+        };
         for (ns, deletion) in deletions {
             let Some(cap) = self.captures.get_mut(&ns) else {
                 continue;
             };
+            if !committed {
+                cap.untake(deletion);
+                continue;
+            }
             if let Err(e) = tokio::task::block_in_place(|| cap.delete(deletion)) {
-                error!(netns = ns.as_deref().unwrap_or("-"), error = %e, "deleting drained entries failed");
+                error!(netns = ns.as_deref().unwrap_or("-"), error = %e, "deleting drained entries failed; tried again before the next drain");
                 self.status.lock().drain_errors += 1;
             }
         }
         self.journal_status();
+        for (ns, (malformed, overflow_events)) in record.namespaces.iter().zip(side) {
+            if let Some(cap) = self.captures.get(&ns.netns) {
+                // Counts of a cut the journal refused are read again: only
+                // the malformed deltas (already taken) are reported now.
+                let (data, events) = if committed {
+                    (&ns.data, overflow_events)
+                } else {
+                    (&WindowAggregate::default(), 0)
+                };
+                self.account(cap, data, &malformed, events);
+            }
+        }
+        if !committed {
+            // Nothing of it is handed out: the kernel still has it all.
+            record.namespaces.clear();
+        }
         record
     }
 
@@ -651,16 +741,22 @@ impl Engine {
     }
 
     /// Status and metrics of one namespace's drain.
-    fn account(&self, cap: &NetnsCapture, d: &Drained) {
+    fn account(
+        &self,
+        cap: &NetnsCapture,
+        data: &WindowAggregate,
+        malformed: &[crate::capture::MalformedCount],
+        overflow_events: u64,
+    ) {
         {
             let mut s = self.status.lock();
-            s.flows_last_window = d.window.flows.len() as u64;
-            s.overflow_events += d.overflow_events;
-            for c in d.window.skipped.values() {
+            s.flows_last_window = data.flows.len() as u64;
+            s.overflow_events += overflow_events;
+            for c in data.skipped.values() {
                 s.skipped.packets += c.packets;
                 s.skipped.bytes += c.bytes;
             }
-            for m in &d.malformed {
+            for m in malformed {
                 let name = cap
                     .attached()
                     .find(|a| a.info.ifindex == m.ifindex)
@@ -683,7 +779,7 @@ impl Engine {
                 .insert((ns_label.clone(), family), (flows, u64::from(entries)));
         }
         let mut sums: HashMap<(u32, u8), (u64, u64)> = HashMap::new();
-        for (key, stats) in d.window.flows.iter() {
+        for (key, stats) in data.flows.iter() {
             let e = sums.entry((key.ifindex, key.direction)).or_default();
             e.0 += stats.packets;
             e.1 += stats.bytes;
@@ -741,7 +837,7 @@ impl Engine {
             }
         }
         // Sealed before any sink sees a record of it.
-        self.save_journal();
+        let sealed = self.save_journal();
         let rendering = Rendering {
             window,
             attachments: attachment_infos(&spec.window_spec().attachments),
@@ -750,6 +846,13 @@ impl Engine {
             regions,
         };
         let Some(data) = self.render(&spec.id, rendering, aggregate).await else {
+            // Finishing it failed (a bug, and it would fail again): the
+            // window is lost, said loudly, and the journal lets go of it.
+            if let (Some(j), Some(seq)) = (&mut self.journal, seq) {
+                j.ledger_mut().resolve(seq);
+                j.stats.windows_lost += 1;
+            }
+            self.save_journal();
             return;
         };
         let batch = WindowRecords {
@@ -760,9 +863,7 @@ impl Engine {
             replay: false,
             published,
         };
-        if self.publish.send(batch).await.is_err() {
-            warn!(flow_log = %spec.id, "publisher gone; the window stays in the journal");
-        }
+        self.send(batch, sealed).await;
     }
 
     /// Turns an aggregate into a finished window, off the control loop

@@ -39,7 +39,11 @@ impl Engine {
             let in_use = self.captures.keys().cloned().collect();
             pins.sweep(&in_use);
         }
+        // What the kernel's idle generations hold that no cut file has is
+        // journaled first, as one more cut of the last run (its windows own
+        // it, through the replays below; nothing is handed out live).
         let recovered = self.settle_idle_generations();
+        let _ = self.commit_cut(recovered);
         let latest = self.journal.as_ref().map(|j| j.next_cut().saturating_sub(1));
         let now = clock::unix_now_ns();
         let ids: Vec<String> = self.running.keys().cloned().collect();
@@ -47,17 +51,25 @@ impl Engine {
             let Some(open) = previous.remove(&id) else {
                 continue;
             };
-            let adopted = self.running.get(&id).is_some_and(|r| {
-                r.spec
+            let continues = self.running.get(&id).is_some_and(|r| {
+                let adopted = r
+                    .spec
                     .attachments
                     .iter()
-                    .all(|a| self.captures.get(&a.netns).is_some_and(|c| c.adopted()))
+                    .all(|a| self.captures.get(&a.netns).is_some_and(|c| c.adopted()));
+                // Slots mean the same only over the same attachments (an
+                // empty list: a window carried over from before the
+                // journal, with no cuts of its own).
+                let same = open.spec.attachments.is_empty()
+                    || open.spec.attachments == r.spec.window_spec().attachments;
+                adopted && same
             });
-            if adopted && i128::from(open.start_ns) <= now {
+            if continues && i128::from(open.start_ns) <= now {
                 self.resume(&id, open, latest);
             } else {
-                // Counting stopped with the agent: what the journal holds
-                // of the old window is a window of its own.
+                // Counting stopped with the agent, or the attachments
+                // changed: what the journal holds of the old window is a
+                // window of its own.
                 self.seal_leftover(&id, open, latest);
                 if let (Some(j), Some(r)) = (&mut self.journal, self.running.get(&id)) {
                     let first = j.next_cut();
@@ -69,10 +81,6 @@ impl Engine {
         for (id, open) in previous {
             self.seal_leftover(&id, open, latest);
         }
-        let record = self.commit_cut(recovered);
-        for ns in record.namespaces {
-            distribute(ns, &mut self.running);
-        }
         self.save_journal();
         self.republish_sealed().await;
         out
@@ -81,7 +89,7 @@ impl Engine {
     /// For each adopted namespace, what its idle generation holds: entries
     /// the newest cut already journaled (the last run died deleting them)
     /// are deleted uncounted; anything else (it died between a flip and
-    /// the commit) is returned, to be journaled as a cut of its own.
+    /// the commit) is returned, for the users the newest cut names.
     fn settle_idle_generations(&mut self) -> Vec<NsDrain> {
         let marks = self
             .journal
@@ -102,8 +110,8 @@ impl Engine {
                 }
             };
             self.jiffies = d.jiffies.or(self.jiffies);
-            let journaled = marks.get(&(ns.clone(), cap.netns_cookie())) == Some(&cap.generation());
-            if journaled {
+            let mark = marks.get(&(ns.clone(), cap.netns_cookie()));
+            if mark.is_some_and(|(generation, _)| *generation == cap.generation()) {
                 if !deletion.is_empty() {
                     info!(
                         netns,
@@ -112,7 +120,7 @@ impl Engine {
                     );
                 }
                 if let Err(e) = tokio::task::block_in_place(|| cap.delete(deletion)) {
-                    error!(netns, error = %e, "deleting journaled entries failed");
+                    error!(netns, error = %e, "deleting journaled entries failed; tried again before the next drain");
                 }
             } else {
                 if d.map_flows > 0 || !d.window.skipped.is_empty() {
@@ -122,7 +130,12 @@ impl Engine {
                         "recovered counts an earlier run had drained but not journaled"
                     );
                 }
-                out.push((ns.clone(), d, deletion));
+                out.push(NsDrain {
+                    netns: ns.clone(),
+                    drained: d,
+                    deletion,
+                    targets: mark.map(|(_, targets)| targets.clone()),
+                });
             }
         }
         out

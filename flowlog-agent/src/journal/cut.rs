@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::{rtt::Rtt, window::WindowAggregate};
 
 const MAGIC: &[u8; 8] = b"FLCUT\0\0\x01";
+/// The magic and the header's length, before the header.
+pub const HEAD_BYTES: usize = MAGIC.len() + 4;
 const KEY_BYTES: usize = 44;
 const STATS_BYTES: usize = 40;
 const SKIP_BYTES: usize = 21;
@@ -251,6 +253,30 @@ impl<'a> Cursor<'a> {
         self.take(6)?;
         Ok(s)
     }
+}
+
+/// What a cut file's header says of one namespace: its name and cookie,
+/// the generation it was left on, and who used its interfaces.
+pub type NsMark = (Option<String>, u64, u32, Vec<Target>);
+
+/// The namespaces a cut file names, from the header alone (the generation
+/// check at a restart needs no flows).
+pub fn decode_header(bytes: &[u8]) -> Result<Vec<NsMark>, DecodeError> {
+    if bytes.len() < MAGIC.len() + 4 || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(DecodeError::Magic);
+    }
+    let mut c = Cursor {
+        b: bytes,
+        at: MAGIC.len(),
+    };
+    let len = c.u32()? as usize;
+    let header: Header =
+        serde_json::from_slice(c.take(len)?).map_err(|e| DecodeError::Header(e.to_string()))?;
+    Ok(header
+        .namespaces
+        .into_iter()
+        .map(|n| (n.netns, n.cookie, n.generation, n.targets))
+        .collect())
 }
 
 /// Reads a cut file's bytes back, checking the checksum first.

@@ -63,6 +63,10 @@ pub struct Ledger {
     pub version: u32,
     /// The next sealed window's sequence number.
     pub next_window: u64,
+    /// The next cut's number: numbers are never reused, even one whose file
+    /// could not be written (a window may name it).
+    #[serde(default)]
+    pub next_cut: u64,
     pub open: BTreeMap<String, OpenWindow>,
     /// In sequence order.
     pub sealed: Vec<SealedWindow>,
@@ -118,6 +122,13 @@ impl Ledger {
         let before = self.sealed.len();
         self.sealed.retain(|w| w.seq != seq);
         self.sealed.len() != before
+    }
+
+    /// One past the highest cut any window names.
+    pub fn cuts_named_end(&self) -> u64 {
+        let open = self.open.values().map(|w| w.first_cut);
+        let sealed = self.sealed.iter().map(|w| w.last_cut.max(w.first_cut));
+        open.chain(sealed).max().map_or(0, |c| c + 1)
     }
 
     /// The oldest cut any window still needs (`None`: none is needed).

@@ -70,6 +70,8 @@ pub struct JournalStats {
     pub write_errors: u64,
     /// Cuts a window needed that were missing or unreadable at a restart.
     pub cuts_lost: u64,
+    /// Windows that could not be turned into records (a bug): lost.
+    pub windows_lost: u64,
 }
 
 pub struct Journal {
@@ -79,6 +81,19 @@ pub struct Journal {
     cuts: BTreeSet<u64>,
     next_cut: u64,
     pub stats: JournalStats,
+}
+
+/// A cut file's magic, length and header, read alone.
+fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut head = vec![0u8; cut::HEAD_BYTES];
+    f.read_exact(&mut head)?;
+    let len = u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
+    let mut rest = vec![0u8; len];
+    f.read_exact(&mut rest)?;
+    head.extend_from_slice(&rest);
+    Ok(head)
 }
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
@@ -126,7 +141,11 @@ impl Journal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::new(),
             Err(e) => return Err(io_err(&path)(e)),
         };
-        let next_cut = cuts.last().map_or(1, |s| s + 1);
+        let next_cut = cuts
+            .last()
+            .map_or(1, |s| s + 1)
+            .max(ledger.next_cut)
+            .max(ledger.cuts_named_end());
         let mut journal = Self {
             dir,
             ledger,
@@ -247,17 +266,22 @@ impl Journal {
     }
 
     /// For each (netns, cookie): the generation the newest cut file naming
-    /// that namespace left programs counting into.
-    pub fn last_generations(&self) -> BTreeMap<(Option<String>, u64), u32> {
+    /// that namespace left programs counting into, and who used its
+    /// interfaces then.
+    pub fn last_generations(&self) -> BTreeMap<(Option<String>, u64), (u32, Vec<Target>)> {
         let mut out = BTreeMap::new();
         for &seq in &self.cuts {
-            match self.read(seq) {
-                Ok(c) => {
-                    for ns in c.namespaces {
-                        out.insert((ns.netns, ns.cookie), ns.generation);
+            let path = self.cut_path(seq);
+            let header = read_head(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| cut::decode_header(&bytes).map_err(|e| e.to_string()));
+            match header {
+                Ok(namespaces) => {
+                    for (netns, cookie, generation, targets) in namespaces {
+                        out.insert((netns, cookie), (generation, targets));
                     }
                 }
-                Err(e) => warn!(error = %crate::capture::chain(&e), "cut unreadable"),
+                Err(e) => warn!(path = %path.display(), error = %e, "cut header unreadable"),
             }
         }
         out
@@ -267,6 +291,7 @@ impl Journal {
     /// newest is kept: it tells a restart where each namespace stood).
     pub fn save(&mut self) -> Result<(), JournalError> {
         let path = self.dir.join(LEDGER);
+        self.ledger.next_cut = self.next_cut;
         let bytes = serde_json::to_vec_pretty(&self.ledger).map_err(|e| JournalError::Corrupt {
             path: path.clone(),
             reason: e.to_string(),
@@ -299,12 +324,15 @@ impl Journal {
         }
     }
 
-    /// Saves the ledger, logging a failure (the windows stay in memory;
-    /// a crash before the next successful save redoes less than it should).
-    pub fn save_or_log(&mut self) {
-        if let Err(e) = self.save() {
-            error!(error = %crate::capture::chain(&e), "cannot save the window ledger");
-            self.stats.write_errors += 1;
+    /// Saves the ledger, logging a failure; whether it is on disk.
+    pub fn save_or_log(&mut self) -> bool {
+        match self.save() {
+            Ok(()) => true,
+            Err(e) => {
+                error!(error = %crate::capture::chain(&e), "cannot save the window ledger");
+                self.stats.write_errors += 1;
+                false
+            }
         }
     }
 

@@ -122,11 +122,14 @@ fn publish(
             errors += 1;
         }
     }
-    let o = sinks.logstores.publish(&batch);
-    record_logstore(status, &o, &sinks.logstores, resolved);
+    // JetStream's queue takes the window before the Logstore can report
+    // it resolved: the journal must not let go of a window some sink has
+    // not yet got.
     if let Some(js) = &sinks.jetstream {
         js.publish(&batch);
     }
+    let o = sinks.logstores.publish(&batch);
+    record_logstore(status, &o, &sinks.logstores, resolved);
     // Without a Logstore the window is in every sink now; with one, when
     // the Logstore reports it written or given up.
     if batch.logstore.is_none()
@@ -200,8 +203,12 @@ fn write_marked(
     };
     save(&m);
     let result = sink.write(&batch.data);
-    m.complete = true;
-    save(&m);
+    // A failed window was taken back out of the file; the mark stays
+    // "begun" so a replay writes it again rather than skipping it.
+    if result.is_ok() {
+        m.complete = true;
+        save(&m);
+    }
     *mark = Some(m);
     Some(result)
 }

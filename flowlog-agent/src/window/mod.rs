@@ -81,7 +81,7 @@ impl FlowTable {
 
 /// Overflow events not yet drained: a bounded table keyed by flow, since one
 /// flow can overflow many times.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct OverflowTable {
     flows: HashMap<FlowKey, FlowStats>,
 }
@@ -115,6 +115,14 @@ impl OverflowTable {
     /// Moves everything into `table`.
     pub fn drain_into(&mut self, table: &mut FlowTable) {
         table.entries.extend(self.flows.drain());
+    }
+
+    /// Adds another table's events back (a drain that could not be
+    /// journaled returns what it took).
+    pub fn merge_from(&mut self, other: OverflowTable) {
+        for (k, s) in other.flows {
+            merge(self.flows.entry(k).or_default(), &s);
+        }
     }
 }
 
