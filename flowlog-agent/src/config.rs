@@ -190,18 +190,6 @@ pub struct MetricsFile {
     /// Allow `listen` beyond loopback.
     #[serde(default)]
     pub allow_remote: bool,
-    /// Time one GetLogs query may take, waiting for its turn, planning
-    /// and opening files included (default 60 s).
-    #[serde(default)]
-    pub query_timeout_secs: Option<u64>,
-    /// PEM certificate chain and private key: the TCP listener speaks TLS.
-    #[serde(default)]
-    pub tls_cert: Option<PathBuf>,
-    #[serde(default)]
-    pub tls_key: Option<PathBuf>,
-    /// Serve plain HTTP beyond loopback (off: remote clients need TLS).
-    #[serde(default)]
-    pub allow_plain_http: bool,
 }
 
 /// Publishing every window's records to NATS JetStream (off without

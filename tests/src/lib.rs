@@ -105,6 +105,27 @@ pub fn hooks_on(ns: &netns::Netns, ifname: &str) -> anyhow::Result<(usize, usize
     Ok((ingress, egress, link.contains("xdp")))
 }
 
+/// The windows an interface's records cover, each once, in order; asserts
+/// there are at least `min` and that every one between the first and the
+/// last (both partial) is `len` seconds long, back to back: no cut was
+/// held up or skipped.
+pub fn assert_windows_back_to_back(records: &[Value], interface: &str, len: i64, min: usize) {
+    let mut windows: Vec<(i64, i64)> = records
+        .iter()
+        .filter(|r| r["interface"] == interface)
+        .filter_map(|r| Some((r["start"].as_i64()?, r["end"].as_i64()?)))
+        .collect();
+    windows.sort_unstable();
+    windows.dedup();
+    assert!(windows.len() >= min, "{windows:?}");
+    for w in windows.windows(2) {
+        assert_eq!(w[0].1, w[1].0, "a gap or overlap between windows: {windows:?}");
+    }
+    for w in &windows[1..windows.len() - 1] {
+        assert_eq!(w.1 - w.0, len, "a window of another length: {windows:?}");
+    }
+}
+
 /// A free TCP port on loopback (bound, then released).
 pub fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -125,6 +125,14 @@ impl RouterTopology {
         Self::with(RouterOptions::default())
     }
 
+    /// IPv6 off everywhere: the links carry nothing a test did not send.
+    pub fn ipv4_only() -> anyhow::Result<Self> {
+        Self::with(RouterOptions {
+            ipv4_only: true,
+            ..Default::default()
+        })
+    }
+
     pub fn with(opts: RouterOptions) -> anyhow::Result<Self> {
         let ipv6 = !opts.ipv4_only;
         let mut t = Self {

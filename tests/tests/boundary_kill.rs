@@ -18,7 +18,7 @@ use flowlog_tests::{
     agent::{Agent, TempDir, logstore_json, num},
     packet::{frames, inject},
     privileged, sum,
-    topology::{A_V4, B_V4, RouterOptions, RouterTopology},
+    topology::{A_V4, B_V4, RouterTopology},
 };
 
 /// Distinct UDP flows a round injects (the probe's repro used 8,000).
@@ -102,10 +102,7 @@ fn kills_just_after_window_boundaries_lose_and_double_nothing() -> anyhow::Resul
     if !privileged() {
         return Ok(());
     }
-    let t = RouterTopology::with(RouterOptions {
-        ipv4_only: true,
-        ..Default::default()
-    })?;
+    let t = RouterTopology::ipv4_only()?;
     let dir = TempDir::new()?;
     let args = t.agent_args("tc", &["--window-secs", "1", "--no-rtt"]);
     let dropped_before = rx_dropped(&t)?;

@@ -8,7 +8,7 @@ use flowlog_tests::{
     agent::Agent,
     packet::{frames, inject},
     privileged, sum,
-    topology::{HostPair, RouterOptions, RouterTopology},
+    topology::{HostPair, RouterTopology},
 };
 
 #[test]
@@ -56,10 +56,7 @@ fn full_maps_yield_skipdata_with_exact_counts() -> anyhow::Result<()> {
     if !privileged() {
         return Ok(());
     }
-    let t = RouterTopology::with(RouterOptions {
-        ipv4_only: true,
-        ..Default::default()
-    })?;
+    let t = RouterTopology::ipv4_only()?;
     // 8 flows fit; the ring holds a few dozen events.
     let agent = Agent::start(&[
         "--netns",
@@ -131,10 +128,7 @@ fn flood_beyond_map_capacity_is_accounted_exactly_over_several_windows() -> anyh
     if !privileged() {
         return Ok(());
     }
-    let t = RouterTopology::with(RouterOptions {
-        ipv4_only: true,
-        ..Default::default()
-    })?;
+    let t = RouterTopology::ipv4_only()?;
     let agent = Agent::start(&[
         "--netns",
         t.router.name(),

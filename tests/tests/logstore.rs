@@ -51,6 +51,20 @@ fn cli_query(data: &Path, extra: &[&str], sql: &str) -> (Vec<Value>, String) {
     logstore_json(data, ("lproj", "flows"), "query", &args).unwrap_or_else(|e| panic!("query failed: {e:#}"))
 }
 
+/// A 1 MiB tmpfs at `<data>/full`, with the data directory's Logstores
+/// (and, with `json`, its JSON sink file) moved onto it by symlinks.
+fn small_disk_under(data: &Path, json: bool) -> anyhow::Result<Tmpfs> {
+    let full = data.join("full");
+    std::fs::create_dir(&full)?;
+    let disk = Tmpfs::mount(&full, 1 << 20)?;
+    std::fs::create_dir(full.join("logstores"))?;
+    std::os::unix::fs::symlink(full.join("logstores"), data.join("logstores"))?;
+    if json {
+        std::os::unix::fs::symlink(full.join("records.jsonl"), data.join("records.jsonl"))?;
+    }
+    Ok(disk)
+}
+
 fn num(v: &Value) -> u64 {
     flowlog_tests::agent::num(v).unwrap_or(0)
 }
@@ -426,12 +440,7 @@ fn a_full_disk_is_bounded_counted_and_recovered_from() -> anyhow::Result<()> {
     // The Logstore and the JSON sink on a 1 MiB tmpfs; state, status and
     // the agent's log stay on the real disk.
     let dir = TempDir::new()?;
-    let full = dir.path().join("full");
-    std::fs::create_dir(&full)?;
-    let disk = Tmpfs::mount(&full, 1 << 20)?;
-    std::fs::create_dir(full.join("logstores"))?;
-    std::os::unix::fs::symlink(full.join("logstores"), dir.path().join("logstores"))?;
-    std::os::unix::fs::symlink(full.join("records.jsonl"), dir.path().join("records.jsonl"))?;
+    let disk = small_disk_under(dir.path(), true)?;
     let metrics = format!("127.0.0.1:{}", 30_000 + (std::process::id() % 20_000) + 7);
     let a = Agent::start_in(
         dir.path(),
@@ -522,11 +531,7 @@ fn a_stop_while_the_disk_is_full_keeps_the_windows_for_the_next_start() -> anyho
     // Only the Logstore on a 1 MiB tmpfs: the journal, the JSON sink and
     // the agent's log stay on the real disk.
     let dir = TempDir::new()?;
-    let full = dir.path().join("full");
-    std::fs::create_dir(&full)?;
-    let disk = Tmpfs::mount(&full, 1 << 20)?;
-    std::fs::create_dir(full.join("logstores"))?;
-    std::os::unix::fs::symlink(full.join("logstores"), dir.path().join("logstores"))?;
+    let disk = small_disk_under(dir.path(), false)?;
     let a = Agent::start_in(dir.path(), &[])?;
     let id = flow_log(&a, &t, 30, 1);
     let filler = disk.fill()?;

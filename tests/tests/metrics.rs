@@ -6,7 +6,7 @@ use std::{io::Write as _, net::SocketAddr, process::Command};
 use flowlog_tests::{
     agent::Agent,
     privileged, python,
-    topology::{B_V4, RouterOptions, RouterTopology},
+    topology::{B_V4, RouterTopology},
     traffic,
 };
 
@@ -50,10 +50,7 @@ fn metrics_parse_and_count_real_traffic() -> anyhow::Result<()> {
         return Ok(());
     }
     let Some(py) = python() else { return Ok(()) };
-    let t = RouterTopology::with(RouterOptions {
-        ipv4_only: true,
-        ..Default::default()
-    })?;
+    let t = RouterTopology::ipv4_only()?;
     let port = 30_000 + (std::process::id() % 20_000) as u16;
     let addr = format!("127.0.0.1:{port}");
     let agent = Agent::start(&t.agent_args("tc", &["--window-secs", "1", "--metrics-listen", &addr]))?;

@@ -14,7 +14,7 @@ use flowlog_tests::{
     Filter,
     agent::Agent,
     peak_rss_kib, privileged, sum,
-    topology::{A_V4, B_V4, RouterOptions, RouterTopology},
+    topology::{A_V4, B_V4, RouterTopology},
     traffic,
 };
 use serde_json::{Value, json};
@@ -88,10 +88,7 @@ fn hostile_queries_never_hold_up_capture() -> anyhow::Result<()> {
     if !privileged() {
         return Ok(());
     }
-    let t = RouterTopology::with(RouterOptions {
-        ipv4_only: true,
-        ..Default::default()
-    })?;
+    let t = RouterTopology::ipv4_only()?;
     let agent = Agent::start(&t.agent_args(
         "tc",
         &["--window-secs", "1", "--no-rtt", "--query-timeout-secs", "4"],
@@ -165,20 +162,6 @@ fn hostile_queries_never_hold_up_capture() -> anyhow::Result<()> {
     }
     // Every window between the first and the last (both partial) ran its
     // full second, back to back: no cut was held up.
-    let mut windows: Vec<(i64, i64)> = done
-        .records
-        .iter()
-        .filter(|r| r["interface"] == "r-a")
-        .filter_map(|r| Some((r["start"].as_i64()?, r["end"].as_i64()?)))
-        .collect();
-    windows.sort_unstable();
-    windows.dedup();
-    assert!(windows.len() >= 6, "{windows:?}");
-    for w in windows.windows(2) {
-        assert_eq!(w[0].1, w[1].0, "a gap or overlap between windows: {windows:?}");
-    }
-    for w in &windows[1..windows.len() - 1] {
-        assert_eq!(w.1 - w.0, 1, "a stretched window: {windows:?}");
-    }
+    flowlog_tests::assert_windows_back_to_back(&done.records, "r-a", 1, 6);
     Ok(())
 }

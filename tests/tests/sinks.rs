@@ -8,7 +8,7 @@ use flowlog_tests::{
     Filter,
     agent::{Agent, read_json_lines},
     privileged, sum,
-    topology::{B_V4, RouterOptions, RouterTopology},
+    topology::{B_V4, RouterTopology},
     traffic,
 };
 
@@ -17,10 +17,7 @@ fn a_rotated_json_file_is_followed_and_nothing_is_lost_or_doubled() -> anyhow::R
     if !privileged() {
         return Ok(());
     }
-    let t = RouterTopology::with(RouterOptions {
-        ipv4_only: true,
-        ..Default::default()
-    })?;
+    let t = RouterTopology::ipv4_only()?;
     let agent = Agent::start(&t.agent_args("tc", &["--window-secs", "1", "--no-rtt"]))?;
     let dst = SocketAddr::new(B_V4.parse()?, 9600);
     let port = traffic::udp(&t.a, &t.b, dst, &[])?;

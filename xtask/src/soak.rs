@@ -36,7 +36,7 @@ use flowlog_tests::{
     agent::{Agent, read_json_lines},
     packet::{frames, inject},
     sum,
-    topology::{A_V4, B_V4, RouterOptions, RouterTopology},
+    topology::{A_V4, B_V4, RouterTopology},
 };
 
 const WINDOW_SECS: u64 = 5;
@@ -161,10 +161,7 @@ pub fn run(agent: &Path, minutes: u64) -> anyhow::Result<()> {
     // SAFETY: setting an environment variable before any thread starts.
     unsafe { std::env::set_var("FLOWLOG_BIN", agent) };
     flowlog_tests::netns::sweep_stale();
-    let t = Arc::new(RouterTopology::with(RouterOptions {
-        ipv4_only: true,
-        ..Default::default()
-    })?);
+    let t = Arc::new(RouterTopology::ipv4_only()?);
     let dir = std::env::current_dir()?.join("target/soak");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;

@@ -450,27 +450,24 @@ impl Engine {
         if self.captures.is_empty() {
             return std::future::pending().await;
         }
-        let waits = self.captures.iter().flat_map(|(ns, c)| {
-            let a = Box::pin(async move {
-                c.ring()
-                    .readable()
+        type Ready<'a> =
+            std::pin::Pin<Box<dyn std::future::Future<Output = Option<Option<String>>> + Send + 'a>>;
+        fn ready<'a, T: std::os::fd::AsRawFd + Sync>(
+            ring: &'a tokio::io::unix::AsyncFd<T>,
+            ns: &'a Option<String>,
+        ) -> Ready<'a> {
+            Box::pin(async move {
+                ring.readable()
                     .await
                     .map(|mut g| g.clear_ready())
                     .ok()
                     .map(|()| ns.clone())
             })
-                as std::pin::Pin<Box<dyn std::future::Future<Output = Option<Option<String>>> + Send + '_>>;
-            let b = Box::pin(async move {
-                c.handshake_ring()
-                    .readable()
-                    .await
-                    .map(|mut g| g.clear_ready())
-                    .ok()
-                    .map(|()| ns.clone())
-            })
-                as std::pin::Pin<Box<dyn std::future::Future<Output = Option<Option<String>>> + Send + '_>>;
-            [a, b]
-        });
+        }
+        let waits = self
+            .captures
+            .iter()
+            .flat_map(|(ns, c)| [ready(c.ring(), ns), ready(c.handshake_ring(), ns)]);
         let (ready, _, _) = futures_util::future::select_all(waits).await;
         ready
     }

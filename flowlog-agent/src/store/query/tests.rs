@@ -15,6 +15,25 @@ fn scratch() -> PathBuf {
     d
 }
 
+/// A scratch data directory with one Logstore `p/l`: (data dir, the
+/// Logstore, a writer, the Logstore's directory).
+fn logstore() -> (PathBuf, LogstoreRef, Writer, PathBuf) {
+    let data = scratch();
+    let dest = LogstoreRef {
+        project: "p".into(),
+        logstore: "l".into(),
+    };
+    let w = Writer::new(&data);
+    let dir = crate::store::logstore_dir(&data, &dest);
+    (data, dest, w, dir)
+}
+
+/// Writes records of one window, failing the test on error.
+fn put(w: &Writer, dest: &LogstoreRef, start: i64, records: &[FlowLogRecord]) -> PathBuf {
+    w.write_records(dest, "fl-1", window(start), records)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn rec(src: &str, bytes: u64, start: i64, status: &str) -> FlowLogRecord {
     FlowLogRecord {
         version: 1,
@@ -53,12 +72,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 #[test]
 fn round_trip_names_ranges_and_corrupt_files() {
-    let data = scratch();
-    let dest = LogstoreRef {
-        project: "p".into(),
-        logstore: "l".into(),
-    };
-    let w = Writer::new(&data);
+    let (data, dest, w, _) = logstore();
     // Two windows an hour apart (two partitions).
     let t0 = 1_796_040_000;
     let paths = [
@@ -231,13 +245,7 @@ fn total(dir: &Path) -> (u64, usize) {
 #[test]
 fn compaction_merges_past_hours_without_reading_anything_twice() {
     use crate::store::compact;
-    let data = scratch();
-    let dest = LogstoreRef {
-        project: "p".into(),
-        logstore: "l".into(),
-    };
-    let w = Writer::new(&data);
-    let dir = crate::store::logstore_dir(&data, &dest);
+    let (data, dest, w, dir) = logstore();
     // 120 one-second windows in one past hour, 30 in the current one.
     let t0 = 1_796_040_000;
     let now = t0 + 3600 + 30 + compact::GRACE_SECS;
@@ -267,9 +275,7 @@ fn compaction_merges_past_hours_without_reading_anything_twice() {
         .into_iter()
         .next()
         .unwrap_or_default();
-    let again = w
-        .write_records(&dest, "fl-1", window(t0), &[rec("10.0.0.1", 10, t0, "OK")])
-        .unwrap_or_else(|e| panic!("{e}"));
+    let again = put(&w, &dest, t0, &[rec("10.0.0.1", 10, t0, "OK")]);
     std::fs::rename(&again, past.join(&first_source)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(total(&dir), (want, 31));
     // A late window of the past hour is merged with the merged file.
@@ -286,45 +292,30 @@ fn compaction_merges_past_hours_without_reading_anything_twice() {
     assert_eq!(total(&dir), (want + 1000, 31));
     assert_eq!(compact::data_files(&past).len(), 1);
     // A collector's message file already merged is not stored again.
-    let stored = w
-        .write_once(
+    let message = || {
+        w.write_once(
             &dest,
             "fl-1",
             window(t0 + 7),
             "msg-7",
             &[rec("10.0.0.1", 5, t0 + 7, "OK")],
         )
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(stored.is_some());
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert!(message().is_some());
     compact::compact_logstore(&dir, now, compact::GRACE_SECS, 2).unwrap_or_else(|e| panic!("{e}"));
-    let again = w
-        .write_once(
-            &dest,
-            "fl-1",
-            window(t0 + 7),
-            "msg-7",
-            &[rec("10.0.0.1", 5, t0 + 7, "OK")],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(again.is_none(), "a merged message was stored again");
+    assert!(message().is_none(), "a merged message was stored again");
     assert_eq!(total(&dir), (want + 1005, 31));
     let _ = std::fs::remove_dir_all(&data);
 }
 
 #[test]
 fn a_range_over_too_many_files_is_refused_and_a_narrower_one_answers() {
-    let data = scratch();
-    let dest = LogstoreRef {
-        project: "p".into(),
-        logstore: "l".into(),
-    };
-    let w = Writer::new(&data);
+    let (data, dest, w, dir) = logstore();
     let t0 = 1_796_040_000;
     for i in 0..10 {
-        w.write_records(&dest, "fl-1", window(t0 + i), &[rec("10.0.0.1", 1, t0 + i, "OK")])
-            .unwrap_or_else(|e| panic!("{e}"));
+        put(&w, &dest, t0 + i, &[rec("10.0.0.1", 1, t0 + i, "OK")]);
     }
-    let dir = crate::store::logstore_dir(&data, &dest);
     let q = |range| rt().block_on(run_bounded(&dir, range, "SELECT count(*) AS n FROM logs", 10, 5));
     match q(TimeRange::default()) {
         Err(QueryError::TooManyFiles { files: 10, max: 5 }) => {}
@@ -357,17 +348,10 @@ fn a_foreign_file_with_other_column_types_is_skipped_with_its_reason() {
         array::{ArrayRef, Int64Array, StringArray},
         datatypes::{DataType, Field, Schema},
     };
-    let data = scratch();
-    let dest = LogstoreRef {
-        project: "p".into(),
-        logstore: "l".into(),
-    };
-    let w = Writer::new(&data);
+    let (data, dest, w, dir) = logstore();
     let t0 = 1_796_040_000;
-    w.write_records(&dest, "fl-1", window(t0), &[rec("10.0.0.1", 100, t0, "OK")])
-        .unwrap_or_else(|e| panic!("{e}"));
+    put(&w, &dest, t0, &[rec("10.0.0.1", 100, t0, "OK")]);
     // Another engine's file in the tree: `bytes` as text.
-    let dir = crate::store::logstore_dir(&data, &dest);
     let foreign = dir
         .join(crate::store::partition(t0))
         .join(format!("{t0}-{}-other-x.parquet", t0 + 60));
@@ -399,21 +383,13 @@ fn a_foreign_file_with_other_column_types_is_skipped_with_its_reason() {
 /// with the reason every time, never read as a wrong sum.
 #[test]
 fn flipped_bits_never_read_back_as_wrong_sums() {
-    let data = scratch();
-    let dest = LogstoreRef {
-        project: "p".into(),
-        logstore: "l".into(),
-    };
-    let w = Writer::new(&data);
+    let (data, dest, w, dir) = logstore();
     let t0 = 1_796_040_000;
     let records: Vec<FlowLogRecord> = (0..500)
         .map(|i| rec(&format!("10.0.{}.{}", i / 250, i % 250), 1000 + i, t0, "OK"))
         .collect();
-    let path = w
-        .write_records(&dest, "fl-1", window(t0), &records)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let path = put(&w, &dest, t0, &records);
     let want: u64 = records.iter().map(|r| r.bytes).sum();
-    let dir = crate::store::logstore_dir(&data, &dest);
     assert_eq!(sum_and_skipped(&dir), (want, vec![]));
     let clean = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
     let footer_len = u32::from_le_bytes(
