@@ -9,8 +9,17 @@ use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
 use crate::{
-    api::client::{self, Endpoint},
-    config::{API_SOCKET, DEFAULT_DATA_DIR},
+    api::{
+        actions::{
+            AccessKeyList, Action, ActiveFlowLog, AgentStatus, Attachments, CreateAccessKey, CreateFlowlog,
+            CreateLogstore, CreateProject, DeactiveFlowLog, DeleteAccessKey, DeleteFlowlog, DeleteLogstore,
+            DeleteProject, DescribeAgentStatus, DescribeFlowlogs, FlowLogPage, ListAccessKeys, ListLogstores,
+            ListProjects, LogstoreList, ModifyFlowLogAttribute, ProjectList, ReloadRegionTable,
+        },
+        client::{self, Endpoint},
+    },
+    config::{API_SOCKET, CaptureMode, DEFAULT_DATA_DIR},
+    state::{AttachmentSpec, FlowLogStatus},
     store::{
         analyses::{self, Metric},
         query::{self, Format, TimeRange},
@@ -321,63 +330,60 @@ impl LogstoreArgs {
     }
 }
 
-fn attachment(spec: &str) -> anyhow::Result<Value> {
+/// One `--attach IFACE[,netns=NS][,mode=MODE][,attachment-id=ID][,region-id=REGION]`.
+fn attachment(spec: &str) -> anyhow::Result<AttachmentSpec> {
     let mut parts = spec.split(',');
     let interface = parts
         .next()
         .filter(|s| !s.is_empty())
         .context("empty --attach value")?;
-    let mut obj = Map::new();
-    obj.insert("Interface".into(), json!(interface));
+    let mut a = AttachmentSpec {
+        interface: interface.to_owned(),
+        netns: None,
+        mode: CaptureMode::Auto,
+        attachment_id: None,
+        region_id: None,
+    };
     for part in parts {
         match part.split_once('=') {
-            Some(("netns", v)) => obj.insert("Netns".into(), json!(v)),
-            Some(("mode", v)) => obj.insert("Mode".into(), json!(v)),
-            Some(("attachment-id", v)) => obj.insert("AttachmentId".into(), json!(v)),
-            Some(("region-id", v)) => obj.insert("RegionId".into(), json!(v)),
+            Some(("netns", v)) => a.netns = Some(v.to_owned()),
+            Some(("mode", v)) => a.mode = v.parse().map_err(anyhow::Error::msg)?,
+            Some(("attachment-id", v)) => a.attachment_id = Some(v.to_owned()),
+            Some(("region-id", v)) => a.region_id = Some(v.to_owned()),
             _ => bail!(
                 "--attach {spec:?}: expected IFACE[,netns=NS][,mode=MODE][,attachment-id=ID][,region-id=REGION]"
             ),
-        };
+        }
     }
-    Ok(Value::Object(obj))
+    Ok(a)
 }
 
-/// Adds `key: value` when the value is present.
-fn put(m: &mut Map<String, Value>, key: &str, v: Option<impl Into<Value>>) {
-    if let Some(v) = v {
-        m.insert(key.into(), v.into());
-    }
-}
-
-fn request(cmd: &Command) -> anyhow::Result<(String, Map<String, Value>)> {
-    let mut m = Map::new();
-    let action = match cmd {
-        Command::CreateProject { name, description } => {
-            put(&mut m, "ProjectName", Some(name.as_str()));
-            put(&mut m, "Description", description.as_deref());
-            "CreateProject"
-        }
-        Command::DeleteProject { name } => {
-            put(&mut m, "ProjectName", Some(name.as_str()));
-            "DeleteProject"
-        }
-        Command::ListProjects => "ListProjects",
-        Command::CreateLogstore { project, name, ttl } => {
-            put(&mut m, "ProjectName", Some(project.as_str()));
-            put(&mut m, "LogStoreName", Some(name.as_str()));
-            put(&mut m, "Ttl", *ttl);
-            "CreateLogstore"
-        }
-        Command::DeleteLogstore { project, name } => {
-            put(&mut m, "ProjectName", Some(project.as_str()));
-            put(&mut m, "LogStoreName", Some(name.as_str()));
-            "DeleteLogstore"
-        }
-        Command::ListLogstores { project } => {
-            put(&mut m, "ProjectName", Some(project.as_str()));
-            "ListLogstores"
-        }
+/// The API action a control command sends (`None`: the command runs here,
+/// or is a raw `call`).
+fn action(cmd: &Command) -> anyhow::Result<Option<Action>> {
+    let s = |v: &str| v.to_owned();
+    let o = |v: &Option<String>| v.clone();
+    Ok(Some(match cmd {
+        Command::CreateProject { name, description } => Action::CreateProject(CreateProject {
+            project_name: s(name),
+            description: o(description),
+        }),
+        Command::DeleteProject { name } => Action::DeleteProject(DeleteProject {
+            project_name: s(name),
+        }),
+        Command::ListProjects => Action::ListProjects(ListProjects {}),
+        Command::CreateLogstore { project, name, ttl } => Action::CreateLogstore(CreateLogstore {
+            project_name: s(project),
+            log_store_name: s(name),
+            ttl: *ttl,
+        }),
+        Command::DeleteLogstore { project, name } => Action::DeleteLogstore(DeleteLogstore {
+            project_name: s(project),
+            log_store_name: s(name),
+        }),
+        Command::ListLogstores { project } => Action::ListLogstores(ListLogstores {
+            project_name: s(project),
+        }),
         Command::CreateFlowlog {
             name,
             cen_id,
@@ -388,36 +394,35 @@ fn request(cmd: &Command) -> anyhow::Result<(String, Map<String, Value>)> {
             description,
             account_id,
             log_format,
-        } => {
-            put(&mut m, "FlowLogName", Some(name.as_str()));
-            put(&mut m, "CenId", Some(cen_id.as_str()));
-            put(&mut m, "ProjectName", Some(project.as_str()));
-            put(&mut m, "LogStoreName", Some(logstore.as_str()));
-            let list = attachments
-                .iter()
-                .map(|a| attachment(a))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            m.insert("Attachments".into(), Value::Array(list));
-            put(&mut m, "Interval", *interval);
-            put(&mut m, "Description", description.as_deref());
-            put(&mut m, "AccountId", account_id.as_deref());
-            put(&mut m, "LogFormatString", log_format.as_deref());
-            "CreateFlowlog"
-        }
+        } => Action::CreateFlowlog(CreateFlowlog {
+            flow_log_name: s(name),
+            description: o(description),
+            cen_id: s(cen_id),
+            project_name: s(project),
+            log_store_name: s(logstore),
+            attachments: Attachments(
+                attachments
+                    .iter()
+                    .map(|a| attachment(a))
+                    .collect::<anyhow::Result<_>>()?,
+            ),
+            interval: *interval,
+            account_id: o(account_id),
+            log_format_string: o(log_format),
+        }),
         Command::ModifyFlowlog {
             id,
             name,
             description,
             interval,
             log_format,
-        } => {
-            put(&mut m, "FlowLogId", Some(id.as_str()));
-            put(&mut m, "FlowLogName", name.as_deref());
-            put(&mut m, "Description", description.as_deref());
-            put(&mut m, "Interval", *interval);
-            put(&mut m, "LogFormatString", log_format.as_deref());
-            "ModifyFlowLogAttribute"
-        }
+        } => Action::ModifyFlowLogAttribute(ModifyFlowLogAttribute {
+            flow_log_id: s(id),
+            flow_log_name: o(name),
+            description: o(description),
+            interval: *interval,
+            log_format_string: o(log_format),
+        }),
         Command::DescribeFlowlogs {
             id,
             name,
@@ -425,50 +430,45 @@ fn request(cmd: &Command) -> anyhow::Result<(String, Map<String, Value>)> {
             status,
             page,
             page_size,
-        } => {
-            put(&mut m, "FlowLogId", id.as_deref());
-            put(&mut m, "FlowLogName", name.as_deref());
-            put(&mut m, "CenId", cen_id.as_deref());
-            put(&mut m, "Status", status.as_deref());
-            put(&mut m, "PageNumber", *page);
-            put(&mut m, "PageSize", *page_size);
-            "DescribeFlowlogs"
-        }
-        Command::ActiveFlowlog { id } => {
-            put(&mut m, "FlowLogId", Some(id.as_str()));
-            "ActiveFlowLog"
-        }
-        Command::DeactiveFlowlog { id } => {
-            put(&mut m, "FlowLogId", Some(id.as_str()));
-            "DeactiveFlowLog"
-        }
-        Command::DeleteFlowlog { id } => {
-            put(&mut m, "FlowLogId", Some(id.as_str()));
-            "DeleteFlowlog"
-        }
-        Command::CreateAccessKey { description } => {
-            put(&mut m, "Description", description.as_deref());
-            "CreateAccessKey"
-        }
-        Command::DeleteAccessKey { id } => {
-            put(&mut m, "AccessKeyId", Some(id.as_str()));
-            "DeleteAccessKey"
-        }
-        Command::ListAccessKeys => "ListAccessKeys",
-        Command::Status => "DescribeAgentStatus",
-        Command::ReloadRegions => "ReloadRegionTable",
-        Command::Query { .. } | Command::Analyze { .. } => bail!("local commands need no agent"),
-        Command::Call { action, params } => {
-            for kv in params {
-                let (k, v) = kv
-                    .split_once('=')
-                    .with_context(|| format!("{kv:?}: expected Key=Value"))?;
-                let value = serde_json::from_str(v).unwrap_or_else(|_| json!(v));
-                m.insert(k.into(), value);
-            }
-            return Ok((action.clone(), m));
-        }
-    };
+        } => Action::DescribeFlowlogs(DescribeFlowlogs {
+            flow_log_id: o(id),
+            flow_log_name: o(name),
+            cen_id: o(cen_id),
+            status: match status.as_deref() {
+                None => None,
+                Some("Active") => Some(FlowLogStatus::Active),
+                Some("Inactive") => Some(FlowLogStatus::Inactive),
+                Some(other) => bail!("--status {other:?}: Active or Inactive"),
+            },
+            page_number: *page,
+            page_size: *page_size,
+        }),
+        Command::ActiveFlowlog { id } => Action::ActiveFlowLog(ActiveFlowLog { flow_log_id: s(id) }),
+        Command::DeactiveFlowlog { id } => Action::DeactiveFlowLog(DeactiveFlowLog { flow_log_id: s(id) }),
+        Command::DeleteFlowlog { id } => Action::DeleteFlowlog(DeleteFlowlog { flow_log_id: s(id) }),
+        Command::CreateAccessKey { description } => Action::CreateAccessKey(CreateAccessKey {
+            description: o(description),
+        }),
+        Command::DeleteAccessKey { id } => Action::DeleteAccessKey(DeleteAccessKey { access_key_id: s(id) }),
+        Command::ListAccessKeys => Action::ListAccessKeys(ListAccessKeys {}),
+        Command::Status => Action::DescribeAgentStatus(DescribeAgentStatus {}),
+        Command::ReloadRegions => Action::ReloadRegionTable(ReloadRegionTable {}),
+        Command::Query { .. } | Command::Analyze { .. } | Command::Call { .. } => return Ok(None),
+    }))
+}
+
+/// `flowlog call ACTION Key=Value…`: parameters sent as given (values that
+/// parse as JSON are sent as JSON), for what the typed commands do not
+/// cover.
+fn raw_call(action: &str, params: &[String]) -> anyhow::Result<(String, Map<String, Value>)> {
+    let mut m = Map::new();
+    for kv in params {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("{kv:?}: expected Key=Value"))?;
+        let value = serde_json::from_str(v).unwrap_or_else(|_| json!(v));
+        m.insert(k.into(), value);
+    }
     Ok((action.to_owned(), m))
 }
 
@@ -528,9 +528,14 @@ pub async fn run(conn: &Connection, cmd: &Command) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let (action, params) = request(cmd)?;
+    let typed = action(cmd)?;
+    let (name, params) = match (&typed, cmd) {
+        (Some(a), _) => (a.name().to_owned(), a.params()),
+        (None, Command::Call { action, params }) => raw_call(action, params)?,
+        (None, _) => bail!("local commands need no agent"),
+    };
     let timeout = std::time::Duration::from_secs(conn.timeout.max(1));
-    let (status, answer) = client::call(&endpoint(conn)?, &action, &Value::Object(params), timeout).await?;
+    let (status, answer) = client::call(&endpoint(conn)?, &name, &Value::Object(params), timeout).await?;
     if conn.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
     }
@@ -543,7 +548,7 @@ pub async fn run(conn: &Connection, cmd: &Command) -> anyhow::Result<()> {
         );
     }
     if !conn.json {
-        print_human(cmd, &answer);
+        print_human(typed.as_ref(), answer)?;
     }
     Ok(())
 }
@@ -554,6 +559,10 @@ fn text(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
 fn table(headers: &[&str], rows: Vec<Vec<String>>) {
@@ -577,60 +586,63 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
-fn rows(list: &Value, fields: &[&str]) -> Vec<Vec<String>> {
-    list.as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|i| fields.iter().map(|f| text(&i[*f])).collect())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn print_human(cmd: &Command, a: &Value) {
-    match cmd {
-        Command::ListProjects => table(
-            &["PROJECT", "LOGSTORES", "CREATED", "DESCRIPTION"],
-            rows(
-                &a["Projects"],
-                &["ProjectName", "LogStoreCount", "CreationTime", "Description"],
-            ),
-        ),
-        Command::ListLogstores { .. } => table(
-            &["LOGSTORE", "TTL(DAYS)", "CREATED"],
-            rows(&a["LogStores"], &["LogStoreName", "Ttl", "CreationTime"]),
-        ),
-        Command::DescribeFlowlogs { .. } => {
-            let list: Vec<Vec<String>> = a["FlowLogs"]
-                .as_array()
-                .map(|fl| {
-                    fl.iter()
-                        .map(|f| {
-                            let atts: Vec<String> = f["Attachments"]
-                                .as_array()
-                                .map(|v| {
-                                    v.iter()
-                                        .map(|x| match x["Netns"].as_str() {
-                                            Some(ns) => format!("{}@{ns}", text(&x["Interface"])),
-                                            None => text(&x["Interface"]),
-                                        })
-                                        .collect()
-                                })
-                                .unwrap_or_default();
-                            vec![
-                                text(&f["FlowLogId"]),
-                                text(&f["FlowLogName"]),
-                                text(&f["Status"]),
-                                text(&f["CenId"]),
-                                format!("{}/{}", text(&f["ProjectName"]), text(&f["LogStoreName"])),
-                                text(&f["Interval"]),
-                                atts.join(","),
-                            ]
+/// An answer for a person: a table for the listing actions, `Key: value`
+/// lines for the others.
+fn print_human(action: Option<&Action>, a: Value) -> anyhow::Result<()> {
+    match action {
+        Some(Action::ListProjects(_)) => {
+            let a: ProjectList = serde_json::from_value(a)?;
+            table(
+                &["PROJECT", "LOGSTORES", "CREATED", "DESCRIPTION"],
+                a.projects
+                    .into_iter()
+                    .map(|p| {
+                        vec![
+                            p.project_name,
+                            p.log_store_count.to_string(),
+                            p.creation_time.to_string(),
+                            p.description,
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        Some(Action::ListLogstores(_)) => {
+            let a: LogstoreList = serde_json::from_value(a)?;
+            table(
+                &["LOGSTORE", "TTL(DAYS)", "CREATED"],
+                a.log_stores
+                    .into_iter()
+                    .map(|l| vec![l.log_store_name, l.ttl.to_string(), l.creation_time.to_string()])
+                    .collect(),
+            );
+        }
+        Some(Action::DescribeFlowlogs(_)) => {
+            let a: FlowLogPage = serde_json::from_value(a)?;
+            let rows = a
+                .flow_logs
+                .into_iter()
+                .map(|v| {
+                    let f = v.flow_log;
+                    let atts: Vec<String> = f
+                        .attachments
+                        .iter()
+                        .map(|x| match &x.netns {
+                            Some(ns) => format!("{}@{ns}", x.interface),
+                            None => x.interface.clone(),
                         })
-                        .collect()
+                        .collect();
+                    vec![
+                        f.flow_log_id,
+                        f.flow_log_name,
+                        f.status.as_str().to_owned(),
+                        f.cen_id,
+                        format!("{}/{}", f.project_name, f.log_store_name),
+                        f.interval.to_string(),
+                        atts.join(","),
+                    ]
                 })
-                .unwrap_or_default();
+                .collect();
             table(
                 &[
                     "ID",
@@ -641,72 +653,24 @@ fn print_human(cmd: &Command, a: &Value) {
                     "INTERVAL",
                     "ATTACHMENTS",
                 ],
-                list,
+                rows,
             );
             println!(
                 "page {} of size {}, {} in total",
-                text(&a["PageNumber"]),
-                text(&a["PageSize"]),
-                text(&a["TotalCount"])
+                a.page_number, a.page_size, a.total_count
             );
         }
-        Command::ListAccessKeys => table(
-            &["ACCESS KEY ID", "CREATED", "DESCRIPTION"],
-            rows(&a["AccessKeys"], &["AccessKeyId", "CreationTime", "Description"]),
-        ),
-        Command::Status => {
-            let s = &a["Status"];
-            println!(
-                "state {}; windows published {}; records {}; last window {}..{}",
-                text(&s["state"]),
-                text(&s["windows-published"]),
-                text(&s["records-published"]),
-                text(&s["last-window-start"]),
-                text(&s["last-window-end"])
-            );
+        Some(Action::ListAccessKeys(_)) => {
+            let a: AccessKeyList = serde_json::from_value(a)?;
             table(
-                &["INTERFACE", "NETNS", "IFINDEX", "INGRESS", "EGRESS", "FLOW LOGS"],
-                rows(
-                    &s["attachments"],
-                    &[
-                        "interface",
-                        "netns",
-                        "ifindex",
-                        "ingress-hook",
-                        "egress-hook",
-                        "flow-logs",
-                    ],
-                ),
-            );
-            table(
-                &["NETNS", "FLOWS", "MAP ENTRIES", "FILL"],
-                rows(
-                    &a["FlowMaps"],
-                    &["Netns", "FlowsLastWindow", "FlowMapEntries", "FillRatio"],
-                ),
-            );
-            table(
-                &[
-                    "FLOW LOG",
-                    "WINDOW START",
-                    "WINDOW END",
-                    "INTERVAL",
-                    "LAST START",
-                    "LAST END",
-                ],
-                rows(
-                    &a["FlowLogs"],
-                    &[
-                        "FlowLogId",
-                        "WindowStart",
-                        "WindowEnd",
-                        "Interval",
-                        "LastWindowStart",
-                        "LastWindowEnd",
-                    ],
-                ),
+                &["ACCESS KEY ID", "CREATED", "DESCRIPTION"],
+                a.access_keys
+                    .into_iter()
+                    .map(|k| vec![k.access_key_id, k.creation_time.to_string(), k.description])
+                    .collect(),
             );
         }
+        Some(Action::DescribeAgentStatus(_)) => print_status(serde_json::from_value(a)?),
         _ => {
             if let Some(o) = a.as_object() {
                 for (k, v) in o.iter().filter(|(k, _)| k.as_str() != "RequestId") {
@@ -715,6 +679,76 @@ fn print_human(cmd: &Command, a: &Value) {
             }
         }
     }
+    Ok(())
+}
+
+fn print_status(a: AgentStatus) {
+    let s = &a.status;
+    println!(
+        "state {}; windows published {}; records {}; last window {}..{}; pinned {}",
+        s.state,
+        s.windows_published,
+        s.records_published,
+        opt(s.last_window_start),
+        opt(s.last_window_end),
+        s.pinned
+    );
+    table(
+        &["INTERFACE", "NETNS", "IFINDEX", "INGRESS", "EGRESS", "FLOW LOGS"],
+        s.attachments
+            .iter()
+            .map(|x| {
+                vec![
+                    x.interface.clone(),
+                    opt(x.netns.clone()),
+                    x.ifindex.to_string(),
+                    x.ingress_hook.clone(),
+                    x.egress_hook.clone(),
+                    x.flow_logs.join(","),
+                ]
+            })
+            .collect(),
+    );
+    table(
+        &["NETNS", "FAMILY", "FLOWS", "MAP ENTRIES", "FILL"],
+        a.flow_maps
+            .iter()
+            .flat_map(|m| {
+                [("ipv4", &m.ipv4), ("ipv6", &m.ipv6)].map(|(family, f)| {
+                    vec![
+                        opt(m.netns.clone()),
+                        family.to_owned(),
+                        f.flows_last_window.to_string(),
+                        f.flow_map_entries.to_string(),
+                        format!("{:.3}", f.fill_ratio),
+                    ]
+                })
+            })
+            .collect(),
+    );
+    table(
+        &[
+            "FLOW LOG",
+            "WINDOW START",
+            "WINDOW END",
+            "INTERVAL",
+            "LAST START",
+            "LAST END",
+        ],
+        a.flow_logs
+            .iter()
+            .map(|f| {
+                vec![
+                    f.flow_log_id.clone(),
+                    f.window_start.to_string(),
+                    f.window_end.to_string(),
+                    f.interval.to_string(),
+                    opt(f.last_window_start),
+                    opt(f.last_window_end),
+                ]
+            })
+            .collect(),
+    );
 }
 
 #[cfg(test)]

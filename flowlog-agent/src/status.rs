@@ -8,14 +8,14 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
 
 /// File name inside the data directory.
 pub const STATUS_FILE: &str = "status.json";
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct AttachmentStatus {
     pub interface: String,
@@ -28,13 +28,13 @@ pub struct AttachmentStatus {
     pub flow_logs: Vec<String>,
 }
 
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Totals {
     pub packets: u64,
     pub bytes: u64,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Status {
     /// `starting`, `running` or `stopped`.

@@ -148,6 +148,10 @@ fn start(dir: &Path, t: &RouterTopology) -> anyhow::Result<Agent> {
                 "--overflow-ring-bytes",
                 "65536",
                 "--no-rtt",
+                // Endless hostile queries are cut off well within the
+                // client's own wait.
+                "--query-timeout-secs",
+                "5",
             ],
         ),
     )

@@ -80,3 +80,23 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message)
     }
 }
+
+/// The HTTP status and code of each kind of domain error.
+impl From<crate::control::ControlError> for ApiError {
+    fn from(e: crate::control::ControlError) -> Self {
+        use crate::control::ControlError as E;
+        let message = e.to_string();
+        match e {
+            E::Invalid { param, .. } => Self::invalid(&param, message),
+            E::Missing { param } => Self::missing(&param),
+            E::NotFound { kind, .. } => Self::not_found(kind, message),
+            E::Exists { kind, .. } => Self::exists(kind, message),
+            E::IncorrectStatus { kind, .. } => Self::incorrect_status(kind, message),
+            E::InUse { kind, .. } => Self::in_use(kind, message),
+            E::Failed { what, .. } => Self::failed(what, message),
+            E::InvalidRegionTable(_) => Self::new(StatusCode::BAD_REQUEST, "InvalidRegionTable", message),
+            E::NoConfigFile => Self::new(StatusCode::CONFLICT, "NoConfigFile", message),
+            E::Internal(_) => Self::internal(message),
+        }
+    }
+}

@@ -9,6 +9,7 @@
 //! the matching HTTP status. Requests are handed to the agent's control
 //! loop one at a time, so concurrent operations never interleave.
 
+pub mod actions;
 pub mod auth;
 pub mod client;
 mod error;
@@ -47,10 +48,9 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 /// Access key id → secret, as the control loop last published it.
 pub type KeyTable = Arc<RwLock<BTreeMap<String, String>>>;
 
-/// One request for the control loop.
+/// One request for the control loop, its parameters already read.
 pub struct Call {
-    pub action: String,
-    pub params: Params,
+    pub action: actions::Action,
     pub reply: oneshot::Sender<Reply>,
 }
 
@@ -121,22 +121,22 @@ async fn run_query(q: QuerySpec) -> Result<Value, ApiError> {
         QueryError::NoLogstore(_) => ApiError::not_found("LogStore", e.to_string()),
         QueryError::Engine(m) => ApiError::internal(m),
     })?;
-    let rows = result.rows;
-    let skipped: Vec<Value> = result
+    let skipped_files: Vec<actions::SkippedFile> = result
         .skipped
-        .iter()
-        .map(|(p, why)| serde_json::json!({ "File": p, "Reason": why }))
+        .into_iter()
+        .map(|(file, reason)| actions::SkippedFile { file, reason })
         .collect();
-    Ok(serde_json::json!({
-        "ProjectName": q.project,
-        "LogStoreName": q.logstore,
-        "Count": rows.len(),
-        "Logs": rows,
-        "FilesRead": result.files,
-        "SkippedFiles": skipped,
-        "Complete": skipped.is_empty() && !result.truncated,
-        "Truncated": result.truncated,
-    }))
+    let answer = actions::Logs {
+        project_name: q.project,
+        log_store_name: q.logstore,
+        count: result.rows.len(),
+        logs: result.rows,
+        files_read: result.files,
+        complete: skipped_files.is_empty() && !result.truncated,
+        skipped_files,
+        truncated: result.truncated,
+    };
+    serde_json::to_value(answer).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -447,12 +447,9 @@ async fn process(
         .map_err(|e| (unknown(), e))?;
     }
     let (action, params) = parse_request(uri.path(), uri.query(), &bytes).map_err(|e| (unknown(), e))?;
+    let typed = actions::Action::parse(&action, params).map_err(|e| (action.clone(), e))?;
     let (reply, rx) = oneshot::channel();
-    let call = Call {
-        action: action.clone(),
-        params,
-        reply,
-    };
+    let call = Call { action: typed, reply };
     if app.calls.send(call).await.is_err() {
         return Err((
             action,

@@ -12,7 +12,7 @@ use super::ApiError;
 /// Parameters every action accepts and ignores (RPC envelope).
 const ENVELOPE: &[&str] = &["Action", "Version", "Format", "RegionId"];
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Params {
     map: Map<String, Value>,
     used: BTreeSet<String>,

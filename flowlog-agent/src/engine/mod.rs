@@ -121,7 +121,7 @@ impl Aggregates for BTreeMap<String, Running> {
 }
 
 /// What the status view shows of one flow log.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct FlowLogRuntime {
     pub flow_log_id: String,

@@ -9,7 +9,7 @@ use tokio::{sync::oneshot, task::JoinSet};
 use tracing::warn;
 
 use crate::{
-    api::Reply,
+    api::{ApiError, Reply},
     capture::{CaptureError, NetnsCapture},
     control::{Control, attach_failed},
     engine::FlowLogSpec,
@@ -99,8 +99,8 @@ impl Activations {
         for w in ready {
             let id = w.spec.id.clone();
             let answer = match (w.failed, w.reply.is_some()) {
-                (Some(reason), _) => Err(attach_failed(&id, &reason)),
-                (None, true) => control.finish_activation(&id).await,
+                (Some(reason), _) => Err(ApiError::from(attach_failed(&id, &reason))),
+                (None, true) => super::json_answer(control.finish_activation(&id).await),
                 (None, false) => {
                     control.retry_unattached(w.spec).await;
                     Ok(serde_json::Value::Null)

@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::{
-    api::{self, Call, KeyTable, Reply, ServeError},
+    api::{self, ApiError, Call, KeyTable, Reply, ServeError, actions::Action},
     capture::{CaptureError, CaptureSettings, pins::PinRoot},
     config::Config,
     control::{Control, Defaults, RegionSource},
@@ -294,37 +294,42 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
             Wake::Rings(ns) => control.engine.poll_rings(&ns),
             Wake::Loaded(done) => activations.loaded(&mut control, *done).await,
-            Wake::Call(c) if c.action == "ActiveFlowLog" => {
+            Wake::Call(Call {
+                action: Action::ActiveFlowLog(r),
+                reply,
+            }) => {
                 // Namespaces to load are loaded off the loop; the answer
                 // waits for them, the loop does not.
-                match control.check_activation(c.params) {
+                match control.check_activation(&r) {
                     Err(e) => {
-                        let _ = c.reply.send(Reply::Done(Err(e)));
+                        let _ = reply.send(Reply::Done(Err(e.into())));
                     }
                     Ok(spec) => {
-                        if let Some((spec, reply)) = activations.start(&control, spec, Some(c.reply)) {
+                        if let Some((spec, reply)) = activations.start(&control, spec, Some(reply)) {
                             let result = control.finish_activation(&spec.id).await;
                             if let Some(r) = reply {
-                                let _ = r.send(Reply::Done(result));
+                                let _ = r.send(Reply::Done(json_answer(result)));
                             }
                         }
                     }
                 }
             }
-            Wake::Call(c) => {
-                let reply = if c.action == "GetLogs" {
-                    match control.get_logs(c.params) {
-                        Ok(q) => Reply::Query(q),
-                        Err(e) => Reply::Done(Err(e)),
-                    }
-                } else {
-                    let result = control.handle(&c.action, c.params).await;
-                    match (result, control.take_published()) {
-                        (Ok(v), Some(published)) => Reply::Published(v, published),
-                        (result, _) => Reply::Done(result),
-                    }
+            Wake::Call(Call {
+                action: Action::GetLogs(q),
+                reply,
+            }) => {
+                let _ = reply.send(match control.get_logs(q) {
+                    Ok(q) => Reply::Query(q),
+                    Err(e) => Reply::Done(Err(e.into())),
+                });
+            }
+            Wake::Call(Call { action, reply }) => {
+                let result = control.apply(action).await.map_err(ApiError::from);
+                let answer = match (result, control.take_published()) {
+                    (Ok(v), Some(published)) => Reply::Published(v, published),
+                    (result, _) => Reply::Done(result),
                 };
-                let _ = c.reply.send(reply);
+                let _ = reply.send(answer);
             }
             Wake::Retention => control.expire_logstores(),
             Wake::Compact => {
@@ -366,6 +371,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
+/// A typed answer as the API's JSON.
+pub(crate) fn json_answer<T: serde::Serialize>(
+    r: Result<T, crate::control::ControlError>,
+) -> Result<serde_json::Value, ApiError> {
+    r.map_err(ApiError::from)
+        .and_then(|v| serde_json::to_value(v).map_err(|e| ApiError::internal(e.to_string())))
+}
+
 /// The flow log the configuration itself defines, if any, with its
 /// Logstore created when missing.
 fn configured_flow_log(config: &Config, control: &mut Control) -> Result<Option<FlowLogSpec>, RunError> {
@@ -376,12 +389,9 @@ fn configured_flow_log(config: &Config, control: &mut Control) -> Result<Option<
         project: config.project.clone(),
         logstore: config.logstore.clone(),
     };
-    control.ensure_logstore(&logstore).map_err(|e| {
-        RunError::Logstore(format!(
-            "{}/{}: {}",
-            logstore.project, logstore.logstore, e.message
-        ))
-    })?;
+    control
+        .ensure_logstore(&logstore)
+        .map_err(|e| RunError::Logstore(format!("{}/{}: {e}", logstore.project, logstore.logstore)))?;
     let spec = FlowLogSpec {
         id: config.flow_log_id.clone(),
         identity: Identity {

@@ -449,7 +449,7 @@ mod one_validation {
                 }
             }
             assert!(
-                crate::control::parse_attachments(&json!([api])).is_err(),
+                crate::api::actions::parse_attachments(&json!([api])).is_err(),
                 "the API took {what}"
             );
             let s = state_with(|f| {
@@ -463,7 +463,7 @@ mod one_validation {
         // And what one takes, all take.
         assert!(state_with(|_| {}).check().is_ok());
         assert!(
-            crate::control::parse_attachments(
+            crate::api::actions::parse_attachments(
                 &json!([{"Interface": "eth0", "Netns": "router", "RegionId": "cn-hangzhou"}])
             )
             .is_ok()

@@ -5,7 +5,10 @@
 //! (`flowlog-agent/tests/fuzz_regressions.rs`).
 
 pub mod api_request {
-    use flowlog_agent::{api::parse_request, control::parse_attachments, state::validate};
+    use flowlog_agent::{
+        api::{actions::Action, parse_request},
+        state::validate,
+    };
 
     /// An API request (path, query string, body) through the same parsing and
     /// parameter checks a real request meets before any state is touched.
@@ -19,13 +22,13 @@ pub mod api_request {
         let (Ok(path), Ok(query)) = (std::str::from_utf8(path), std::str::from_utf8(query)) else {
             return;
         };
-        let Ok((_action, mut p)) = parse_request(path, Some(query).filter(|q| !q.is_empty()), body) else {
+        let Ok((action, p)) = parse_request(path, Some(query).filter(|q| !q.is_empty()), body) else {
             return;
         };
-        // The parameters the actions read, with the checks they apply.
-        if let Ok(Some(v)) = p.opt_json("Attachments") {
-            let _ = parse_attachments(&v);
-        }
+        // The typed request the server would dispatch on.
+        let _ = Action::parse(&action, p.clone());
+        // Every value check, on whichever parameter carries a value.
+        let mut p = p;
         for name in [
             "ProjectName",
             "LogStoreName",
@@ -49,7 +52,6 @@ pub mod api_request {
                 let _ = validate::ttl(u32::try_from(n).unwrap_or(u32::MAX));
             }
         }
-        let _ = p.finish();
     }
 }
 
