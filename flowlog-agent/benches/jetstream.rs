@@ -13,12 +13,12 @@ use flowlog_agent::{
     collect::{self, CollectSettings},
     config::JetStream,
     engine::WindowRecords,
+    model::{AttachmentInfo, ClockOffset, Identity, LogstoreRef, Window},
     publish::jetstream::JetStreamPublisher,
-    record::Identity,
     status::{Status, StatusBoard},
-    store::LogstoreRef,
-    window::{AttachmentInfo, ClockOffset, FlowTable, Window, WindowAggregate},
+    window::{FlowTable, WindowAggregate},
 };
+
 use flowlog_common::{FlowKey, FlowStats};
 use flowlog_tests::nats::{NatsServer, server_program};
 

@@ -25,8 +25,7 @@ use flowlog_agent::{
     capture::{CaptureSettings, NetnsCapture, sys},
     config::{Attachment, CaptureMode},
     enrich::{RegionEntry, RegionTable},
-    record::Identity,
-    window::{AttachmentInfo, ClockOffset, Window},
+    model::{AttachmentInfo, ClockOffset, Identity, Window},
 };
 use flowlog_common::{FlowKey, FlowKey4, FlowStats};
 use flowlog_tests::topology::{A_V4, B_V4, RouterOptions, RouterTopology};

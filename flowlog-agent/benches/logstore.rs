@@ -18,9 +18,9 @@ use args::arg;
 use std::time::Instant;
 
 use flowlog_agent::{
+    model::{LogstoreRef, Window},
     record::FlowLogRecord,
-    store::{LogstoreRef, Writer, compact, logstore_dir, query},
-    window::Window,
+    store::{Writer, compact, logstore_dir, query},
 };
 
 struct Rng(u64);

@@ -294,7 +294,7 @@ impl LogstoreArgs {
     async fn run(&self, sql: &str) -> anyhow::Result<()> {
         let dir = crate::store::logstore_dir(
             &self.data_dir,
-            &crate::store::LogstoreRef {
+            &crate::model::LogstoreRef {
                 project: self.project.clone(),
                 logstore: self.logstore.clone(),
             },

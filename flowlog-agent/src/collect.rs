@@ -24,10 +24,10 @@ use sha2::Digest as _;
 use tracing::{debug, info, warn};
 
 use crate::{
+    model::{LogstoreRef, Window},
     publish::jetstream::{HEADER_FLOW_LOG, HEADER_LOGSTORE, HEADER_PROJECT, auth::NatsAuth},
     record::FlowLogBatch,
-    store::{LogstoreRef, Writer},
-    window::Window,
+    store::Writer,
 };
 
 /// What `flowlog collect` needs.
@@ -303,8 +303,8 @@ fn store_message(writer: &Writer, m: &async_nats::jetstream::Message) -> Stored 
             .unwrap_or(crate::config::DEFAULT_LOGSTORE)
             .to_owned(),
     };
-    if crate::state::validate::project_name(&dest.project).is_err()
-        || crate::state::validate::logstore_name(&dest.logstore).is_err()
+    if crate::model::validate::project_name(&dest.project).is_err()
+        || crate::model::validate::logstore_name(&dest.logstore).is_err()
     {
         warn!(id, project = %dest.project, logstore = %dest.logstore, "message names an invalid Project or Logstore; rejected");
         return Stored::Rejected;

@@ -10,10 +10,9 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::state::validate;
-
 use crate::{
     enrich::{RegionEntry, RegionTable},
+    model::validate,
     publish::jetstream::auth::NatsAuth,
     record::format::LogFormat,
 };
@@ -580,8 +579,8 @@ impl Config {
         }
         let project = file.project.unwrap_or_else(|| DEFAULT_PROJECT.into());
         let logstore = file.logstore.unwrap_or_else(|| DEFAULT_LOGSTORE.into());
-        crate::state::validate::project_name(&project).map_err(ConfigError::Invalid)?;
-        crate::state::validate::logstore_name(&logstore).map_err(ConfigError::Invalid)?;
+        validate::project_name(&project).map_err(ConfigError::Invalid)?;
+        validate::logstore_name(&logstore).map_err(ConfigError::Invalid)?;
         let log_format = file
             .log_format
             .map(|s| {

@@ -40,6 +40,7 @@ pub mod engine;
 pub mod enrich;
 pub mod journal;
 pub mod metrics;
+pub mod model;
 pub mod pipeline;
 pub mod publish;
 pub mod record;

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use super::{AttachedInterface, CaptureError, iface, pins::NetnsPins, sys};
 use crate::{
     config::{Attachment, CaptureMode},
-    window::AttachmentInfo,
+    model::AttachmentInfo,
 };
 
 /// Which hook serves one direction of an attachment.

@@ -16,7 +16,7 @@ use aya::maps::{Array, MapData};
 use flowlog_common::ClockSample;
 
 use super::sys;
-use crate::window::{JiffiesRef, clock::ns_per_jiffy};
+use crate::model::{JiffiesRef, clock::ns_per_jiffy};
 
 /// Longest the calibration waits for jiffies to advance: even at 100 Hz
 /// that is 20 ticks.

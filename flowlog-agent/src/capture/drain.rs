@@ -19,7 +19,10 @@ use flowlog_common::{
 use tracing::warn;
 
 use super::{CaptureError, NetnsCapture, sys};
-use crate::window::{FlowTable, JiffiesRef, OverflowTable, WindowAggregate, merge};
+use crate::{
+    model::JiffiesRef,
+    window::{FlowTable, OverflowTable, WindowAggregate, merge},
+};
 
 /// Entries per batch syscall.
 const BATCH: usize = 8192;
@@ -291,7 +294,7 @@ impl NetnsCapture {
             }
         }
         self.rtt
-            .end_window(crate::window::clock::now_ns(libc::CLOCK_MONOTONIC) as u64);
+            .end_window(crate::model::clock::now_ns(libc::CLOCK_MONOTONIC) as u64);
         out.window.flows = flows;
 
         let (skipped, overflow_skipped) = self.read_skipped(old as u8, &mut out)?;

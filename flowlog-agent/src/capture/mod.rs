@@ -36,8 +36,9 @@ pub use drain::{Deletion, Drained, MalformedCount};
 
 use crate::{
     config::{Attachment, Config},
+    model::AttachmentInfo,
     rtt::{RttLimits, RttStats, RttTracker},
-    window::{AttachmentInfo, OverflowTable},
+    window::OverflowTable,
 };
 
 /// The compiled kernel programs, embedded at build time.

@@ -11,8 +11,9 @@ use crate::{
         FlowLogPage, FlowLogView, ModifyFlowLogAttribute,
     },
     engine::FlowLogSpec,
+    model::validate,
     record::format::LogFormat,
-    state::{self, FlowLog, FlowLogStatus, random, validate},
+    state::{self, FlowLog, FlowLogStatus, random},
 };
 
 impl Control {

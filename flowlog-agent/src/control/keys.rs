@@ -12,7 +12,8 @@ use crate::{
             ListAccessKeys,
         },
     },
-    state::{self, AccessKey, random, validate},
+    model::validate,
+    state::{self, AccessKey, random},
 };
 
 impl Control {

@@ -4,7 +4,8 @@
 use super::{Control, ControlError};
 use crate::{
     api::{QuerySpec, actions::GetLogs},
-    store::{self, LogstoreRef, query::TimeRange},
+    model::LogstoreRef,
+    store::{self, query::TimeRange},
 };
 
 impl Control {

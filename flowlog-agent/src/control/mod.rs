@@ -35,9 +35,9 @@ use crate::{
     config::Attachment,
     engine::{Engine, FlowLogSpec},
     enrich::SharedRegions,
-    record::{Identity, format::LogFormat},
+    model::{Identity, LogstoreRef},
+    record::format::LogFormat,
     state::{self, FlowLog, FlowLogStatus, Project, State, Store},
-    store::LogstoreRef,
 };
 
 /// Days a Logstore keeps its partitions when `Ttl` does not say.

@@ -9,8 +9,9 @@ use crate::{
         CreateLogstore, CreateProject, DeleteLogstore, DeleteProject, Empty, ListLogstores, ListProjects,
         LogstoreCreated, LogstoreList, LogstoreView, ProjectCreated, ProjectList, ProjectView,
     },
-    state::{self, Logstore, Project, validate},
-    store::{self, LogstoreRef},
+    model::{LogstoreRef, validate},
+    state::{self, Logstore, Project},
+    store::{self},
 };
 
 impl Control {

@@ -34,10 +34,11 @@ use crate::{
     config::Attachment,
     enrich::{RegionTable, SharedRegions},
     journal::{CutRecord, Journal, NsCut, SpecAttachment, Target, User, WindowSpec},
-    record::{Identity, format::LogFormat},
+    model::clock,
+    model::{AttachmentInfo, ClockOffset, Identity, JiffiesRef, LogstoreRef, Window},
+    record::format::LogFormat,
     status::{AttachmentStatus, StatusBoard},
-    store::LogstoreRef,
-    window::{AttachmentInfo, ClockOffset, JiffiesRef, Window, WindowAggregate, WindowData, clock},
+    window::{WindowAggregate, WindowData},
 };
 
 /// A flow log as the engine runs it.

@@ -10,9 +10,10 @@ use super::{Engine, FlowLogSpec, NsDrain, Rendering, WindowRecords, attachment_i
 use crate::{
     capture::CaptureError,
     journal::{OpenWindow, SealedWindow},
-    record::{Identity, format::LogFormat},
-    store::LogstoreRef,
-    window::{Window, WindowAggregate, clock},
+    model::clock,
+    model::{Identity, LogstoreRef, Window},
+    record::format::LogFormat,
+    window::WindowAggregate,
 };
 
 impl Engine {

@@ -7,7 +7,7 @@
 //! per-level walk, no allocation, and the same cost whatever the nesting —
 //! which keeps enrichment of a million-flow window cheap next to the drain.
 
-use crate::state::validate::label_ok;
+use crate::model::validate::label_ok;
 
 use std::{
     net::IpAddr,

@@ -31,17 +31,17 @@ use crate::{
     engine::{Engine, FlowLogSpec, WindowRecords},
     enrich::{RegionTable, SharedRegions},
     journal::{Journal, JournalError, marks::Marks},
+    model::clock,
+    model::{Identity, LogstoreRef},
     publish::{
         self, PublishError,
         jetstream::{JetStreamError, JetStreamPublisher},
         logstore::LogstoreSink,
         publisher::Sinks,
     },
-    record::Identity,
     state::{StateError, Store},
     status::{Status, StatusBoard},
-    store::{self, LogstoreRef},
-    window::clock,
+    store::{self},
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -7,11 +7,7 @@ use std::{collections::VecDeque, sync::Arc};
 
 use tracing::{error, info, warn};
 
-use crate::{
-    engine::WindowRecords,
-    store::{LogstoreRef, Writer},
-    window::WindowData,
-};
+use crate::{engine::WindowRecords, model::LogstoreRef, store::Writer, window::WindowData};
 
 struct Pending {
     dest: LogstoreRef,

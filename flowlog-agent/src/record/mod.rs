@@ -11,8 +11,8 @@ use flowlog_common::{Counters, Direction, FlowKey, FlowStats};
 
 use crate::{
     enrich::RegionTable,
+    model::{AttachmentInfo, ClockOffset, Identity, Window},
     rtt::Rtt,
-    window::{AttachmentInfo, ClockOffset, Window},
 };
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -28,14 +28,6 @@ pub const RECORD_VERSION: u32 = 1;
 pub const LOG_STATUS_OK: &str = "OK";
 pub const LOG_STATUS_NODATA: &str = "NODATA";
 pub const LOG_STATUS_SKIPDATA: &str = "SKIPDATA";
-
-/// Who the records belong to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Identity {
-    pub account_id: String,
-    pub cen_id: String,
-    pub flow_log_id: String,
-}
 
 /// Replaces a string's contents, keeping its buffer.
 fn set(s: &mut String, v: &str) {
@@ -285,7 +277,7 @@ mod tests {
         };
         let clock = ClockOffset {
             realtime_minus_monotonic_ns: 0,
-            jiffies: crate::window::JiffiesRef::default(),
+            jiffies: crate::model::JiffiesRef::default(),
         };
         let rtt = Rtt {
             rtt_us: 40_123,

@@ -4,7 +4,6 @@
 //! change, readable only by root.
 
 pub mod random;
-pub mod validate;
 
 use std::{
     collections::BTreeMap,
@@ -15,7 +14,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::CaptureMode;
+use crate::{config::CaptureMode, model::validate};
 
 /// File name inside the data directory.
 pub const STATE_FILE: &str = "state.json";
@@ -266,7 +265,7 @@ fn same(key: &str, name: &str) -> Result<(), String> {
 
 /// Unix seconds now.
 pub fn now_secs() -> i64 {
-    (crate::window::clock::unix_now_ns() / 1_000_000_000) as i64
+    (crate::model::clock::unix_now_ns() / 1_000_000_000) as i64
 }
 
 #[cfg(test)]

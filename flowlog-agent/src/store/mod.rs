@@ -33,8 +33,9 @@ use datafusion::parquet::{
 };
 
 use crate::{
+    model::{LogstoreRef, Window},
     record::FlowLogRecord,
-    window::{Window, WindowData},
+    window::WindowData,
 };
 
 /// Records converted to Arrow at a time (and rows per Parquet row group).
@@ -61,13 +62,6 @@ pub enum StoreError {
     Arrow(#[from] datafusion::arrow::error::ArrowError),
     #[error(transparent)]
     Random(#[from] crate::state::random::RandomError),
-}
-
-/// Which Logstore a flow log writes to.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LogstoreRef {
-    pub project: String,
-    pub logstore: String,
 }
 
 pub fn logstore_dir(data_dir: &Path, l: &LogstoreRef) -> PathBuf {

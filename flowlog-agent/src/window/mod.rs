@@ -7,18 +7,16 @@
 //! ever holds all its records at once: a million flows cost their 84-byte
 //! entries, not a million heap-allocated records.
 
-pub mod clock;
-
 use std::{collections::HashMap, sync::Arc};
 
 use flowlog_common::{Counters, Direction, FlowKey, FlowStats, OverflowEvent};
 
 use crate::{
     enrich::RegionTable,
-    record::{self, FlowLogRecord, Identity, format::LogFormat},
+    model::{AttachmentInfo, ClockOffset, Identity, Window},
+    record::{self, FlowLogRecord, format::LogFormat},
     rtt::Rtt,
 };
-pub use clock::{ClockOffset, JiffiesRef, Window};
 
 /// Flows of one window. Entries are appended as drains and overflow events
 /// arrive; [`FlowTable::compact`] sorts them and merges repeated keys.
@@ -141,18 +139,6 @@ pub fn merge(total: &mut FlowStats, add: &FlowStats) {
     }
     total.last_seen_jiffies = total.last_seen_jiffies.max(add.last_seen_jiffies);
     total.tcp_flags |= add.tcp_flags;
-}
-
-/// An interface the window reports on. `ifindex` is whatever identifies the
-/// attachment in the window's keys (the flow log's attachment slot).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AttachmentInfo {
-    pub ifindex: u32,
-    pub interface: String,
-    pub netns: Option<String>,
-    /// Configured on the attachment; carried on its records.
-    pub attachment_id: Option<String>,
-    pub region_id: Option<String>,
 }
 
 /// Everything collected for one window.

@@ -1,6 +1,9 @@
 //! Window aggregation: merging, and which records a window yields.
 use super::*;
-use crate::record::{LOG_STATUS_NODATA, LOG_STATUS_OK, LOG_STATUS_SKIPDATA};
+use crate::{
+    model::JiffiesRef,
+    record::{LOG_STATUS_NODATA, LOG_STATUS_OK, LOG_STATUS_SKIPDATA},
+};
 
 fn key(ifindex: u32, sport: u16) -> FlowKey {
     FlowKey {

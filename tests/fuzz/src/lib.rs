@@ -5,10 +5,8 @@
 //! (`flowlog-agent/tests/fuzz_regressions.rs`).
 
 pub mod api_request {
-    use flowlog_agent::{
-        api::{actions::Action, parse_request},
-        state::validate,
-    };
+    use flowlog_agent::api::{actions::Action, parse_request};
+    use flowlog_agent::model::validate;
 
     /// An API request (path, query string, body) through the same parsing and
     /// parameter checks a real request meets before any state is touched.
@@ -76,8 +74,8 @@ pub mod state_files {
     use flowlog_agent::{
         control::spec_of,
         journal::{Ledger, cut},
+        model::clock::next_boundary,
         state::State,
-        window::clock::next_boundary,
     };
 
     /// Files the agent reads back at start: state.json (checked, then turned
@@ -108,12 +106,9 @@ pub mod state_files {
 pub mod ring_events {
     use flowlog_agent::{
         capture::{handshake_event, overflow_event},
-        record::Identity,
+        model::{AttachmentInfo, ClockOffset, Identity, JiffiesRef, Window},
         rtt::{RttLimits, RttTracker},
-        window::{
-            AttachmentInfo, FlowTable, OverflowTable, WindowAggregate,
-            clock::{ClockOffset, JiffiesRef, Window},
-        },
+        window::{FlowTable, OverflowTable, WindowAggregate},
     };
 
     /// Ring-buffer items as the kernel side hands them over (overflow events,

@@ -6,7 +6,8 @@ use super::{Param, request};
 use crate::{
     api::{ApiError, Params},
     config::CaptureMode,
-    state::{AttachmentSpec, FlowLog, FlowLogStatus, validate},
+    model::validate,
+    state::{AttachmentSpec, FlowLog, FlowLogStatus},
 };
 
 /// The interfaces of a new flow log: a JSON list of `{"Interface",

@@ -1,9 +1,9 @@
 //! Write → read round trips through real Parquet files and DataFusion.
 use super::*;
 use crate::{
+    model::{LogstoreRef, Window},
     record::FlowLogRecord,
-    store::{LogstoreRef, Writer},
-    window::Window,
+    store::Writer,
 };
 
 fn scratch() -> PathBuf {
