@@ -14,6 +14,7 @@ pub use drain::{handshake_event, overflow_event};
 pub mod iface;
 pub mod netns;
 pub mod pins;
+pub mod source;
 pub mod sys;
 pub mod unpin;
 
@@ -33,6 +34,7 @@ use tracing::info;
 
 pub use attach::Hook;
 pub use drain::{Deletion, Drained, MalformedCount};
+pub use source::{FlowSource, KernelLoader, SourceLoader};
 
 use crate::{
     config::{Attachment, Config},

@@ -15,6 +15,8 @@ mod keys;
 mod logs;
 mod projects;
 mod status;
+#[cfg(test)]
+mod tests;
 
 pub use error::ControlError;
 

@@ -15,29 +15,38 @@
 //! [`crate::capture::pins`]) and redoes whatever the journal says was in
 //! flight ([`restart`]).
 
+mod cut;
 mod distribute;
+#[cfg(test)]
+pub(crate) mod fake;
+mod flush;
+mod report;
 mod restart;
+mod routing;
+mod schedule;
+#[cfg(test)]
+mod tests;
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, info, warn};
+use tracing::info;
 
+use cut::NsDrain;
 pub use distribute::{Aggregates, One, distribute};
+use flush::{Rendering, attachment_infos};
+pub use report::FlowLogRuntime;
+use routing::{AttachmentKey, Routing, attachment_key};
+use schedule::Schedule;
 
 use crate::{
-    capture::{CaptureError, CaptureSettings, Deletion, Drained, MapFill, NetnsCapture, pins::PinRoot},
+    capture::{CaptureError, FlowSource, SourceLoader, pins::PinRoot},
     config::Attachment,
     enrich::{RegionTable, SharedRegions},
-    journal::{CutRecord, Journal, NsCut, SpecAttachment, Target, User, WindowSpec},
-    model::clock,
-    model::{AttachmentInfo, ClockOffset, Identity, JiffiesRef, LogstoreRef, Window},
+    journal::{Journal, SpecAttachment, WindowSpec},
+    model::{Clock, Identity, JiffiesRef, LogstoreRef, SystemClock},
     record::format::LogFormat,
-    status::{AttachmentStatus, StatusBoard},
+    status::StatusBoard,
     window::{WindowAggregate, WindowData},
 };
 
@@ -94,22 +103,12 @@ pub struct WindowRecords {
     pub published: Option<oneshot::Sender<()>>,
 }
 
-type AttachmentKey = (Option<String>, String);
-
-fn attachment_key(a: &Attachment) -> AttachmentKey {
-    (a.netns.clone(), a.interface.clone())
-}
-
 struct Running {
     spec: FlowLogSpec,
-    window_start: i128,
-    window_end: i128,
-    /// A new window length, applied at the next boundary.
-    next_window: Option<Duration>,
+    schedule: Schedule,
     /// A new LogFormatString, applied at the next boundary.
     next_format: Option<Option<Arc<LogFormat>>>,
     aggregate: WindowAggregate,
-    last_window: Option<Window>,
     /// The region table in force when this window started: a reload
     /// labels windows from the next one on, never half a window.
     regions: Arc<RegionTable>,
@@ -121,23 +120,13 @@ impl Aggregates for BTreeMap<String, Running> {
     }
 }
 
-/// What the status view shows of one flow log.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct FlowLogRuntime {
-    pub flow_log_id: String,
-    pub window_start: i64,
-    pub window_end: i64,
-    pub interval: u64,
-    pub last_window_start: Option<i64>,
-    pub last_window_end: Option<i64>,
-}
-
 pub struct Engine {
-    settings: CaptureSettings,
-    captures: BTreeMap<Option<String>, NetnsCapture>,
+    /// Loads a namespace's programs and maps (the kernel's, or a test's).
+    loader: Arc<dyn SourceLoader>,
+    captures: BTreeMap<Option<String>, Box<dyn FlowSource>>,
+    clock: Arc<dyn Clock>,
     /// Flow logs using each attached interface, with their slot.
-    users: BTreeMap<AttachmentKey, Vec<(String, u32)>>,
+    users: Routing,
     running: BTreeMap<String, Running>,
     publish: mpsc::Sender<WindowRecords>,
     status: StatusBoard,
@@ -154,45 +143,9 @@ pub struct Engine {
     held: Vec<WindowRecords>,
 }
 
-/// Loads a namespace's programs and maps on any thread.
-#[derive(Clone)]
-pub struct Loader {
-    settings: CaptureSettings,
-    pins: Option<PinRoot>,
-}
-
-impl Loader {
-    pub fn load(&self, netns: Option<&str>, first: &str) -> Result<NetnsCapture, CaptureError> {
-        NetnsCapture::load(netns, first, &self.settings, self.pins.as_ref())
-    }
-}
-
-/// A drain of one namespace, not yet journaled.
-struct NsDrain {
-    netns: Option<String>,
-    drained: Drained,
-    deletion: Deletion,
-    /// Who the counts belong to, when not the interfaces' users now (a
-    /// restart's recovered counts belong to those of the last run).
-    targets: Option<Vec<Target>>,
-}
-
-/// Sealed windows held back while the ledger cannot be saved, at most:
-/// beyond, they go out with the risk said in the log.
-const MAX_HELD: usize = 64;
-
-/// What turning an aggregate into records needs besides the counts.
-struct Rendering {
-    window: Window,
-    attachments: Vec<AttachmentInfo>,
-    identity: Identity,
-    format: Option<Arc<LogFormat>>,
-    regions: Arc<RegionTable>,
-}
-
 impl Engine {
     pub fn new(
-        settings: CaptureSettings,
+        loader: Arc<dyn SourceLoader>,
         pins: Option<PinRoot>,
         journal: Option<Journal>,
         publish: mpsc::Sender<WindowRecords>,
@@ -203,9 +156,10 @@ impl Engine {
             regions,
             pins,
             journal,
-            settings,
+            loader,
+            clock: Arc::new(SystemClock),
             captures: BTreeMap::new(),
-            users: BTreeMap::new(),
+            users: Routing::default(),
             running: BTreeMap::new(),
             publish,
             status,
@@ -214,6 +168,12 @@ impl Engine {
         };
         engine.journal_status();
         engine
+    }
+
+    /// Reads the time from `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn status_board(&self) -> &StatusBoard {
@@ -248,12 +208,12 @@ impl Engine {
         let mut result = Ok(());
         for a in &spec.attachments {
             let key = attachment_key(a);
-            if self.users.contains_key(&key) {
+            if self.users.is_attached(&key) {
                 continue;
             }
             match self.attach(a) {
                 Ok(()) => {
-                    self.users.insert(key.clone(), Vec::new());
+                    self.users.attached(key.clone());
                     fresh.push(key);
                 }
                 Err(e) => {
@@ -264,17 +224,13 @@ impl Engine {
         }
         if let Err(e) = result {
             for key in fresh {
-                self.users.remove(&key);
+                self.users.forget(&key);
                 self.release(&key);
             }
             return Err(e);
         }
-        for (slot, a) in spec.attachments.iter().enumerate() {
-            if let Some(u) = self.users.get_mut(&attachment_key(a)) {
-                u.push((spec.id.clone(), slot as u32));
-            }
-        }
-        let now = clock::unix_now_ns();
+        self.users.join(&spec.id, &spec.attachments);
+        let now = self.clock.unix_now_ns();
         info!(flow_log = %spec.id, attachments = spec.attachments.len(), window_secs = spec.window.as_secs(), "flow log active");
         if let Some(j) = &mut self.journal {
             let first = j.next_cut();
@@ -284,12 +240,9 @@ impl Engine {
         self.running.insert(
             spec.id.clone(),
             Running {
-                window_start: now,
-                window_end: clock::next_boundary(now, spec.window),
-                next_window: None,
+                schedule: Schedule::open(now, spec.window),
                 next_format: None,
                 aggregate: WindowAggregate::default(),
-                last_window: None,
                 regions: self.regions.current(),
                 spec,
             },
@@ -313,17 +266,14 @@ impl Engine {
     }
 
     /// What loading a namespace needs, to take to another thread.
-    pub fn loader(&self) -> Loader {
-        Loader {
-            settings: self.settings,
-            pins: self.pins.clone(),
-        }
+    pub fn loader(&self) -> Arc<dyn SourceLoader> {
+        self.loader.clone()
     }
 
     /// A namespace loaded off the control loop joins the engine. (Only one
     /// load of a namespace runs at a time; a capture for a namespace that
     /// is here already is dropped.)
-    pub fn add_capture(&mut self, netns: Option<String>, cap: NetnsCapture) {
+    pub fn add_capture(&mut self, netns: Option<String>, cap: Box<dyn FlowSource>) {
         self.captures.entry(netns).or_insert(cap);
     }
 
@@ -347,12 +297,7 @@ impl Engine {
 
     fn attach(&mut self, a: &Attachment) -> Result<(), CaptureError> {
         if !self.captures.contains_key(&a.netns) {
-            let cap = NetnsCapture::load(
-                a.netns.as_deref(),
-                &a.interface,
-                &self.settings,
-                self.pins.as_ref(),
-            )?;
+            let cap = self.loader.load(a.netns.as_deref(), &a.interface)?;
             self.captures.insert(a.netns.clone(), cap);
         }
         let cap = self.captures.get_mut(&a.netns).ok_or_else(|| CaptureError::Map {
@@ -399,20 +344,12 @@ impl Engine {
         self.cut(false).await;
         let mut published = None;
         if let Some(mut r) = self.running.remove(id) {
-            let now = clock::unix_now_ns();
+            let now = self.clock.unix_now_ns();
             let (tx, rx) = oneshot::channel();
             self.flush(&mut r, now, false, Some(tx)).await;
             published = Some(rx);
-            for a in &r.spec.attachments {
-                let key = attachment_key(a);
-                let empty = self.users.get_mut(&key).is_some_and(|u| {
-                    u.retain(|(uid, _)| uid != id);
-                    u.is_empty()
-                });
-                if empty {
-                    self.users.remove(&key);
-                    self.release(&key);
-                }
+            for key in self.users.leave(id, &r.spec.attachments) {
+                self.release(&key);
             }
             info!(flow_log = %id, "flow log inactive");
         }
@@ -423,7 +360,7 @@ impl Engine {
     /// A new window length for a running flow log, from its next boundary.
     pub fn set_window(&mut self, id: &str, window: Duration) {
         if let Some(r) = self.running.get_mut(id) {
-            r.next_window = Some(window);
+            r.schedule.change_length(window);
         }
     }
 
@@ -437,7 +374,7 @@ impl Engine {
 
     /// The next window boundary of any flow log (Unix ns).
     pub fn next_deadline(&self) -> Option<i128> {
-        self.running.values().map(|r| r.window_end).min()
+        self.running.values().map(|r| r.schedule.current().end_ns).min()
     }
 
     /// Called at (or after) `next_deadline`: cuts and publishes every window
@@ -451,33 +388,21 @@ impl Engine {
         if self.captures.is_empty() {
             return std::future::pending().await;
         }
-        type Ready<'a> =
-            std::pin::Pin<Box<dyn std::future::Future<Output = Option<Option<String>>> + Send + 'a>>;
-        fn ready<'a, T: std::os::fd::AsRawFd + Sync>(
-            ring: &'a tokio::io::unix::AsyncFd<T>,
-            ns: &'a Option<String>,
-        ) -> Ready<'a> {
+        let waits = self.captures.iter().map(|(ns, c)| {
+            let ready = c.rings_ready();
             Box::pin(async move {
-                ring.readable()
-                    .await
-                    .map(|mut g| g.clear_ready())
-                    .ok()
-                    .map(|()| ns.clone())
+                ready.await;
+                ns.clone()
             })
-        }
-        let waits = self
-            .captures
-            .iter()
-            .flat_map(|(ns, c)| [ready(c.ring(), ns), ready(c.handshake_ring(), ns)]);
+        });
         let (ready, _, _) = futures_util::future::select_all(waits).await;
-        ready
+        Some(ready)
     }
 
     /// Reads the rings of one namespace.
     pub fn poll_rings(&mut self, netns: &Option<String>) {
         if let Some(c) = self.captures.get_mut(netns) {
-            c.poll_overflow();
-            c.poll_handshakes();
+            c.poll_rings();
         }
     }
 
@@ -487,7 +412,7 @@ impl Engine {
     /// flow log where its last window ended; unpinned ones are detached.
     pub async fn shutdown(&mut self) {
         self.cut(false).await;
-        let now = clock::unix_now_ns();
+        let now = self.clock.unix_now_ns();
         let keep_counting = self.pins.is_some();
         let ids: Vec<String> = self.running.keys().cloned().collect();
         for id in ids {
@@ -540,423 +465,9 @@ impl Engine {
     pub fn pinned(&self) -> bool {
         self.pins.is_some()
     }
-
-    /// Saves the ledger; whether it is on disk.
-    fn save_journal(&mut self) -> bool {
-        let saved = match &mut self.journal {
-            Some(j) => tokio::task::block_in_place(|| j.save_or_log()),
-            None => true,
-        };
-        self.journal_status();
-        saved
-    }
-
-    /// Hands a window to the publisher once its seal is on disk; before,
-    /// it waits with the windows held before it.
-    async fn send(&mut self, batch: WindowRecords, sealed: bool) {
-        if !sealed && self.held.len() < MAX_HELD {
-            warn!(flow_log = %batch.flow_log_id, held = self.held.len() + 1, "the ledger cannot be saved; the window waits");
-            self.held.push(batch);
-            return;
-        }
-        if !sealed {
-            error!(flow_log = %batch.flow_log_id, "the ledger still cannot be saved; publishing the window anyway: a crash now may write it twice");
-        }
-        for held in std::mem::take(&mut self.held) {
-            if self.publish.send(held).await.is_err() {
-                warn!("publisher gone; a held window stays in the journal");
-            }
-        }
-        let id = batch.flow_log_id.clone();
-        if self.publish.send(batch).await.is_err() {
-            warn!(flow_log = %id, "publisher gone; the window stays in the journal");
-        }
-    }
-
-    fn journal_status(&self) {
-        if let Some(j) = &self.journal {
-            let mut s = self.status.lock();
-            s.journal_cuts_written = j.stats.cuts_written;
-            s.journal_bytes_written = j.stats.bytes_written;
-            s.journal_write_errors = j.stats.write_errors;
-            s.journal_cuts_lost = j.stats.cuts_lost;
-            s.journal_sealed_windows = j.ledger().sealed.len() as u64;
-            s.journal_windows_lost = j.stats.windows_lost;
-        }
-    }
-
-    /// Drains every namespace once and hands the flows to the flow logs;
-    /// with `publish_due`, then publishes the windows that have ended.
-    async fn cut(&mut self, publish_due: bool) {
-        let mut drained: Vec<NsDrain> = Vec::new();
-        for (ns, cap) in &mut self.captures {
-            // Entries a journaled drain left in the kernel go first: until
-            // they are gone the generation must not flip back onto them.
-            if let Err(e) = tokio::task::block_in_place(|| cap.retry_deletion()) {
-                error!(netns = ns.as_deref().unwrap_or("-"), error = %e, "drained entries still not deleted; not draining this namespace until they are");
-                self.status.lock().drain_errors += 1;
-                continue;
-            }
-            let started = std::time::Instant::now();
-            let result = tokio::task::block_in_place(|| cap.drain());
-            self.status.metrics().observe_drain(started.elapsed());
-            match result {
-                Ok((d, deletion)) => {
-                    self.jiffies = d.jiffies.or(self.jiffies);
-                    drained.push(NsDrain {
-                        netns: ns.clone(),
-                        drained: d,
-                        deletion,
-                        targets: None,
-                    });
-                }
-                Err(e) => {
-                    error!(netns = ns.as_deref().unwrap_or("-"), error = %e, "drain failed");
-                    self.status.lock().drain_errors += 1;
-                }
-            }
-        }
-        let record = self.commit_cut(drained);
-        for ns in record.namespaces {
-            distribute(ns, &mut self.running);
-        }
-        if !publish_due {
-            return;
-        }
-        let now = clock::unix_now_ns();
-        let due: Vec<String> = self
-            .running
-            .iter()
-            .filter(|(_, r)| r.window_end <= now)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in due {
-            let Some(mut r) = self.running.remove(&id) else {
-                continue;
-            };
-            let end = r.window_end;
-            self.flush(&mut r, end, true, None).await;
-            self.running.insert(id, r);
-        }
-    }
-
-    /// Journals drained namespaces as one cut, then deletes what was read
-    /// from the kernel. Returns the cut, for its counts to be handed out.
-    fn commit_cut(&mut self, drained: Vec<NsDrain>) -> CutRecord {
-        let mut record = CutRecord {
-            seq: 0,
-            at_ns: unix_i64(clock::unix_now_ns()),
-            namespaces: Vec::with_capacity(drained.len()),
-        };
-        let mut deletions = Vec::with_capacity(drained.len());
-        let mut side = Vec::with_capacity(drained.len());
-        for NsDrain {
-            netns: ns,
-            drained: d,
-            deletion,
-            targets,
-        } in drained
-        {
-            let Some(cap) = self.captures.get(&ns) else {
-                continue;
-            };
-            side.push((d.malformed, d.overflow_events));
-            record.namespaces.push(NsCut {
-                netns: ns.clone(),
-                cookie: cap.netns_cookie(),
-                generation: cap.generation(),
-                targets: targets.unwrap_or_else(|| self.targets(cap)),
-                data: d.window,
-            });
-            deletions.push((ns, deletion));
-        }
-        let committed = match &mut self.journal {
-            _ if record.namespaces.is_empty() => true,
-            Some(j) => match tokio::task::block_in_place(|| j.commit(&mut record)) {
-                Ok(()) => true,
-                Err(e) => {
-                    error!(error = %crate::capture::chain(&e), "cannot journal the cut; its counts stay in the kernel and the next cut reads them again");
-                    false
-                }
-            },
-            None => true,
-        };
-        for (ns, deletion) in deletions {
-            let Some(cap) = self.captures.get_mut(&ns) else {
-                continue;
-            };
-            if !committed {
-                cap.untake(deletion);
-                continue;
-            }
-            if let Err(e) = tokio::task::block_in_place(|| cap.delete(deletion)) {
-                error!(netns = ns.as_deref().unwrap_or("-"), error = %e, "deleting drained entries failed; tried again before the next drain");
-                self.status.lock().drain_errors += 1;
-            }
-        }
-        self.journal_status();
-        for (ns, (malformed, overflow_events)) in record.namespaces.iter().zip(side) {
-            if let Some(cap) = self.captures.get(&ns.netns) {
-                // Counts of a cut the journal refused are read again: only
-                // the malformed deltas (already taken) are reported now.
-                let (data, events) = if committed {
-                    (&ns.data, overflow_events)
-                } else {
-                    (&WindowAggregate::default(), 0)
-                };
-                self.account(cap, data, &malformed, events);
-            }
-        }
-        if !committed {
-            // Nothing of it is handed out: the kernel still has it all.
-            record.namespaces.clear();
-        }
-        record
-    }
-
-    /// ifindex → the flow logs (with their slot) using each interface of a
-    /// namespace, as a cut records it.
-    fn targets(&self, cap: &NetnsCapture) -> Vec<Target> {
-        let ns = cap.netns().map(str::to_owned);
-        cap.attached()
-            .map(|a| Target {
-                ifindex: a.info.ifindex,
-                interface: a.info.interface.clone(),
-                users: self
-                    .users
-                    .get(&(ns.clone(), a.info.interface.clone()))
-                    .map(|u| {
-                        u.iter()
-                            .map(|(id, slot)| User {
-                                flow_log: id.clone(),
-                                slot: *slot,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            })
-            .collect()
-    }
-
-    /// Status and metrics of one namespace's drain.
-    fn account(
-        &self,
-        cap: &NetnsCapture,
-        data: &WindowAggregate,
-        malformed: &[crate::capture::MalformedCount],
-        overflow_events: u64,
-    ) {
-        {
-            let mut s = self.status.lock();
-            s.flows_last_window = data.flows.len() as u64;
-            s.overflow_events += overflow_events;
-            for c in data.skipped.values() {
-                s.skipped.packets += c.packets;
-                s.skipped.bytes += c.bytes;
-            }
-            for m in malformed {
-                let name = cap
-                    .attached()
-                    .find(|a| a.info.ifindex == m.ifindex)
-                    .map_or_else(|| m.ifindex.to_string(), |a| a.info.interface.clone());
-                let key = format!("{name}/{}/{}", m.direction.as_str(), m.reason.as_str());
-                let t = s.malformed.entry(key).or_default();
-                t.packets += m.counters.packets;
-                t.bytes += m.counters.bytes;
-            }
-            let r = cap.rtt_stats();
-            s.rtt_measured = r.measured;
-            s.rtt_ambiguous = r.ambiguous;
-            s.rtt_expired = r.expired;
-        }
-        // Per-interface traffic for the metrics endpoint.
-        let mut m = self.status.metrics();
-        let ns_label = cap.netns().unwrap_or_default().to_owned();
-        for (family, flows, entries) in cap.last_map_flows().families() {
-            m.map_fill
-                .insert((ns_label.clone(), family), (flows, u64::from(entries)));
-        }
-        let mut sums: HashMap<(u32, u8), (u64, u64)> = HashMap::new();
-        for (key, stats) in data.flows.iter() {
-            let e = sums.entry((key.ifindex, key.direction)).or_default();
-            e.0 += stats.packets;
-            e.1 += stats.bytes;
-        }
-        for ((ifindex, dir), (p, b)) in sums {
-            let Some(a) = cap.attached().find(|a| a.info.ifindex == ifindex) else {
-                continue;
-            };
-            let dir = flowlog_common::Direction::from_u8(dir).map_or("?", |d| d.as_str());
-            let t = m
-                .seen
-                .entry((ns_label.clone(), a.info.interface.clone(), dir))
-                .or_default();
-            t.packets += p;
-            t.bytes += b;
-        }
-    }
-
-    /// Ends a flow log's window at `end`: seals it in the journal, turns
-    /// its aggregate into records and hands them to the publisher. With
-    /// `reopen`, the flow log's next window starts at `end` (with any
-    /// pending length or format change).
-    async fn flush(
-        &mut self,
-        r: &mut Running,
-        end: i128,
-        reopen: bool,
-        published: Option<oneshot::Sender<()>>,
-    ) {
-        let window = Window {
-            start_ns: r.window_start,
-            end_ns: end,
-        };
-        let aggregate = std::mem::take(&mut r.aggregate);
-        let regions = std::mem::replace(&mut r.regions, self.regions.current());
-        let spec = r.spec.clone();
-        let seq = self.journal.as_mut().and_then(|j| {
-            let last = j.next_cut().saturating_sub(1);
-            j.ledger_mut().seal(&spec.id, unix_i64(end), last)
-        });
-        r.last_window = Some(window);
-        if reopen {
-            if let Some(w) = r.next_window.take() {
-                r.spec.window = w;
-            }
-            if let Some(f) = r.next_format.take() {
-                r.spec.format = f;
-            }
-            r.window_start = end;
-            r.window_end = clock::next_boundary(end.max(clock::unix_now_ns()), r.spec.window);
-            if let Some(j) = &mut self.journal {
-                let first = j.next_cut();
-                j.ledger_mut()
-                    .open(&r.spec.id, unix_i64(end), first, r.spec.window_spec());
-            }
-        }
-        // Sealed before any sink sees a record of it.
-        let sealed = self.save_journal();
-        let rendering = Rendering {
-            window,
-            attachments: attachment_infos(&spec.window_spec().attachments),
-            identity: spec.identity.clone(),
-            format: spec.format.clone(),
-            regions,
-        };
-        let Some(data) = self.render(&spec.id, rendering, aggregate).await else {
-            // Finishing it failed (a bug, and it would fail again): the
-            // window is lost, said loudly, and the journal lets go of it.
-            if let (Some(j), Some(seq)) = (&mut self.journal, seq) {
-                j.ledger_mut().resolve(seq);
-                j.stats.windows_lost += 1;
-            }
-            self.save_journal();
-            return;
-        };
-        let batch = WindowRecords {
-            flow_log_id: spec.id.clone(),
-            logstore: spec.logstore.clone(),
-            data: Arc::new(data),
-            seq,
-            replay: false,
-            published,
-        };
-        self.send(batch, sealed).await;
-    }
-
-    /// Turns an aggregate into a finished window, off the control loop
-    /// (sorting a million flows takes a moment).
-    async fn render(&self, id: &str, r: Rendering, aggregate: WindowAggregate) -> Option<WindowData> {
-        let mut clock = ClockOffset::sample();
-        if let Some(j) = self.jiffies {
-            clock = clock.with_jiffies(j);
-        }
-        match tokio::task::spawn_blocking(move || {
-            aggregate
-                .finish(r.window, r.attachments, r.identity, clock, r.regions)
-                .with_format(r.format)
-        })
-        .await
-        {
-            Ok(d) => Some(d),
-            Err(e) => {
-                error!(flow_log = %id, error = %e, "finishing the window failed; it stays in the journal");
-                None
-            }
-        }
-    }
-
-    /// What is attached where, for status.json and the status view.
-    fn refresh_status(&self) {
-        let attachments = self
-            .captures
-            .values()
-            .flat_map(|c| c.attached())
-            .map(|a| AttachmentStatus {
-                interface: a.info.interface.clone(),
-                netns: a.info.netns.clone(),
-                ifindex: a.info.ifindex,
-                driver: a.driver.clone(),
-                ingress_hook: a.ingress.to_string(),
-                egress_hook: a.egress.to_string(),
-                flow_logs: self
-                    .users
-                    .get(&(a.info.netns.clone(), a.info.interface.clone()))
-                    .map(|u| u.iter().map(|(id, _)| id.clone()).collect())
-                    .unwrap_or_default(),
-            })
-            .collect();
-        self.status.lock().attachments = attachments;
-    }
-
-    /// Per-flow-log window state for the status view.
-    pub fn runtime(&self) -> Vec<FlowLogRuntime> {
-        self.running
-            .values()
-            .map(|r| FlowLogRuntime {
-                flow_log_id: r.spec.id.clone(),
-                window_start: Window {
-                    start_ns: r.window_start,
-                    end_ns: r.window_end,
-                }
-                .start_secs(),
-                window_end: Window {
-                    start_ns: r.window_start,
-                    end_ns: r.window_end,
-                }
-                .end_secs(),
-                interval: r.spec.window.as_secs(),
-                last_window_start: r.last_window.map(|w| w.start_secs()),
-                last_window_end: r.last_window.map(|w| w.end_secs()),
-            })
-            .collect()
-    }
-
-    /// Flow-map fill per namespace, each family against its own map.
-    pub fn map_fill(&self) -> Vec<(Option<String>, MapFill)> {
-        self.captures
-            .iter()
-            .map(|(ns, c)| (ns.clone(), c.last_map_flows()))
-            .collect()
-    }
 }
 
 /// Unix ns as the journal stores them (good until 2262).
 fn unix_i64(ns: i128) -> i64 {
     i64::try_from(ns).unwrap_or(i64::MAX)
-}
-
-/// A window's attachments as records name them: slot i is attachment i.
-fn attachment_infos(attachments: &[SpecAttachment]) -> Vec<AttachmentInfo> {
-    attachments
-        .iter()
-        .enumerate()
-        .map(|(slot, a)| AttachmentInfo {
-            ifindex: slot as u32,
-            interface: a.interface.clone(),
-            netns: a.netns.clone(),
-            attachment_id: a.attachment_id.clone(),
-            region_id: a.region_id.clone(),
-        })
-        .collect()
 }

@@ -74,8 +74,12 @@ impl Engine {
                 self.seal_leftover(&id, open, latest);
                 if let (Some(j), Some(r)) = (&mut self.journal, self.running.get(&id)) {
                     let first = j.next_cut();
-                    j.ledger_mut()
-                        .open(&id, unix_i64(r.window_start), first, r.spec.window_spec());
+                    j.ledger_mut().open(
+                        &id,
+                        unix_i64(r.schedule.current().start_ns),
+                        first,
+                        r.spec.window_spec(),
+                    );
                 }
             }
         }
@@ -147,7 +151,7 @@ impl Engine {
     fn resume(&mut self, id: &str, open: OpenWindow, latest: Option<u64>) {
         let aggregate = self.replay(id, open.first_cut, latest);
         let Some(r) = self.running.get_mut(id) else { return };
-        r.window_start = i128::from(open.start_ns);
+        r.schedule.resume_from(i128::from(open.start_ns));
         r.aggregate = aggregate;
         info!(flow_log = %id, start = open.start_ns / 1_000_000_000, "window resumed where the last run left it");
         if let Some(j) = &mut self.journal {

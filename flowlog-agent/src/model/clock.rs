@@ -122,6 +122,43 @@ impl ClockOffset {
     }
 }
 
+/// Where the engine reads the time: the system's realtime clock in the
+/// agent, a clock a test moves by hand in unit tests.
+pub trait Clock: Send + Sync {
+    /// Unix nanoseconds now.
+    fn unix_now_ns(&self) -> i128;
+}
+
+/// CLOCK_REALTIME.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn unix_now_ns(&self) -> i128 {
+        unix_now_ns()
+    }
+}
+
+/// A clock that stands still until told to move.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::Mutex<i128>);
+
+impl ManualClock {
+    pub fn at(unix_ns: i128) -> Self {
+        Self(std::sync::Mutex::new(unix_ns))
+    }
+
+    pub fn set(&self, unix_ns: i128) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = unix_ns;
+    }
+}
+
+impl Clock for ManualClock {
+    fn unix_now_ns(&self) -> i128 {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Current time of `clock` in nanoseconds.
 pub fn now_ns(clock: libc::clockid_t) -> i128 {
     let mut ts = libc::timespec {

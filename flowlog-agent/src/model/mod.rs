@@ -10,5 +10,5 @@ pub mod identity;
 pub mod validate;
 
 pub use attachment::AttachmentInfo;
-pub use clock::{ClockOffset, JiffiesRef, Window};
+pub use clock::{Clock, ClockOffset, JiffiesRef, SystemClock, Window};
 pub use identity::{Identity, LogstoreRef};

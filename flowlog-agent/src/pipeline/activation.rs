@@ -10,12 +10,13 @@ use tracing::warn;
 
 use crate::{
     api::{ApiError, Reply},
-    capture::{CaptureError, NetnsCapture},
+    capture::{CaptureError, FlowSource},
     control::{Control, attach_failed},
     engine::FlowLogSpec,
 };
 
-type Loaded = (Option<String>, Result<NetnsCapture, CaptureError>);
+/// A namespace load that finished: which namespace, and its source or why not.
+pub type Loaded = (Option<String>, Result<Box<dyn FlowSource>, CaptureError>);
 
 /// An activation waiting for its namespaces.
 struct Waiting {

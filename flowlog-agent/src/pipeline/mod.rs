@@ -18,14 +18,14 @@
 
 mod activation;
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::{
     api::{self, ApiError, Call, KeyTable, Reply, ServeError, actions::Action},
-    capture::{CaptureError, CaptureSettings, pins::PinRoot},
+    capture::{CaptureError, CaptureSettings, KernelLoader, pins::PinRoot},
     config::Config,
     control::{Control, Defaults, RegionSource},
     engine::{Engine, FlowLogSpec, WindowRecords},
@@ -99,7 +99,7 @@ enum Wake {
     /// Windows every sink has.
     Resolved(Vec<u64>),
     /// A namespace finished loading for an activation.
-    Loaded(Box<(Option<String>, Result<crate::capture::NetnsCapture, CaptureError>)>),
+    Loaded(Box<activation::Loaded>),
     Stop,
 }
 
@@ -168,8 +168,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Config::validate accepted these entries, so this cannot fail here.
     let table = RegionTable::new(&config.regions).unwrap_or_default();
     let regions = SharedRegions::new(table);
+    let loader = KernelLoader {
+        settings: CaptureSettings::from(&config),
+        pins: pins.clone(),
+    };
     let engine = Engine::new(
-        CaptureSettings::from(&config),
+        Arc::new(loader),
         pins,
         Some(journal),
         batch_tx,
