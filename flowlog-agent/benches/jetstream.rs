@@ -15,7 +15,7 @@ use flowlog_agent::{
     engine::WindowRecords,
     model::{AttachmentInfo, ClockOffset, Identity, LogstoreRef, Window},
     publish::jetstream::JetStreamPublisher,
-    status::{Status, StatusBoard},
+    telemetry::{AgentInfo, Telemetry},
     window::{FlowTable, WindowAggregate},
 };
 
@@ -106,7 +106,7 @@ fn main() -> anyhow::Result<()> {
     let records: u64 = batches.iter().map(|b| b.data.len() as u64).sum();
 
     // Agent side: from handing windows over to every record acknowledged.
-    let status = StatusBoard::new(&dir, Status::default());
+    let status = Telemetry::new(&dir, AgentInfo::default());
     let publisher = JetStreamPublisher::start(
         JetStream {
             servers: vec![server.url()],
@@ -125,7 +125,7 @@ fn main() -> anyhow::Result<()> {
         publisher.publish(b);
     }
     let deadline = Instant::now() + Duration::from_secs(600);
-    while status.lock().jetstream_published_records < records {
+    while status.jetstream().published_records.get() < records {
         anyhow::ensure!(Instant::now() < deadline, "publishing did not finish");
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -683,12 +683,12 @@ fn print_human(action: Option<&Action>, a: Value) -> anyhow::Result<()> {
 }
 
 fn print_status(a: AgentStatus) {
-    let s = &a.status;
+    let (s, f) = (&a.status.agent, &a.status.figures);
     println!(
         "state {}; windows published {}; records {}; last window {}..{}; pinned {}",
         s.state,
-        s.windows_published,
-        s.records_published,
+        f.windows_published,
+        f.records_published,
         opt(s.last_window_start),
         opt(s.last_window_end),
         s.pinned

@@ -83,46 +83,47 @@ pub struct Collected {
 }
 
 impl Collected {
-    /// The totals as Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
+    /// The totals in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut r = prometheus_client::registry::Registry::with_prefix("flowlog_collect");
         for (name, help, v) in [
             (
                 "messages",
-                "Messages handled (stored, already stored, rejected or failed).",
+                "Messages handled (stored, already stored, rejected or failed)",
                 self.messages,
             ),
-            ("records", "Records written to Logstores.", self.records),
-            ("files", "Logstore files written (one per message).", self.files),
+            ("records", "Records written to Logstores", self.records),
+            ("files", "Logstore files written (one per message)", self.files),
             (
                 "already_stored",
-                "Messages whose file already existed (redeliveries).",
+                "Messages whose file already existed (redeliveries)",
                 self.already_stored,
             ),
             (
                 "rejected",
-                "Messages terminated: not a FlowLogBatch, or an invalid Project/Logstore.",
+                "Messages terminated: not a FlowLogBatch, or an invalid Project/Logstore",
                 self.rejected,
             ),
             (
                 "store_failures",
-                "Messages the Logstore could not take, handed back for redelivery.",
+                "Messages the Logstore could not take, handed back for redelivery",
                 self.store_failures,
             ),
             (
                 "fetch_errors",
-                "Fetches from the stream that failed.",
+                "Fetches from the stream that failed",
                 self.fetch_errors,
             ),
         ] {
-            crate::metrics::push(
-                &mut out,
-                &format!("flowlog_collect_{name}_total"),
-                "counter",
+            r.register(
+                name,
                 help,
-                &[(String::new(), v.to_string())],
+                prometheus_client::metrics::counter::ConstCounter::new(v),
             );
         }
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &r);
         out
     }
 }
@@ -137,12 +138,12 @@ pub async fn run(
     let metrics = match s.metrics_listen {
         Some(addr) => {
             let sh = shared.clone();
-            let render = move || match sh.lock() {
-                Ok(c) => c.render(),
-                Err(p) => p.into_inner().render(),
+            let encode = move || match sh.lock() {
+                Ok(c) => c.encode(),
+                Err(p) => p.into_inner().encode(),
             };
             Some(
-                crate::metrics::serve_text(addr, render, metrics_rx)
+                crate::telemetry::serve(addr, encode, metrics_rx)
                     .await
                     .map_err(|source| CollectError::Metrics { addr, source })?,
             )

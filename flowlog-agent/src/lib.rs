@@ -39,15 +39,14 @@ pub mod durable;
 pub mod engine;
 pub mod enrich;
 pub mod journal;
-pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod publish;
 pub mod record;
 pub mod rtt;
 pub mod state;
-pub mod status;
 pub mod store;
+pub mod telemetry;
 pub mod window;
 
 pub use pipeline::{RunError, run};

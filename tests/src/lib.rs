@@ -153,7 +153,8 @@ pub fn scrape_metrics(addr: &str) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("no body"))?;
     anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
     anyhow::ensure!(
-        head.to_ascii_lowercase().contains("text/plain; version=0.0.4"),
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0"),
         "{head}"
     );
     Ok(body.to_owned())

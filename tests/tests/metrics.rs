@@ -1,5 +1,7 @@
-//! The Prometheus endpoint: it parses with the Prometheus client's own
-//! parser, and its counters move exactly with real traffic.
+//! The metrics endpoint: it parses with the Prometheus client's own
+//! OpenMetrics parser (strict: one `# EOF`, suffixes that match their
+//! types), its counters move exactly with real traffic, it counts API
+//! requests with bounded labels, and status.json shows the same figures.
 
 use std::{io::Write as _, net::SocketAddr, process::Command};
 
@@ -14,7 +16,7 @@ use flowlog_tests::{
 fn sample(py: &std::path::Path, text: &str, name: &str, labels: &[(&str, &str)]) -> anyhow::Result<f64> {
     let want: Vec<String> = labels.iter().map(|(k, v)| format!("{k:?}: {v:?}")).collect();
     let script = format!(
-        "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\n\
+        "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\n\
          want = {{{}}}\n\
          for fam in p(sys.stdin.read()):\n\
          \x20   for s in fam.samples:\n\
@@ -111,6 +113,39 @@ fn metrics_parse_and_count_real_traffic() -> anyhow::Result<()> {
         )?,
         0.0
     );
+    // API requests, counted by action and code class; an action the API
+    // does not have is "unknown" whatever its name.
+    agent.call("DescribeAgentStatus", serde_json::json!({}))?;
+    let (code, _) = agent.call("NoSuchAction-Spelled-By-A-Client", serde_json::json!({}))?;
+    assert_eq!(code, 400);
+    let text = flowlog_tests::scrape_metrics(&addr)?;
+    let requests = |action: &str, code: &str| {
+        sample(
+            &py,
+            &text,
+            "flowlog_api_requests_total",
+            &[("action", action), ("code", code)],
+        )
+    };
+    assert!(requests("DescribeAgentStatus", "Success")? >= 1.0);
+    assert_eq!(requests("unknown", "InvalidAction")?, 1.0);
+    assert!(
+        !text.contains("NoSuchAction"),
+        "a client's action name became a label"
+    );
+    // status.json is a snapshot of the same figures (traffic has stopped,
+    // so they hold still).
+    let status = agent.status()?;
+    for (field, metric) in [
+        ("overflow-events", "flowlog_overflow_events_total"),
+        ("journal-cuts-lost", "flowlog_journal_cuts_lost_total"),
+    ] {
+        assert_eq!(
+            status[field].as_f64(),
+            Some(sample(&py, &text, metric, &[])?),
+            "{field}"
+        );
+    }
     assert!(agent.stop()?.status.success());
     Ok(())
 }

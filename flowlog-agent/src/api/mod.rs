@@ -40,6 +40,8 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
+use crate::telemetry::{RequestLabels, Telemetry};
+
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Time to send a request body once the headers are in.
@@ -175,6 +177,7 @@ struct App {
     require_auth: bool,
     /// Nonces of signed requests already served.
     replays: Arc<auth::Replays>,
+    telemetry: Telemetry,
 }
 
 fn router(app: App) -> Router {
@@ -216,6 +219,7 @@ pub async fn serve(
     listeners: &Listeners,
     calls: mpsc::Sender<Call>,
     keys: KeyTable,
+    telemetry: Telemetry,
 ) -> Result<Servers, ServeError> {
     let socket = listeners.socket.clone();
     let unix_err = |source| ServeError::Unix {
@@ -257,6 +261,7 @@ pub async fn serve(
         keys: keys.clone(),
         require_auth,
         replays: replays.clone(),
+        telemetry: telemetry.clone(),
     };
     tasks.push(tokio::spawn(listen::serve(
         unix,
@@ -331,9 +336,29 @@ async fn handle(
         }
     };
     out.insert("RequestId".into(), Value::String(id.clone()));
+    count(&app.telemetry, &action, out.get("Code"));
     info!(request_id = %id, %action, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "api");
     let body = serde_json::to_vec(&Value::Object(out)).unwrap_or_default();
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Counts an answered request. Labels stay bounded whatever clients send:
+/// an action the API does not have is `unknown`, and a code is its class
+/// (`InvalidParameter`, not `InvalidParameter.<a client's name>`).
+fn count(telemetry: &Telemetry, action: &str, code: Option<&Value>) {
+    let action = if actions::Action::NAMES.contains(&action) {
+        action
+    } else {
+        "unknown"
+    };
+    let code = code
+        .and_then(Value::as_str)
+        .map_or("Success", |c| c.split('.').next().unwrap_or(c));
+    let labels = RequestLabels {
+        action: action.to_owned(),
+        code: code.to_owned(),
+    };
+    telemetry.api().requests.get_or_create(&labels).inc();
 }
 
 /// A request's action and parameters: the action from `/v1/<Action>` or

@@ -42,9 +42,9 @@ impl Control {
 
     pub(super) fn report_regions(&self, error: Option<String>) {
         let entries = self.regions.table.current().len();
-        let mut s = self.engine.status_board().lock();
-        s.region_table_entries = entries as u64;
-        s.region_table_error = error;
+        let mut info = self.engine.status_board().info();
+        info.region_table_entries = entries as u64;
+        info.region_table_error = error;
     }
 
     pub fn agent_status(&self, _: DescribeAgentStatus) -> AgentStatus {
@@ -66,7 +66,7 @@ impl Control {
             })
             .collect();
         AgentStatus {
-            status: self.engine.status_board().lock().clone(),
+            status: self.engine.status_board().snapshot(),
             flow_maps: fill,
             flow_logs: self.engine.runtime(),
             unattached: self.unattached.iter().cloned().collect(),

@@ -32,12 +32,15 @@ impl Engine {
             // they are gone the generation must not flip back onto them.
             if let Err(e) = tokio::task::block_in_place(|| cap.retry_deletion()) {
                 error!(netns = ns.as_deref().unwrap_or("-"), error = %e, "drained entries still not deleted; not draining this namespace until they are");
-                self.status.lock().drain_errors += 1;
+                self.status.capture().drain_errors.inc();
                 continue;
             }
             let started = std::time::Instant::now();
             let result = tokio::task::block_in_place(|| cap.drain());
-            self.status.metrics().observe_drain(started.elapsed());
+            self.status
+                .capture()
+                .drain_duration
+                .observe(started.elapsed().as_secs_f64());
             match result {
                 Ok((d, deletion)) => {
                     self.jiffies = d.jiffies.or(self.jiffies);
@@ -50,7 +53,7 @@ impl Engine {
                 }
                 Err(e) => {
                     error!(netns = ns.as_deref().unwrap_or("-"), error = %e, "drain failed");
-                    self.status.lock().drain_errors += 1;
+                    self.status.capture().drain_errors.inc();
                 }
             }
         }
@@ -129,7 +132,7 @@ impl Engine {
             }
             if let Err(e) = tokio::task::block_in_place(|| cap.delete(deletion)) {
                 error!(netns = ns.as_deref().unwrap_or("-"), error = %e, "deleting drained entries failed; tried again before the next drain");
-                self.status.lock().drain_errors += 1;
+                self.status.capture().drain_errors.inc();
             }
         }
         self.journal_status();

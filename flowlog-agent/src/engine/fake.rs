@@ -23,7 +23,7 @@ use crate::{
     model::{AttachmentInfo, clock::ManualClock},
     record::FlowLogRecord,
     rtt::RttStats,
-    status::{Status, StatusBoard},
+    telemetry::{AgentInfo, Telemetry},
     window::WindowAggregate,
 };
 
@@ -218,7 +218,7 @@ pub fn harness(interfaces: &[(&str, u32)], now: i128) -> Harness {
         None,
         None,
         tx,
-        StatusBoard::new(dir.path(), Status::default()),
+        Telemetry::new(dir.path(), AgentInfo::default()),
         SharedRegions::default(),
     )
     .with_clock(clock.clone());

@@ -13,6 +13,7 @@ use crate::{
     journal::SpecAttachment,
     model::{AttachmentInfo, ClockOffset, Identity, Window},
     record::format::LogFormat,
+    telemetry::JournalTotals,
     window::{WindowAggregate, WindowData},
 };
 
@@ -151,13 +152,14 @@ impl Engine {
 
     pub(super) fn journal_status(&self) {
         if let Some(j) = &self.journal {
-            let mut s = self.status.lock();
-            s.journal_cuts_written = j.stats.cuts_written;
-            s.journal_bytes_written = j.stats.bytes_written;
-            s.journal_write_errors = j.stats.write_errors;
-            s.journal_cuts_lost = j.stats.cuts_lost;
-            s.journal_sealed_windows = j.ledger().sealed.len() as u64;
-            s.journal_windows_lost = j.stats.windows_lost;
+            self.status.journal().update(JournalTotals {
+                cuts_written: j.stats.cuts_written,
+                bytes_written: j.stats.bytes_written,
+                write_errors: j.stats.write_errors,
+                cuts_lost: j.stats.cuts_lost,
+                sealed_windows: j.ledger().sealed.len() as u64,
+                windows_lost: j.stats.windows_lost,
+            });
         }
     }
 }

@@ -46,7 +46,7 @@ use crate::{
     journal::{Journal, SpecAttachment, WindowSpec},
     model::{Clock, Identity, JiffiesRef, LogstoreRef, SystemClock},
     record::format::LogFormat,
-    status::StatusBoard,
+    telemetry::Telemetry,
     window::{WindowAggregate, WindowData},
 };
 
@@ -129,7 +129,7 @@ pub struct Engine {
     users: Routing,
     running: BTreeMap<String, Running>,
     publish: mpsc::Sender<WindowRecords>,
-    status: StatusBoard,
+    status: Telemetry,
     /// Latest jiffies reference from a drain, to date flows at flush.
     jiffies: Option<JiffiesRef>,
     /// Where kernel state is pinned; `None` when pinning is off.
@@ -141,6 +141,8 @@ pub struct Engine {
     /// Windows sealed while the ledger could not be saved: a sink may see
     /// a window only once the seal is on disk.
     held: Vec<WindowRecords>,
+    /// Each namespace's handshake totals at its last drain.
+    rtt_seen: std::sync::Mutex<BTreeMap<Option<String>, crate::rtt::RttStats>>,
 }
 
 impl Engine {
@@ -149,7 +151,7 @@ impl Engine {
         pins: Option<PinRoot>,
         journal: Option<Journal>,
         publish: mpsc::Sender<WindowRecords>,
-        status: StatusBoard,
+        status: Telemetry,
         regions: SharedRegions,
     ) -> Self {
         let engine = Self {
@@ -165,6 +167,7 @@ impl Engine {
             status,
             jiffies: None,
             held: Vec::new(),
+            rtt_seen: Default::default(),
         };
         engine.journal_status();
         engine
@@ -176,7 +179,7 @@ impl Engine {
         self
     }
 
-    pub fn status_board(&self) -> &StatusBoard {
+    pub fn status_board(&self) -> &Telemetry {
         &self.status
     }
 

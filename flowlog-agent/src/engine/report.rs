@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use super::Engine;
 use crate::{
     capture::{FlowSource, MalformedCount, MapFill},
-    status::AttachmentStatus,
+    telemetry::{AttachmentStatus, InterfaceLabels, MalformedLabels, MapLabels, gauge_value},
     window::WindowAggregate,
 };
 
@@ -32,35 +32,36 @@ impl Engine {
         malformed: &[MalformedCount],
         overflow_events: u64,
     ) {
-        {
-            let mut s = self.status.lock();
-            s.flows_last_window = data.flows.len() as u64;
-            s.overflow_events += overflow_events;
-            for c in data.skipped.values() {
-                s.skipped.packets += c.packets;
-                s.skipped.bytes += c.bytes;
-            }
-            for m in malformed {
-                let name = cap
-                    .attached()
-                    .find(|a| a.info.ifindex == m.ifindex)
-                    .map_or_else(|| m.ifindex.to_string(), |a| a.info.interface.clone());
-                let key = format!("{name}/{}/{}", m.direction.as_str(), m.reason.as_str());
-                let t = s.malformed.entry(key).or_default();
-                t.packets += m.counters.packets;
-                t.bytes += m.counters.bytes;
-            }
-            let r = cap.rtt_stats();
-            s.rtt_measured = r.measured;
-            s.rtt_ambiguous = r.ambiguous;
-            s.rtt_expired = r.expired;
+        let c = self.status.capture();
+        c.flows_last_window.set(gauge_value(data.flows.len() as u64));
+        c.overflow_events.inc_by(overflow_events);
+        for s in data.skipped.values() {
+            c.skipped_packets.inc_by(s.packets);
+            c.skipped_bytes.inc_by(s.bytes);
         }
-        // Per-interface traffic for the metrics endpoint.
-        let mut m = self.status.metrics();
-        let ns_label = cap.netns().unwrap_or_default().to_owned();
+        let interface = |ifindex: u32| {
+            cap.attached()
+                .find(|a| a.info.ifindex == ifindex)
+                .map(|a| a.info.interface.clone())
+        };
+        for m in malformed {
+            let labels = MalformedLabels {
+                interface: interface(m.ifindex).unwrap_or_else(|| m.ifindex.to_string()),
+                direction: m.direction.as_str().into(),
+                reason: m.reason.as_str().into(),
+            };
+            c.malformed.add(labels, m.counters.packets, m.counters.bytes);
+        }
+        self.account_rtt(cap);
+        let netns = cap.netns().unwrap_or_default().to_owned();
         for (family, flows, entries) in cap.last_map_flows().families() {
-            m.map_fill
-                .insert((ns_label.clone(), family), (flows, u64::from(entries)));
+            let labels = MapLabels {
+                netns: netns.clone(),
+                family: family.into(),
+            };
+            c.map_fill
+                .get_or_create(&labels)
+                .set(MapFill::ratio(flows, entries));
         }
         let mut sums: HashMap<(u32, u8), (u64, u64)> = HashMap::new();
         for (key, stats) in data.flows.iter() {
@@ -69,17 +70,35 @@ impl Engine {
             e.1 += stats.bytes;
         }
         for ((ifindex, dir), (p, b)) in sums {
-            let Some(a) = cap.attached().find(|a| a.info.ifindex == ifindex) else {
-                continue;
+            let Some(name) = interface(ifindex) else { continue };
+            let labels = InterfaceLabels {
+                netns: netns.clone(),
+                interface: name,
+                direction: flowlog_common::Direction::from_u8(dir)
+                    .map_or("?", |d| d.as_str())
+                    .into(),
             };
-            let dir = flowlog_common::Direction::from_u8(dir).map_or("?", |d| d.as_str());
-            let t = m
-                .seen
-                .entry((ns_label.clone(), a.info.interface.clone(), dir))
-                .or_default();
-            t.packets += p;
-            t.bytes += b;
+            c.packets.get_or_create(&labels).inc_by(p);
+            c.bytes.get_or_create(&labels).inc_by(b);
         }
+    }
+
+    /// Handshake figures: each namespace's tracker keeps running totals,
+    /// the metrics count what is new since its last drain.
+    fn account_rtt(&self, cap: &dyn FlowSource) {
+        let now = cap.rtt_stats();
+        let mut seen = self
+            .rtt_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let last = seen
+            .insert(cap.netns().map(str::to_owned), now)
+            .unwrap_or_default();
+        let c = self.status.capture();
+        c.rtt_measured.inc_by(now.measured.saturating_sub(last.measured));
+        c.rtt_ambiguous
+            .inc_by(now.ambiguous.saturating_sub(last.ambiguous));
+        c.rtt_expired.inc_by(now.expired.saturating_sub(last.expired));
     }
 
     /// What is attached where, for status.json and the status view.
@@ -100,7 +119,7 @@ impl Engine {
                     .flow_logs(&(a.info.netns.clone(), a.info.interface.clone())),
             })
             .collect();
-        self.status.lock().attachments = attachments;
+        self.status.info().attachments = attachments;
     }
 
     /// Per-flow-log window state for the status view.

@@ -40,8 +40,8 @@ use crate::{
         publisher::Sinks,
     },
     state::{StateError, Store},
-    status::{Status, StatusBoard},
     store::{self},
+    telemetry::{AgentInfo, Telemetry},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -121,9 +121,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let journal = Journal::open(&config.data_dir)?;
     let marks = Marks::new(journal.dir());
     let sinks = publish::open_sinks(&config.output)?;
-    let status = StatusBoard::new(
+    let status = Telemetry::new(
         &config.data_dir,
-        Status {
+        AgentInfo {
             state: "starting".into(),
             pid: std::process::id(),
             window_secs: config.window.as_secs(),
@@ -139,11 +139,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .map(PinRoot::open)
         .transpose()
         .map_err(RunError::Pins)?;
-    {
-        let mut s = status.lock();
-        s.pinned = pins.is_some();
-        s.pin_dir = pins.as_ref().map(|p| p.path().display().to_string());
-    }
+    status.set_pinned(pins.as_ref().map(|p| p.path().display().to_string()));
     let (batch_tx, batch_rx) = mpsc::channel::<WindowRecords>(8);
     let logstores = LogstoreSink::new(
         store::Writer::new(&config.data_dir),
@@ -210,7 +206,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                 tls: config.api_tls.clone(),
                 allow_plain_http: config.api_allow_plain_http,
             };
-            match api::serve(&listeners, call_tx, control.keys()).await {
+            match api::serve(&listeners, call_tx, control.keys(), status.clone()).await {
                 Ok(s) => Some((s, call_rx)),
                 Err(e) => {
                     finish(control, publisher, resolved_rx, &status).await;
@@ -228,7 +224,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
     let (metrics_stop, metrics_rx) = tokio::sync::watch::channel(false);
     let metrics_task = match config.metrics_listen {
-        Some(addr) => match crate::metrics::serve(addr, status.clone(), metrics_rx).await {
+        Some(addr) => match {
+            let t = status.clone();
+            crate::telemetry::serve(addr, move || t.encode(), metrics_rx)
+        }
+        .await
+        {
             Ok(t) => Some(t),
             Err(source) => {
                 servers.shutdown().await;
@@ -238,7 +239,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         },
         None => None,
     };
-    status.lock().state = "running".into();
+    status.info().state = "running".into();
     persist(&status);
     info!(window_secs = config.window.as_secs(), socket = %config.api_socket.display(), "capture running");
 
@@ -418,7 +419,7 @@ async fn finish(
     mut control: Control,
     publisher: std::thread::JoinHandle<()>,
     mut resolved: mpsc::UnboundedReceiver<u64>,
-    status: &StatusBoard,
+    status: &Telemetry,
 ) {
     control.engine.shutdown().await;
     control.engine.close_publisher();
@@ -446,11 +447,11 @@ async fn finish(
         info!("stopped; all programs detached");
     }
     drop(control);
-    status.lock().state = "stopped".into();
+    status.info().state = "stopped".into();
     persist(status);
 }
 
-fn persist(status: &StatusBoard) {
+fn persist(status: &Telemetry) {
     if let Err(e) = status.persist() {
         warn!(error = %e, "cannot write status file");
     }

@@ -21,7 +21,7 @@ use super::{
 use crate::{
     engine::WindowRecords,
     journal::marks::{Mark, Marks, Plan, plan},
-    status::StatusBoard,
+    telemetry::{SinkLabels, Telemetry, gauge_value},
 };
 
 /// How long a stopping agent keeps retrying windows the Logstore has not
@@ -43,7 +43,7 @@ pub fn spawn(
     mut sinks: Sinks,
     mut input: mpsc::Receiver<WindowRecords>,
     resolved: mpsc::UnboundedSender<u64>,
-    status: StatusBoard,
+    status: Telemetry,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut marks: HashMap<String, Option<Mark>> = HashMap::new();
@@ -97,7 +97,7 @@ fn publish(
     marks: &mut HashMap<String, Option<Mark>>,
     mut batch: WindowRecords,
     resolved: &mpsc::UnboundedSender<u64>,
-    status: &StatusBoard,
+    status: &Telemetry,
 ) {
     let mut errors = 0u64;
     for sink in &mut sinks.lines {
@@ -107,14 +107,20 @@ fn publish(
             .or_insert_with(|| sinks.marks.load(&name));
         let result = write_marked(sink.as_mut(), &sinks.marks, mark, &batch);
         let Some(result) = result else { continue };
-        {
-            let mut m = status.metrics();
-            match &result {
-                Ok(()) => *m.records_by_sink.entry(name.clone()).or_default() += batch.data.len() as u64,
-                Err(_) => {
-                    *m.errors_by_sink.entry(name.clone()).or_default() += 1;
-                    *m.dropped_by_sink.entry(name.clone()).or_default() += batch.data.len() as u64;
-                }
+        let (figures, labels) = (status.sinks(), SinkLabels::of(&name));
+        match &result {
+            Ok(()) => {
+                figures
+                    .records_by_sink
+                    .get_or_create(&labels)
+                    .inc_by(batch.data.len() as u64);
+            }
+            Err(_) => {
+                figures.errors_by_sink.get_or_create(&labels).inc();
+                figures
+                    .dropped_by_sink
+                    .get_or_create(&labels)
+                    .inc_by(batch.data.len() as u64);
             }
         }
         if let Err(e) = result {
@@ -137,13 +143,14 @@ fn publish(
     {
         let _ = resolved.send(seq);
     }
+    let figures = status.sinks();
+    figures.windows_published.inc();
+    figures.records_published.inc_by(batch.data.len() as u64);
+    figures.publish_errors.inc_by(errors);
     {
-        let mut s = status.lock();
-        s.windows_published += 1;
-        s.records_published += batch.data.len() as u64;
-        s.publish_errors += errors;
-        s.last_window_start = Some(batch.data.window.start_secs());
-        s.last_window_end = Some(batch.data.window.end_secs());
+        let mut info = status.info();
+        info.last_window_start = Some(batch.data.window.start_secs());
+        info.last_window_end = Some(batch.data.window.end_secs());
     }
     info!(
         flow_log = %batch.flow_log_id,
@@ -214,7 +221,7 @@ fn write_marked(
 }
 
 fn record_logstore(
-    status: &StatusBoard,
+    status: &Telemetry,
     o: &Outcome,
     logstores: &LogstoreSink,
     resolved: &mpsc::UnboundedSender<u64>,
@@ -222,15 +229,20 @@ fn record_logstore(
     for seq in &o.resolved {
         let _ = resolved.send(*seq);
     }
-    {
-        let mut m = status.metrics();
-        *m.records_by_sink.entry("logstore".into()).or_default() += o.records_written;
-        *m.errors_by_sink.entry("logstore".into()).or_default() += o.write_errors;
-        *m.dropped_by_sink.entry("logstore".into()).or_default() += o.dropped_records;
-    }
-    let mut s = status.lock();
-    s.logstore_files_written += o.files_written;
-    s.logstore_write_errors += o.write_errors;
-    s.logstore_dropped_records += o.dropped_records;
-    s.logstore_pending_records = logstores.pending_records() as u64;
+    let (sinks, labels) = (status.sinks(), SinkLabels::of("logstore"));
+    sinks
+        .records_by_sink
+        .get_or_create(&labels)
+        .inc_by(o.records_written);
+    sinks.errors_by_sink.get_or_create(&labels).inc_by(o.write_errors);
+    sinks
+        .dropped_by_sink
+        .get_or_create(&labels)
+        .inc_by(o.dropped_records);
+    let l = status.logstore();
+    l.files_written.inc_by(o.files_written);
+    l.write_errors.inc_by(o.write_errors);
+    l.dropped_records.inc_by(o.dropped_records);
+    l.pending_records
+        .set(gauge_value(logstores.pending_records() as u64));
 }

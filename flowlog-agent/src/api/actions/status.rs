@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::request;
-use crate::{engine::FlowLogRuntime, status::Status};
+use crate::{engine::FlowLogRuntime, telemetry::Status};
 
 request! {
     /// DescribeAgentStatus: what is attached where, map fill, windows,

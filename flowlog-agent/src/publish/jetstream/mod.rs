@@ -34,7 +34,12 @@ use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
 use self::queue::{Queue, QueueError, Queued};
-use crate::{config::JetStream, engine::WindowRecords, record::FlowLogRecord, status::StatusBoard};
+use crate::{
+    config::JetStream,
+    engine::WindowRecords,
+    record::FlowLogRecord,
+    telemetry::{Telemetry, gauge_value},
+};
 
 /// Records per message at most, and bytes (NATS's default payload limit is
 /// 1 MiB): a collector writes each message as one Logstore file.
@@ -66,7 +71,7 @@ pub struct JetStreamPublisher {
     wake: Arc<Notify>,
     stop: Arc<AtomicBool>,
     sender: Option<std::thread::JoinHandle<()>>,
-    status: StatusBoard,
+    status: Telemetry,
 }
 
 fn lock(q: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
@@ -74,12 +79,12 @@ fn lock(q: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
 }
 
 /// The queue's depth into the status.
-fn report_queue(queue: &Mutex<Queue>, status: &StatusBoard) {
+fn report_queue(queue: &Mutex<Queue>, status: &Telemetry) {
     let q = lock(queue);
-    let mut s = status.lock();
-    s.jetstream_queued_records = q.records();
-    s.jetstream_queued_bytes = q.bytes();
-    s.jetstream_set_aside_files = q.set_aside();
+    let js = status.jetstream();
+    js.queued_records.set(gauge_value(q.records()));
+    js.queued_bytes.set(gauge_value(q.bytes()));
+    js.set_aside_files.set(gauge_value(q.set_aside()));
 }
 
 impl JetStreamPublisher {
@@ -87,7 +92,7 @@ impl JetStreamPublisher {
     pub fn start(
         settings: JetStream,
         data_dir: &std::path::Path,
-        status: StatusBoard,
+        status: Telemetry,
     ) -> Result<Self, JetStreamError> {
         let queue = Queue::open(&data_dir.join("jetstream-queue"), settings.queue_bytes)?;
         if queue.windows() > 0 {
@@ -130,10 +135,15 @@ impl JetStreamPublisher {
     pub fn publish(&self, batch: &WindowRecords) {
         let pushed = lock(&self.queue).push(batch);
         match pushed {
-            Ok(p) => self.status.lock().jetstream_dropped_records += p.dropped_records,
+            Ok(p) => {
+                self.status.jetstream().dropped_records.inc_by(p.dropped_records);
+            }
             Err(e) => {
                 error!(error = %crate::capture::chain(&e), records = batch.data.len(), "cannot queue a window for JetStream; its records are dropped");
-                self.status.lock().jetstream_dropped_records += batch.data.len() as u64;
+                self.status
+                    .jetstream()
+                    .dropped_records
+                    .inc_by(batch.data.len() as u64);
             }
         }
         self.report();
@@ -166,7 +176,7 @@ struct Sender {
     queue: Arc<Mutex<Queue>>,
     wake: Arc<Notify>,
     stop: Arc<AtomicBool>,
-    status: StatusBoard,
+    status: Telemetry,
 }
 
 impl Sender {
@@ -199,7 +209,7 @@ impl Sender {
                     continue;
                 }
                 Some(Err((records, _))) => {
-                    self.status.lock().jetstream_dropped_records += records;
+                    self.status.jetstream().dropped_records.inc_by(records);
                     continue;
                 }
                 Some(Ok(w)) => w,
@@ -226,17 +236,17 @@ impl Sender {
                         "JetStream acknowledged a window"
                     );
                     {
-                        let mut s = self.status.lock();
-                        s.jetstream_published_records += n;
-                        s.jetstream_connected = true;
+                        let js = self.status.jetstream();
+                        js.published_records.inc_by(n);
+                        js.connected.set(1);
                     }
                     retry = RETRY_MIN;
                 }
                 Err(e) => {
                     {
-                        let mut s = self.status.lock();
-                        s.jetstream_errors += 1;
-                        s.jetstream_connected = false;
+                        let js = self.status.jetstream();
+                        js.errors.inc();
+                        js.connected.set(0);
                     }
                     warn!(error = %e, window = window.seq, retry_in_ms = retry.as_millis() as u64, "JetStream publish failed; the window stays queued");
                     // A fresh connection next time: the old one may be gone
