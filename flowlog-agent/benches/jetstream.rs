@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use flowlog_agent::{
     collect::{self, CollectSettings},
-    config::JetStream,
     engine::WindowRecords,
     model::{AttachmentInfo, ClockOffset, Identity, LogstoreRef, Window},
-    publish::jetstream::JetStreamPublisher,
+    publish::{
+        Sink as _,
+        sinks::jetstream::{JetStream, JetStreamPublisher},
+    },
     telemetry::{AgentInfo, Telemetry},
     window::{FlowTable, WindowAggregate},
 };
@@ -107,7 +109,10 @@ fn main() -> anyhow::Result<()> {
 
     // Agent side: from handing windows over to every record acknowledged.
     let status = Telemetry::new(&dir, AgentInfo::default());
-    let publisher = JetStreamPublisher::start(
+    // The sender runs on the runtime the publisher is started from.
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let entered = rt.enter();
+    let mut publisher = JetStreamPublisher::start(
         JetStream {
             servers: vec![server.url()],
             subject: "flowlog.records".into(),
@@ -122,7 +127,7 @@ fn main() -> anyhow::Result<()> {
     )?;
     let started = Instant::now();
     for b in &batches {
-        publisher.publish(b);
+        publisher.take(b);
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     while status.jetstream().published_records.get() < records {
@@ -130,10 +135,10 @@ fn main() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     }
     let publish_secs = started.elapsed().as_secs_f64();
-    publisher.shutdown();
+    publisher.close();
+    drop(entered);
 
     // Central side: one collector drains the stream into a Logstore.
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let started = Instant::now();
     let collected = rt.block_on(collect::run(
         CollectSettings {

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     model::{LogstoreRef, Window},
-    publish::jetstream::{HEADER_FLOW_LOG, HEADER_LOGSTORE, HEADER_PROJECT, auth::NatsAuth},
+    publish::sinks::jetstream::{HEADER_FLOW_LOG, HEADER_LOGSTORE, HEADER_PROJECT, auth::NatsAuth},
     record::FlowLogBatch,
     store::Writer,
 };
@@ -53,7 +53,7 @@ pub enum CollectError {
     #[error("NATS: {0}")]
     Nats(String),
     #[error(transparent)]
-    Auth(#[from] crate::publish::jetstream::auth::AuthError),
+    Auth(#[from] crate::publish::sinks::jetstream::auth::AuthError),
     #[error("cannot serve metrics on {addr}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -215,7 +215,11 @@ async fn collect(
                     break;
                 }
             };
-            let outcome = store_message(&writer, &m);
+            // Parquet writing and fsync block: off the runtime's workers.
+            let (w, parts) = (writer.clone(), Parts::of(&m));
+            let outcome = tokio::task::spawn_blocking(move || store_message(&w, parts))
+                .await
+                .unwrap_or(Stored::Failed);
             let ack = match &outcome {
                 Stored::Written { records } => {
                     total.records += records;
@@ -277,12 +281,33 @@ enum Stored {
     Failed,
 }
 
-fn header<'a>(m: &'a async_nats::jetstream::Message, name: &str) -> Option<&'a str> {
-    m.headers.as_ref()?.get(name).map(|v| v.as_str())
+/// What storing a message needs of it, owned (to go to another thread).
+struct Parts {
+    subject: String,
+    id: Option<String>,
+    project: Option<String>,
+    logstore: Option<String>,
+    flow_log: Option<String>,
+    payload: bytes::Bytes,
 }
 
-fn store_message(writer: &Writer, m: &async_nats::jetstream::Message) -> Stored {
-    let Some(id) = header(m, "Nats-Msg-Id") else {
+impl Parts {
+    fn of(m: &async_nats::jetstream::Message) -> Self {
+        let header =
+            |name: &str| -> Option<String> { m.headers.as_ref()?.get(name).map(|v| v.as_str().to_owned()) };
+        Self {
+            subject: m.subject.to_string(),
+            id: header("Nats-Msg-Id"),
+            project: header(HEADER_PROJECT),
+            logstore: header(HEADER_LOGSTORE),
+            flow_log: header(HEADER_FLOW_LOG),
+            payload: m.payload.clone(),
+        }
+    }
+}
+
+fn store_message(writer: &Writer, m: Parts) -> Stored {
+    let Some(id) = m.id.as_deref() else {
         warn!(subject = %m.subject, "message without Nats-Msg-Id; rejected");
         return Stored::Rejected;
     };
@@ -297,12 +322,12 @@ fn store_message(writer: &Writer, m: &async_nats::jetstream::Message) -> Stored 
         return Stored::Already;
     };
     let dest = LogstoreRef {
-        project: header(m, HEADER_PROJECT)
-            .unwrap_or(crate::config::DEFAULT_PROJECT)
-            .to_owned(),
-        logstore: header(m, HEADER_LOGSTORE)
-            .unwrap_or(crate::config::DEFAULT_LOGSTORE)
-            .to_owned(),
+        project: m
+            .project
+            .unwrap_or_else(|| crate::config::DEFAULT_PROJECT.to_owned()),
+        logstore: m
+            .logstore
+            .unwrap_or_else(|| crate::config::DEFAULT_LOGSTORE.to_owned()),
     };
     if crate::model::validate::project_name(&dest.project).is_err()
         || crate::model::validate::logstore_name(&dest.logstore).is_err()
@@ -310,7 +335,7 @@ fn store_message(writer: &Writer, m: &async_nats::jetstream::Message) -> Stored 
         warn!(id, project = %dest.project, logstore = %dest.logstore, "message names an invalid Project or Logstore; rejected");
         return Stored::Rejected;
     }
-    let flow_log = header(m, HEADER_FLOW_LOG).unwrap_or(first.flow_log_id.as_str());
+    let flow_log = m.flow_log.as_deref().unwrap_or(first.flow_log_id.as_str());
     let window = Window {
         start_ns: i128::from(first.start) * 1_000_000_000,
         end_ns: i128::from(first.end) * 1_000_000_000,

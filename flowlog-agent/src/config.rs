@@ -13,7 +13,11 @@ use serde::Deserialize;
 use crate::{
     enrich::{RegionEntry, RegionTable},
     model::validate,
-    publish::jetstream::auth::NatsAuth,
+    publish::sinks::{
+        file::Output,
+        jetstream::{JetStream, JetStreamFile},
+        logstore,
+    },
     record::format::LogFormat,
 };
 
@@ -36,8 +40,6 @@ pub const API_SOCKET: &str = "api.sock";
 /// Ceiling on per-generation flow-map entries (two generations exist).
 const FLOW_MAP_ENTRIES_MAX: u32 = 1 << 24;
 /// About 250 MiB of kept windows (~124 bytes per record in memory).
-pub const DEFAULT_LOGSTORE_BUFFER_RECORDS: usize = 2_000_000;
-const LOGSTORE_BUFFER_RECORDS_MAX: usize = 100_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -122,36 +124,6 @@ impl fmt::Display for Attachment {
     }
 }
 
-/// Where records go.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Output {
-    /// JSON lines on standard output.
-    #[serde(default)]
-    pub stdout: bool,
-    /// JSON lines appended to a file.
-    #[serde(default)]
-    pub json_file: Option<PathBuf>,
-    /// Length-delimited protobuf `FlowLogRecord`s appended to a file.
-    #[serde(default)]
-    pub protobuf_file: Option<PathBuf>,
-    /// Flow-log text lines (the VPC flow-log layout) appended to a file.
-    #[serde(default)]
-    pub text_file: Option<PathBuf>,
-    /// What `stdout` prints: JSON lines (default) or text lines.
-    #[serde(default)]
-    pub stdout_format: LineFormat,
-}
-
-/// A line sink's layout: JSON lines or flow-log text lines.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LineFormat {
-    #[default]
-    Json,
-    Text,
-}
-
 /// The control API's listeners.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -189,122 +161,6 @@ pub struct MetricsFile {
     /// Allow `listen` beyond loopback.
     #[serde(default)]
     pub allow_remote: bool,
-}
-
-/// Publishing every window's records to NATS JetStream (off without
-/// `servers`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct JetStreamFile {
-    /// Server URLs, e.g. `nats://10.0.0.5:4222`; several for a cluster.
-    #[serde(default)]
-    pub servers: Vec<String>,
-    /// Subject prefix: records go to `<subject>.<flow-log-id>`.
-    pub subject: Option<String>,
-    /// Stream to create if missing (subjects `<subject>.>`).
-    pub stream: Option<String>,
-    /// Replicas of that stream (1, 3 or 5).
-    pub replicas: Option<u32>,
-    /// Authentication: a token, a file holding a user NKey seed, or a
-    /// credentials (JWT + NKey) file.
-    pub token: Option<String>,
-    pub nkey_seed: Option<PathBuf>,
-    pub credentials: Option<PathBuf>,
-    /// TLS: CA certificate file for the servers (implies TLS).
-    pub tls_ca: Option<PathBuf>,
-    /// Bound of the on-disk queue of windows not yet acknowledged.
-    pub queue_bytes: Option<u64>,
-    /// JetStream's duplicate window: a resend within it is recognised.
-    pub duplicate_window_secs: Option<u64>,
-}
-
-/// Validated JetStream settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JetStream {
-    pub servers: Vec<String>,
-    pub subject: String,
-    pub stream: String,
-    pub replicas: u32,
-    pub auth: NatsAuth,
-    pub queue_bytes: u64,
-    pub duplicate_window: Duration,
-}
-
-pub const DEFAULT_JETSTREAM_SUBJECT: &str = "flowlog.records";
-pub const DEFAULT_JETSTREAM_STREAM: &str = "FLOWLOG";
-/// 1 GiB of queued windows.
-pub const DEFAULT_JETSTREAM_QUEUE_BYTES: u64 = 1 << 30;
-const DEFAULT_DUPLICATE_WINDOW_SECS: u64 = 3600;
-
-impl JetStreamFile {
-    fn validate(self) -> Result<Option<JetStream>, ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self.servers.is_empty() {
-            return Ok(None);
-        }
-        for s in &self.servers {
-            let rest = s.split_once("://").map_or(s.as_str(), |(scheme, rest)| {
-                if matches!(scheme, "nats" | "tls") {
-                    rest
-                } else {
-                    ""
-                }
-            });
-            if rest.is_empty() || rest.contains(char::is_whitespace) {
-                return invalid(format!("jetstream server {s:?} must look like nats://host:port"));
-            }
-        }
-        let subject = self.subject.unwrap_or_else(|| DEFAULT_JETSTREAM_SUBJECT.into());
-        let token_ok =
-            |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
-        if !subject.split('.').all(token_ok) {
-            return invalid(format!(
-                "jetstream subject {subject:?} must be dot-separated tokens of letters, digits, '-' and '_'"
-            ));
-        }
-        let stream = self.stream.unwrap_or_else(|| DEFAULT_JETSTREAM_STREAM.into());
-        if !token_ok(&stream) || stream.len() > 64 {
-            return invalid(format!(
-                "jetstream stream {stream:?} must be 1 to 64 letters, digits, '-' or '_'"
-            ));
-        }
-        let replicas = self.replicas.unwrap_or(1);
-        if !matches!(replicas, 1 | 3 | 5) {
-            return invalid(format!("jetstream replicas must be 1, 3 or 5, got {replicas}"));
-        }
-        let auth = NatsAuth {
-            token: self.token,
-            nkey_seed: self.nkey_seed,
-            credentials: self.credentials,
-            tls_ca: self.tls_ca,
-        };
-        if let Err(e) = auth.check() {
-            return invalid(format!("jetstream: {e}"));
-        }
-        let queue_bytes = self.queue_bytes.unwrap_or(DEFAULT_JETSTREAM_QUEUE_BYTES);
-        if queue_bytes < 1 << 16 {
-            return invalid(format!(
-                "jetstream queue-bytes must be at least 65536, got {queue_bytes}"
-            ));
-        }
-        let dup = self
-            .duplicate_window_secs
-            .unwrap_or(DEFAULT_DUPLICATE_WINDOW_SECS);
-        if !(1..=7 * 86_400).contains(&dup) {
-            return invalid(format!(
-                "jetstream duplicate-window-secs must be 1 to 604800, got {dup}"
-            ));
-        }
-        Ok(Some(JetStream {
-            servers: self.servers,
-            subject,
-            stream,
-            replicas,
-            auth,
-            queue_bytes,
-            duplicate_window: Duration::from_secs(dup),
-        }))
-    }
 }
 
 /// The file's shape; every field optional so flags can fill gaps.
@@ -528,15 +384,13 @@ impl Config {
             }
             (true, dir) => Some(dir.unwrap_or_else(|| PathBuf::from(DEFAULT_PIN_DIR))),
         };
-        let logstore_buffer_records = file
-            .logstore_buffer_records
-            .unwrap_or(DEFAULT_LOGSTORE_BUFFER_RECORDS as u64);
-        if !(1..=LOGSTORE_BUFFER_RECORDS_MAX as u64).contains(&logstore_buffer_records) {
-            return invalid(format!(
-                "logstore-buffer-records must be between 1 and {LOGSTORE_BUFFER_RECORDS_MAX}, got {logstore_buffer_records}"
-            ));
-        }
-        let jetstream = file.jetstream.unwrap_or_default().validate()?;
+        let logstore_buffer_records =
+            logstore::buffer_records(file.logstore_buffer_records).map_err(ConfigError::Invalid)?;
+        let jetstream = file
+            .jetstream
+            .unwrap_or_default()
+            .validate()
+            .map_err(ConfigError::Invalid)?;
         RegionTable::new(&file.region_entries)
             .map_err(|e| ConfigError::Invalid(format!("region table: {e}")))?;
         let api = file.api.unwrap_or_default();
@@ -612,7 +466,7 @@ impl Config {
             query_timeout: std::time::Duration::from_secs(query_timeout_secs),
             metrics_listen: metrics.listen,
             pin_dir,
-            logstore_buffer_records: logstore_buffer_records as usize,
+            logstore_buffer_records,
             jetstream,
             regions: file.region_entries,
             file: None,

@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use flowlog_agent::{
     cli,
-    config::{ApiFile, Attachment, CaptureMode, Config, FileConfig, MetricsFile, Output},
+    config::{ApiFile, Attachment, CaptureMode, Config, FileConfig, MetricsFile},
+    publish::sinks::file::Output,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -63,7 +64,7 @@ struct CollectArgs {
     /// NATS server URL (repeatable).
     #[arg(long = "server", required = true)]
     servers: Vec<String>,
-    #[arg(long, default_value = flowlog_agent::config::DEFAULT_JETSTREAM_STREAM)]
+    #[arg(long, default_value = flowlog_agent::publish::sinks::jetstream::DEFAULT_JETSTREAM_STREAM)]
     stream: String,
     /// Durable consumer name; collectors with the same name share the work.
     #[arg(long, default_value = "flowlog-collect")]
@@ -176,7 +177,7 @@ struct AgentArgs {
     text_file: Option<PathBuf>,
     /// What --stdout prints: json or text (flow-log text lines).
     #[arg(long, value_enum)]
-    stdout_format: Option<flowlog_agent::config::LineFormat>,
+    stdout_format: Option<flowlog_agent::publish::sinks::file::LineFormat>,
     /// Also serve the API on this TCP address (signed requests only).
     #[arg(long)]
     api_listen: Option<std::net::SocketAddr>,
@@ -364,7 +365,7 @@ fn run() -> anyhow::Result<()> {
                 stream: a.stream,
                 consumer: a.consumer,
                 data_dir: a.data_dir,
-                auth: flowlog_agent::publish::jetstream::auth::NatsAuth {
+                auth: flowlog_agent::publish::sinks::jetstream::auth::NatsAuth {
                     token: a.token,
                     nkey_seed: a.nkey_seed,
                     credentials: a.credentials,

@@ -176,7 +176,7 @@ fn test(filter: Option<String>) -> anyhow::Result<()> {
     )?;
     let nats = python.with_file_name("nats-server");
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--", "--test-threads=2"])
+    cmd.args(["test", "--workspace", "--no-fail-fast", "--", "--test-threads=2"])
         .env("FLOWLOG_BIN", &bin)
         .env("FLOWLOG_PYTHON", &python)
         .env("FLOWLOG_NATS_SERVER", &nats);

@@ -8,13 +8,13 @@
 //!                                               cuts, per-flow-log windows
 //!                                                   │ WindowRecords (bounded)
 //!                                                   ▼
-//!                                          publisher thread: sinks, status.json
+//!                                          fan-out: a task per sink, status.json
 //! ```
 //!
 //! One task owns the state and the kernel side, so API calls, window cuts
-//! and ring reads never interleave. The channel to the publisher is bounded:
-//! a slow sink slows window building, never the kernel side, which keeps
-//! counting into the active generation.
+//! and ring reads never interleave. The channel to the fan-out is bounded,
+//! and so is each sink's: a slow sink slows window building, never the
+//! kernel side, which keeps counting into the active generation.
 
 mod activation;
 
@@ -34,10 +34,12 @@ use crate::{
     model::clock,
     model::{Identity, LogstoreRef},
     publish::{
-        self, PublishError,
-        jetstream::{JetStreamError, JetStreamPublisher},
-        logstore::LogstoreSink,
-        publisher::Sinks,
+        self, Sink,
+        sinks::{
+            file::{self, FileSinkError},
+            jetstream::{JetStreamError, JetStreamPublisher},
+            logstore::LogstoreSink,
+        },
     },
     state::{StateError, Store},
     store::{self},
@@ -49,7 +51,7 @@ pub enum RunError {
     #[error(transparent)]
     Capture(#[from] CaptureError),
     #[error(transparent)]
-    Publish(#[from] PublishError),
+    Publish(#[from] FileSinkError),
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
@@ -120,7 +122,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let store = Store::open(&config.data_dir)?;
     let journal = Journal::open(&config.data_dir)?;
     let marks = Marks::new(journal.dir());
-    let sinks = publish::open_sinks(&config.output)?;
     let status = Telemetry::new(
         &config.data_dir,
         AgentInfo {
@@ -141,26 +142,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .map_err(RunError::Pins)?;
     status.set_pinned(pins.as_ref().map(|p| p.path().display().to_string()));
     let (batch_tx, batch_rx) = mpsc::channel::<WindowRecords>(8);
-    let logstores = LogstoreSink::new(
+    let mut sinks: Vec<Box<dyn Sink>> = file::open(&config.output, &marks, &status)?;
+    if let Some(js) = config.jetstream.clone() {
+        sinks.push(Box::new(JetStreamPublisher::start(
+            js,
+            &config.data_dir,
+            status.clone(),
+        )?));
+    }
+    sinks.push(Box::new(LogstoreSink::new(
         store::Writer::new(&config.data_dir),
         config.logstore_buffer_records,
-    );
-    let jetstream = match config.jetstream.clone() {
-        Some(js) => Some(JetStreamPublisher::start(js, &config.data_dir, status.clone())?),
-        None => None,
-    };
-    let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel::<u64>();
-    let publisher = publish::publisher::spawn(
-        Sinks {
-            lines: sinks,
-            marks,
-            logstores,
-            jetstream,
-        },
-        batch_rx,
-        resolved_tx,
         status.clone(),
-    );
+    )));
+    let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel::<u64>();
+    let publisher = publish::fanout::spawn(sinks, batch_rx, resolved_tx, status.clone());
     // Config::validate accepted these entries, so this cannot fail here.
     let table = RegionTable::new(&config.regions).unwrap_or_default();
     let regions = SharedRegions::new(table);
@@ -417,17 +413,14 @@ fn configured_flow_log(config: &Config, control: &mut Control) -> Result<Option<
 /// for the next start.
 async fn finish(
     mut control: Control,
-    publisher: std::thread::JoinHandle<()>,
+    publisher: tokio::task::JoinHandle<()>,
     mut resolved: mpsc::UnboundedReceiver<u64>,
     status: &Telemetry,
 ) {
     control.engine.shutdown().await;
     control.engine.close_publisher();
-    if tokio::task::spawn_blocking(move || publisher.join())
-        .await
-        .is_err()
-    {
-        error!("publisher thread failed");
+    if publisher.await.is_err() {
+        error!("the publisher failed");
     }
     let mut seqs = Vec::new();
     while let Ok(s) = resolved.try_recv() {

@@ -1,91 +1,49 @@
-//! Publishing records: the seam between window building and where records
-//! end up. Each [`Sink`] takes a window's records at a time; the embedded
-//! Logstore ([`logstore`]) and NATS JetStream ([`jetstream`]) take whole
-//! windows with their flow log's destination, and keep what they cannot
-//! deliver yet.
+//! Publishing records: where finished windows go. Every destination is a
+//! [`Sink`] — the line and protobuf files and stdout ([`sinks::file`]), the
+//! embedded Logstore ([`sinks::logstore`]), NATS JetStream
+//! ([`sinks::jetstream`]) — each owning its configuration section and its
+//! figures, laid out as `sinks/<name>/`. The [`fanout`] runs each sink as a
+//! tokio task of its own (blocking file I/O on the blocking pool), hands
+//! every window to all of them, and tells the engine when a window is in
+//! every sink, so the journal can let it go.
 
-pub mod jetstream;
-mod lines;
-pub mod logstore;
-mod protobuf;
-pub mod publisher;
-mod spool;
+pub mod fanout;
+pub mod sinks;
 
-use std::{
-    io,
-    path::{Path, PathBuf},
-};
+use crate::engine::WindowRecords;
 
-pub use lines::Lines;
-pub use protobuf::ProtobufFile;
-
-use crate::{
-    config::{LineFormat, Output},
-    journal::marks::FileId,
-    window::WindowData,
-};
-
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    /// An output file could not be opened.
-    #[error("cannot open output file {path}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+/// What became of windows in one sink after one call.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Taken {
+    /// Journal numbers of the windows this sink is done with: written, or
+    /// given up on and counted. The window just handed over, and kept
+    /// ones a retry wrote.
+    pub resolved: Vec<u64>,
+    /// The window just handed over could not be written (counted by the
+    /// sink; its records are not in it).
+    pub failed: bool,
 }
 
-/// A destination for records.
-pub trait Sink: Send {
-    /// Short name for logs and status.
+/// A destination for finished windows.
+///
+/// Calls run on the blocking pool, one at a time per sink, windows in
+/// order: a sink may write files and fsync without holding up the agent.
+pub trait Sink: Send + 'static {
+    /// Short name for logs and labels (`json-file:/var/log/flows.jsonl`).
     fn name(&self) -> &str;
-    /// Writes one window's records and makes them visible to readers:
-    /// all of them, or (on error) none.
-    fn write(&mut self, window: &WindowData) -> io::Result<()>;
-    /// Where the next window would begin, in which file; `None` for a
-    /// stream, which cannot be taken back.
-    fn position(&mut self) -> Option<(u64, FileId)> {
-        None
+    /// Takes one window: writes it, queues it, or keeps it for a retry.
+    fn take(&mut self, window: &WindowRecords) -> Taken;
+    /// Windows kept for a later try (the fan-out retries while any are).
+    fn kept(&self) -> usize {
+        0
     }
-    /// Cuts the output back to `at` (a window begun before a crash).
-    fn rewind(&mut self, _at: u64) -> io::Result<()> {
-        Ok(())
+    /// Tries kept windows again.
+    fn retry(&mut self) -> Taken {
+        Taken::default()
     }
-}
-
-fn open_append(path: &Path) -> Result<spool::AppendFile, PublishError> {
-    spool::AppendFile::open(path).map_err(|source| PublishError::Open {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-/// Opens every sink the configuration names.
-pub fn open_sinks(output: &Output) -> Result<Vec<Box<dyn Sink>>, PublishError> {
-    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-    if output.stdout {
-        sinks.push(Box::new(Lines::new("stdout", output.stdout_format, io::stdout())));
+    /// The agent is stopping: a last, bounded chance for what is kept.
+    /// What is still kept stays in the journal for the next start.
+    fn close(&mut self) -> Taken {
+        self.retry()
     }
-    if let Some(path) = &output.text_file {
-        sinks.push(Box::new(Lines::new(
-            format!("text-file:{}", path.display()),
-            LineFormat::Text,
-            open_append(path)?,
-        )));
-    }
-    if let Some(path) = &output.json_file {
-        sinks.push(Box::new(Lines::new(
-            format!("json-file:{}", path.display()),
-            LineFormat::Json,
-            open_append(path)?,
-        )));
-    }
-    if let Some(path) = &output.protobuf_file {
-        sinks.push(Box::new(ProtobufFile::new(
-            format!("protobuf-file:{}", path.display()),
-            open_append(path)?,
-        )));
-    }
-    Ok(sinks)
 }

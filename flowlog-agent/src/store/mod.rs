@@ -111,6 +111,7 @@ enum Name<'a> {
 }
 
 /// Writes windows of records as Parquet files.
+#[derive(Clone)]
 pub struct Writer {
     data_dir: PathBuf,
     props: Arc<WriterProperties>,

@@ -1,8 +1,8 @@
 //! Publishing every window to NATS JetStream, at least once and in order.
 //!
-//! The publisher thread hands each window to [`JetStreamPublisher::publish`],
-//! which writes it to the on-disk [`queue`] and returns; a sender thread of
-//! its own takes the oldest queued window, publishes it as protobuf
+//! The fan-out hands each window to [`JetStreamPublisher`]'s
+//! [`Sink::take`], which writes it to the on-disk [`queue`] and returns; a
+//! sender task on the agent's runtime takes the oldest queued window, publishes it as protobuf
 //! `FlowLogBatch` messages (at most [`BATCH_RECORDS`] records and
 //! [`BATCH_BYTES`] each) to
 //! `<subject>.<flow-log-id>`, waits for JetStream's acknowledgement of every
@@ -15,13 +15,11 @@
 //! the Project and Logstore the records belong to.
 
 pub mod auth;
+mod config;
 pub mod queue;
 
 use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -30,13 +28,17 @@ use async_nats::{
     jetstream::{self, message::PublishMessage},
 };
 use bytes::Bytes;
-use tokio::sync::Notify;
+pub use config::{
+    DEFAULT_JETSTREAM_QUEUE_BYTES, DEFAULT_JETSTREAM_STREAM, DEFAULT_JETSTREAM_SUBJECT, JetStream,
+    JetStreamFile,
+};
+use tokio::sync::{Notify, watch};
 use tracing::{debug, error, info, warn};
 
 use self::queue::{Queue, QueueError, Queued};
 use crate::{
-    config::JetStream,
     engine::WindowRecords,
+    publish::{Sink, Taken},
     record::FlowLogRecord,
     telemetry::{Telemetry, gauge_value},
 };
@@ -62,15 +64,16 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 pub enum JetStreamError {
     #[error(transparent)]
     Queue(#[from] QueueError),
-    #[error("cannot start the JetStream sender")]
-    Thread(#[source] std::io::Error),
+    #[error("the JetStream sender needs a tokio runtime to run on")]
+    NoRuntime,
 }
 
 pub struct JetStreamPublisher {
     queue: Arc<Mutex<Queue>>,
     wake: Arc<Notify>,
-    stop: Arc<AtomicBool>,
-    sender: Option<std::thread::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    sender: Option<tokio::task::JoinHandle<()>>,
+    runtime: tokio::runtime::Handle,
     status: Telemetry,
 }
 
@@ -88,7 +91,8 @@ fn report_queue(queue: &Mutex<Queue>, status: &Telemetry) {
 }
 
 impl JetStreamPublisher {
-    /// Opens the queue in `<data-dir>/jetstream-queue` and starts sending.
+    /// Opens the queue in `<data-dir>/jetstream-queue` and starts sending,
+    /// on the runtime this is called from.
     pub fn start(
         settings: JetStream,
         data_dir: &std::path::Path,
@@ -102,25 +106,24 @@ impl JetStreamPublisher {
                 "JetStream: windows queued by an earlier run will be sent first"
             );
         }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| JetStreamError::NoRuntime)?;
         let queue = Arc::new(Mutex::new(queue));
         let wake = Arc::new(Notify::new());
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopping) = watch::channel(false);
         let sender = Sender {
             settings,
             queue: queue.clone(),
             wake: wake.clone(),
-            stop: stop.clone(),
+            stop: stopping,
             status: status.clone(),
         };
-        let handle = std::thread::Builder::new()
-            .name("jetstream".into())
-            .spawn(move || sender.run())
-            .map_err(JetStreamError::Thread)?;
+        let handle = runtime.spawn(sender.send_loop());
         let p = Self {
             queue,
             wake,
             stop,
             sender: Some(handle),
+            runtime,
             status,
         };
         p.report();
@@ -130,13 +133,21 @@ impl JetStreamPublisher {
     fn report(&self) {
         report_queue(&self.queue, &self.status);
     }
+}
 
-    /// Queues a window for sending; never waits for the servers.
-    pub fn publish(&self, batch: &WindowRecords) {
+impl Sink for JetStreamPublisher {
+    fn name(&self) -> &str {
+        "jetstream"
+    }
+
+    /// Queues a window for sending; never waits for the servers. Once on
+    /// disk the journal may let it go: the queue survives a restart.
+    fn take(&mut self, batch: &WindowRecords) -> Taken {
         let pushed = lock(&self.queue).push(batch);
-        match pushed {
+        let failed = match pushed {
             Ok(p) => {
                 self.status.jetstream().dropped_records.inc_by(p.dropped_records);
+                false
             }
             Err(e) => {
                 error!(error = %crate::capture::chain(&e), records = batch.data.len(), "cannot queue a window for JetStream; its records are dropped");
@@ -144,21 +155,25 @@ impl JetStreamPublisher {
                     .jetstream()
                     .dropped_records
                     .inc_by(batch.data.len() as u64);
+                true
             }
-        }
+        };
         self.report();
         self.wake.notify_one();
+        Taken {
+            resolved: batch.seq.into_iter().collect(),
+            failed,
+        }
     }
 
     /// Stops the sender after it has sent what it can within a few seconds;
     /// the rest stays queued for the next start.
-    pub fn shutdown(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.wake.notify_one();
+    fn close(&mut self) -> Taken {
+        let _ = self.stop.send(true);
         if let Some(t) = self.sender.take()
-            && t.join().is_err()
+            && self.runtime.block_on(t).is_err()
         {
-            error!("JetStream sender thread panicked");
+            error!("JetStream sender failed");
         }
         self.report();
         let left = lock(&self.queue).records();
@@ -168,6 +183,7 @@ impl JetStreamPublisher {
                 "JetStream: records still queued; they are sent at the next start"
             );
         }
+        Taken::default()
     }
 }
 
@@ -175,28 +191,17 @@ struct Sender {
     settings: JetStream,
     queue: Arc<Mutex<Queue>>,
     wake: Arc<Notify>,
-    stop: Arc<AtomicBool>,
+    stop: watch::Receiver<bool>,
     status: Telemetry,
 }
 
 impl Sender {
-    fn run(self) {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                error!(error = %e, "JetStream sender has no runtime; nothing will be sent");
-                return;
-            }
-        };
-        rt.block_on(self.send_loop());
-    }
-
-    async fn send_loop(self) {
+    async fn send_loop(mut self) {
         let mut js: Option<jetstream::Context> = None;
         let mut retry = RETRY_MIN;
         let mut deadline: Option<Instant> = None;
         loop {
-            if self.stop.load(Ordering::SeqCst) {
+            if *self.stop.borrow() {
                 let d = *deadline.get_or_insert_with(|| Instant::now() + STOP_GRACE);
                 if Instant::now() >= d || lock(&self.queue).windows() == 0 {
                     return;
@@ -205,7 +210,17 @@ impl Sender {
             let next = lock(&self.queue).oldest();
             let window = match next {
                 None => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
+                    // Nothing queued: wait for a window or the stop.
+                    tokio::select! {
+                        () = self.wake.notified() => {}
+                        changed = self.stop.changed() => {
+                            // The publisher is gone without a stop: nothing
+                            // more will come, and what is queued stays.
+                            if changed.is_err() {
+                                return;
+                            }
+                        }
+                    }
                     continue;
                 }
                 Some(Err((records, _))) => {

@@ -5,32 +5,26 @@
 use std::io;
 
 use super::{
-    Sink,
+    LineFormat, WindowFile,
     spool::{Spool, Target},
 };
-use crate::{config::LineFormat, journal::marks::FileId, record::text, window::WindowData};
+use crate::{journal::marks::FileId, record::text, window::WindowData};
 
 pub struct Lines<W> {
-    name: String,
     format: LineFormat,
     out: Spool<W>,
 }
 
 impl<W: Target> Lines<W> {
-    pub fn new(name: impl Into<String>, format: LineFormat, out: W) -> Self {
+    pub fn new(format: LineFormat, out: W) -> Self {
         Self {
-            name: name.into(),
             format,
             out: Spool::new(out),
         }
     }
 }
 
-impl<W: Target> Sink for Lines<W> {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
+impl<W: Target + Send + 'static> WindowFile for Lines<W> {
     fn position(&mut self) -> Option<(u64, FileId)> {
         self.out.position()
     }

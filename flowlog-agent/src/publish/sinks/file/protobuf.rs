@@ -7,30 +7,24 @@ use std::io;
 use prost::Message;
 
 use super::{
-    Sink,
+    WindowFile,
     spool::{AppendFile, Spool},
 };
 use crate::{journal::marks::FileId, window::WindowData};
 
 pub struct ProtobufFile {
-    name: String,
     out: Spool<AppendFile>,
 }
 
 impl ProtobufFile {
-    pub fn new(name: impl Into<String>, file: AppendFile) -> Self {
+    pub fn new(file: AppendFile) -> Self {
         Self {
-            name: name.into(),
             out: Spool::new(file),
         }
     }
 }
 
-impl Sink for ProtobufFile {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
+impl WindowFile for ProtobufFile {
     fn position(&mut self) -> Option<(u64, FileId)> {
         self.out.position()
     }
