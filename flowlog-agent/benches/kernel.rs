@@ -60,8 +60,9 @@ struct Sent {
 
 fn rusage_of(pid: i32) -> anyhow::Result<(i32, Duration)> {
     let mut status = 0;
-    // SAFETY: zeroed rusage is valid; wait4 fills it for our child.
+    // SAFETY: all-zero is a valid rusage.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: live status and rusage out-buffers; wait4 fills them for our child.
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     if r < 0 {
         bail!("wait4: {}", std::io::Error::last_os_error());
@@ -116,7 +117,7 @@ fn trafgen(t: &RouterTopology, flows: u64, packets: u64) -> anyhow::Result<Sent>
 
 /// CPU time of all ksoftirqd threads.
 fn ksoftirqd_cpu() -> Duration {
-    let tick = 1.0 / (unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64);
+    let tick = 1.0 / rustix::param::clock_ticks_per_second() as f64;
     let mut total = 0.0;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {

@@ -158,11 +158,8 @@ pub async fn run(
     result
 }
 
-async fn collect(
-    s: &CollectSettings,
-    stop: impl std::future::Future<Output = ()>,
-    shared: &Mutex<Collected>,
-) -> Result<Collected, CollectError> {
+/// The durable pull consumer the collectors named `s.consumer` share.
+async fn consumer(s: &CollectSettings) -> Result<consumer::PullConsumer, CollectError> {
     let opts = async_nats::ConnectOptions::new()
         .name("flowlog-collect")
         .retry_on_initial_connect();
@@ -170,7 +167,7 @@ async fn collect(
     let client = opts.connect(s.servers.as_slice()).await.map_err(nats)?;
     let js = jetstream::new(client);
     let stream = js.get_stream(&s.stream).await.map_err(nats)?;
-    let consumer = stream
+    stream
         .get_or_create_consumer(
             &s.consumer,
             consumer::pull::Config {
@@ -181,7 +178,15 @@ async fn collect(
             },
         )
         .await
-        .map_err(nats)?;
+        .map_err(nats)
+}
+
+async fn collect(
+    s: &CollectSettings,
+    stop: impl std::future::Future<Output = ()>,
+    shared: &Mutex<Collected>,
+) -> Result<Collected, CollectError> {
+    let consumer = consumer(s).await?;
     info!(stream = %s.stream, consumer = %s.consumer, data_dir = %s.data_dir.display(), "collecting");
     let writer = Writer::new(&s.data_dir);
     let mut total = Collected::default();
@@ -208,46 +213,13 @@ async fn collect(
         let mut got = 0;
         while let Some(m) = batch.next().await {
             got += 1;
-            let m = match m {
-                Ok(m) => m,
+            match m {
+                Ok(m) => take(&writer, m, &mut total).await,
                 Err(e) => {
                     warn!(error = %e, "reading a message failed");
                     break;
                 }
-            };
-            // Parquet writing and fsync block: off the runtime's workers.
-            let (w, parts) = (writer.clone(), Parts::of(&m));
-            let outcome = tokio::task::spawn_blocking(move || store_message(&w, parts))
-                .await
-                .unwrap_or(Stored::Failed);
-            let ack = match &outcome {
-                Stored::Written { records } => {
-                    total.records += records;
-                    total.files += 1;
-                    AckKind::Ack
-                }
-                Stored::Already => {
-                    total.already_stored += 1;
-                    AckKind::Ack
-                }
-                // Nothing to retry: a message that is no FlowLogBatch.
-                Stored::Rejected => {
-                    total.rejected += 1;
-                    AckKind::Term
-                }
-                // The Logstore cannot take it now (disk full): delivered
-                // again later.
-                Stored::Failed => {
-                    total.store_failures += 1;
-                    AckKind::Nak(Some(Duration::from_secs(5)))
-                }
-            };
-            // Confirmed, so a lost acknowledgement shows (the message then
-            // comes back and finds its file).
-            if let Err(e) = m.double_ack_with(ack).await {
-                debug!(error = %e, "acknowledgement not confirmed; the message may come again");
             }
-            total.messages += 1;
         }
         debug!(?total, "collected");
         report(shared, total);
@@ -264,6 +236,43 @@ async fn collect(
         "collector stopped"
     );
     Ok(total)
+}
+
+/// Stores one message and acknowledges it as its outcome deserves.
+async fn take(writer: &Writer, m: jetstream::Message, total: &mut Collected) {
+    // Parquet writing and fsync block: off the runtime's workers.
+    let (w, parts) = (writer.clone(), Parts::of(&m));
+    let outcome = tokio::task::spawn_blocking(move || store_message(&w, parts))
+        .await
+        .unwrap_or(Stored::Failed);
+    let ack = match &outcome {
+        Stored::Written { records } => {
+            total.records += records;
+            total.files += 1;
+            AckKind::Ack
+        }
+        Stored::Already => {
+            total.already_stored += 1;
+            AckKind::Ack
+        }
+        // Nothing to retry: a message that is no FlowLogBatch.
+        Stored::Rejected => {
+            total.rejected += 1;
+            AckKind::Term
+        }
+        // The Logstore cannot take it now (disk full): delivered again
+        // later.
+        Stored::Failed => {
+            total.store_failures += 1;
+            AckKind::Nak(Some(Duration::from_secs(5)))
+        }
+    };
+    // Confirmed, so a lost acknowledgement shows (the message then comes
+    // back and finds its file).
+    if let Err(e) = m.double_ack_with(ack).await {
+        debug!(error = %e, "acknowledgement not confirmed; the message may come again");
+    }
+    total.messages += 1;
 }
 
 /// Makes the totals visible to the metrics endpoint.

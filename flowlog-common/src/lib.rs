@@ -334,18 +334,27 @@ mod pod {
         Control, Counters, FlowKey, FlowStats, HandshakeEvent, MalformedKey, OverflowEvent, SkipKey,
     };
 
-    // SAFETY: all of these are repr(C), contain only integers and byte arrays,
-    // and have explicit padding fields, so every bit pattern is valid.
-    unsafe impl aya::Pod for FlowKey {}
-    unsafe impl aya::Pod for super::FlowKey4 {}
-    unsafe impl aya::Pod for FlowStats {}
-    unsafe impl aya::Pod for Control {}
-    unsafe impl aya::Pod for OverflowEvent {}
-    unsafe impl aya::Pod for HandshakeEvent {}
-    unsafe impl aya::Pod for SkipKey {}
-    unsafe impl aya::Pod for MalformedKey {}
-    unsafe impl aya::Pod for Counters {}
-    unsafe impl aya::Pod for super::ClockSample {}
+    macro_rules! pod {
+        ($($t:ty),*) => {$(
+            // SAFETY: each of these is repr(C), holds only integers and byte
+            // arrays, and has explicit padding fields, so every bit pattern
+            // is a valid value.
+            unsafe impl aya::Pod for $t {}
+        )*};
+    }
+
+    pod!(
+        FlowKey,
+        super::FlowKey4,
+        FlowStats,
+        Control,
+        OverflowEvent,
+        HandshakeEvent,
+        SkipKey,
+        MalformedKey,
+        Counters,
+        super::ClockSample
+    );
 }
 
 #[cfg(test)]

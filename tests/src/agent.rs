@@ -65,22 +65,16 @@ impl Drop for TempDir {
 fn ensure_bpffs() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let target = c"/sys/fs/bpf";
-        // SAFETY: zeroed statfs is a valid out-buffer; the path is a C string.
-        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-        let mounted =
-            unsafe { libc::statfs(target.as_ptr(), &mut st) } == 0 && st.f_type == libc::BPF_FS_MAGIC;
+        let target = "/sys/fs/bpf";
+        let mounted = rustix::fs::statfs(target).is_ok_and(|st| st.f_type == libc::BPF_FS_MAGIC);
         if !mounted {
-            // SAFETY: C strings that outlive the call.
-            unsafe {
-                libc::mount(
-                    c"bpf".as_ptr(),
-                    target.as_ptr(),
-                    c"bpf".as_ptr(),
-                    0,
-                    c"mode=0700".as_ptr().cast(),
-                )
-            };
+            let _ = rustix::mount::mount(
+                "bpf",
+                target,
+                "bpf",
+                rustix::mount::MountFlags::empty(),
+                c"mode=0700",
+            );
         }
     });
 }

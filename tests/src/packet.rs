@@ -31,6 +31,7 @@ fn packet_socket(ns: &Netns, ifname: &str, protocol: u16) -> anyhow::Result<(Own
                 i32::from(protocol.to_be()),
             )
         };
+        // SAFETY: a NUL-terminated interface name.
         let ifindex = unsafe { libc::if_nametoindex(ifname.as_ptr()) } as i32;
         (fd, ifindex)
     })?;
@@ -38,6 +39,7 @@ fn packet_socket(ns: &Netns, ifname: &str, protocol: u16) -> anyhow::Result<(Own
     // SAFETY: fresh fd, owned from here on.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     ensure!(ifindex > 0, "interface not found in {}", ns.name());
+    // SAFETY: all-zero is a valid sockaddr_ll.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
     sll.sll_protocol = protocol.to_be();
@@ -152,6 +154,7 @@ fn capture_loop(fd: &OwnedFd, stop: &AtomicBool) -> anyhow::Result<(HashMap<Tupl
             revents: 0,
         };
         // SAFETY: one valid pollfd.
+        // SAFETY: one live pollfd.
         let ready = unsafe { libc::poll(&mut pfd, 1, 50) };
         if ready <= 0 {
             if stop.load(Ordering::Relaxed) {
@@ -159,6 +162,7 @@ fn capture_loop(fd: &OwnedFd, stop: &AtomicBool) -> anyhow::Result<(HashMap<Tupl
             }
             continue;
         }
+        // SAFETY: all-zero is a valid sockaddr_ll.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         let mut len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
         // SAFETY: valid buffer and address storage.

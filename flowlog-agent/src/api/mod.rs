@@ -15,6 +15,8 @@ pub mod client;
 mod error;
 pub mod listen;
 pub mod params;
+mod query;
+mod request;
 pub mod tls;
 
 use std::{
@@ -36,6 +38,9 @@ use axum::{
 pub use error::ApiError;
 use http_body_util::BodyExt as _;
 pub use params::Params;
+pub use query::QuerySpec;
+use query::run_query;
+pub use request::parse_request;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -69,77 +74,6 @@ pub enum Reply {
 
 /// How long an answer waits for the window its call published.
 pub const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// A validated GetLogs request.
-#[derive(Debug)]
-pub struct QuerySpec {
-    pub dir: PathBuf,
-    pub range: crate::store::query::TimeRange,
-    pub sql: String,
-    pub project: String,
-    pub logstore: String,
-    /// Rows to return at most (`Line`).
-    pub line: usize,
-    /// Time the query may take in all, its wait for a turn included.
-    pub timeout: std::time::Duration,
-}
-
-/// Runs a GetLogs query in a child process (see
-/// [`crate::store::query::isolated`]).
-async fn run_query(q: QuerySpec) -> Result<Value, ApiError> {
-    use crate::store::query::{
-        QUERY_SLOTS, QueryError,
-        isolated::{self, Limits, Request},
-    };
-    let limits = Limits {
-        timeout: q.timeout,
-        ..Limits::default()
-    };
-    let req = Request {
-        dir: q.dir.clone(),
-        from: q.range.from,
-        to: q.range.to,
-        sql: q.sql.clone(),
-        max_rows: q.line,
-        max_bytes: limits.answer_bytes,
-    };
-    let started = tokio::time::Instant::now();
-    let slot = tokio::time::timeout(limits.timeout, QUERY_SLOTS.acquire())
-        .await
-        .map_err(|_| ApiError::invalid("Query", QueryError::Timeout(limits.timeout).to_string()))?
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let left = Limits {
-        timeout: limits.timeout.saturating_sub(started.elapsed()),
-        ..limits
-    };
-    let result = isolated::run(std::path::Path::new("/proc/self/exe"), &req, left).await;
-    drop(slot);
-    let result = result.map_err(|e| match e {
-        // The limit as configured, not what was left of it after the wait.
-        QueryError::Timeout(_) => ApiError::invalid("Query", QueryError::Timeout(limits.timeout).to_string()),
-        QueryError::Sql(m) | QueryError::Execution(m) => ApiError::invalid("Query", m),
-        QueryError::Memory(_) | QueryError::TooManyFiles { .. } => ApiError::invalid("Query", e.to_string()),
-        QueryError::Range { .. } => ApiError::invalid("From", e.to_string()),
-        QueryError::NoLogstore(_) => ApiError::not_found("LogStore", e.to_string()),
-        QueryError::Engine(m) => ApiError::internal(m),
-    })?;
-    let skipped_files: Vec<actions::SkippedFile> = result
-        .skipped
-        .into_iter()
-        .map(|(file, reason)| actions::SkippedFile { file, reason })
-        .collect();
-    let answer = actions::Logs {
-        project_name: q.project,
-        log_store_name: q.logstore,
-        count: result.rows.len(),
-        logs: result.rows,
-        files_read: result.files,
-        complete: skipped_files.is_empty() && !result.truncated,
-        skipped_files,
-        truncated: result.truncated,
-    };
-    serde_json::to_value(answer).map_err(|e| ApiError::internal(e.to_string()))
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -202,7 +136,7 @@ impl Servers {
 }
 
 /// Where and how the API listens.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Listeners {
     pub socket: PathBuf,
     pub tcp: Option<SocketAddr>,
@@ -284,24 +218,18 @@ pub async fn serve(
     Ok(Servers { tasks, stop, socket })
 }
 
-/// `XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX`, uppercase hex. Request ids are
-/// not secrets: if the random source fails, a counter stands in.
+/// A random (version 4) UUID in uppercase hex. Request ids are not
+/// secrets: if the random source fails, a counter stands in.
 fn request_id() -> String {
     static FALLBACK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let s = crate::state::random::string(crate::state::random::HEX_UPPER, 32).unwrap_or_else(|_| {
-        format!(
-            "{:032X}",
-            FALLBACK.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        )
-    });
-    format!(
-        "{}-{}-{}-{}-{}",
-        &s[..8],
-        &s[8..12],
-        &s[12..16],
-        &s[16..20],
-        &s[20..]
-    )
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        let n = FALLBACK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        bytes = u128::from(n).to_be_bytes();
+    }
+    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    let mut out = uuid::Uuid::encode_buffer();
+    id.hyphenated().encode_upper(&mut out).to_owned()
 }
 
 async fn handle(
@@ -359,61 +287,6 @@ fn count(telemetry: &Telemetry, action: &str, code: Option<&Value>) {
         code: code.to_owned(),
     };
     telemetry.api().requests.get_or_create(&labels).inc();
-}
-
-/// A request's action and parameters: the action from `/v1/<Action>` or
-/// the `Action` parameter; parameters from the query string, then the JSON
-/// object body (body wins). Pure, so it can be fuzzed.
-pub fn parse_request(path: &str, query: Option<&str>, body: &[u8]) -> Result<(String, Params), ApiError> {
-    let mut map: Map<String, Value> = Map::new();
-    if let Some(q) = query {
-        for pair in q.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let (k, v) = (percent_decode(k), percent_decode(v));
-            match (k, v) {
-                (Some(k), Some(v)) => {
-                    map.insert(k, Value::String(v));
-                }
-                _ => {
-                    return Err(ApiError::invalid(
-                        "Query",
-                        "the query string is not valid UTF-8 percent-encoding",
-                    ));
-                }
-            }
-        }
-    }
-    if !body.iter().all(u8::is_ascii_whitespace) {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(body)) => {
-                for (k, v) in body {
-                    map.insert(k, v);
-                }
-            }
-            Ok(_) => {
-                return Err(ApiError::invalid(
-                    "Body",
-                    "the request body must be a JSON object",
-                ));
-            }
-            Err(e) => {
-                return Err(ApiError::invalid(
-                    "Body",
-                    format!("the request body is not valid JSON: {e}"),
-                ));
-            }
-        }
-    }
-    let from_path = path
-        .strip_prefix("/v1/")
-        .filter(|a| !a.is_empty() && !a.contains('/'));
-    let action = match (from_path, map.get("Action")) {
-        (Some(a), _) => a.to_owned(),
-        (None, Some(Value::String(a))) => a.clone(),
-        (None, Some(_)) => return Err(ApiError::invalid("Action", "Action must be a string")),
-        (None, None) => return Err(ApiError::missing("Action")),
-    };
-    Ok((action, Params::new(map)))
 }
 
 async fn process(
@@ -502,40 +375,13 @@ async fn process(
     }
 }
 
-/// Decodes `%XX` escapes and `+` (as space) of a query component.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
-    fn query_components_decode() {
-        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%E4%B8%AD").as_deref(), Some("中"));
-        assert!(request_id().len() == 36);
+    fn request_ids_are_uuids() {
+        let id = super::request_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(id.matches('-').count(), 4);
+        assert_ne!(id, super::request_id());
     }
 }

@@ -99,7 +99,7 @@ impl NetnsCapture {
     pub fn poll_overflow(&mut self) -> u64 {
         let mut n = 0;
         let limit = self.pending_limit;
-        let ring = self.ring.get_mut();
+        let ring = self.maps.ring.get_mut();
         while let Some(item) = ring.next() {
             n += 1;
             let Some(mut e) = overflow_event(&item) else {
@@ -131,7 +131,7 @@ impl NetnsCapture {
     /// tracker. Never blocks.
     pub fn poll_handshakes(&mut self) -> u64 {
         let mut n = 0;
-        let ring = self.handshakes.get_mut();
+        let ring = self.maps.handshakes.get_mut();
         while let Some(item) = ring.next() {
             n += 1;
             if let Some(e) = handshake_event(&item) {
@@ -152,7 +152,8 @@ impl NetnsCapture {
         }
         let old = self.generation;
         let new = old ^ 1;
-        self.control
+        self.maps
+            .control
             .set(
                 0,
                 Control {
@@ -213,10 +214,22 @@ impl NetnsCapture {
     fn try_delete(&mut self, d: &Deletion) -> Result<(), CaptureError> {
         let err = |e: sys::SysError| drain_err("the flow map")(super::chain(&e));
         // Keys already gone (an earlier, partly done try) are skipped.
-        sys::delete_keys(self.flows4.fd().as_fd(), &d.keys4, size_of::<FlowKey4>(), BATCH).map_err(err)?;
-        sys::delete_keys(self.flows6.fd().as_fd(), &d.keys6, size_of::<FlowKey>(), BATCH).map_err(err)?;
+        sys::delete_keys(
+            self.maps.flows4.fd().as_fd(),
+            &d.keys4,
+            size_of::<FlowKey4>(),
+            BATCH,
+        )
+        .map_err(err)?;
+        sys::delete_keys(
+            self.maps.flows6.fd().as_fd(),
+            &d.keys6,
+            size_of::<FlowKey>(),
+            BATCH,
+        )
+        .map_err(err)?;
         for key in &d.skipped {
-            match self.skipped.remove(key) {
+            match self.maps.skipped.remove(key) {
                 Ok(()) => {}
                 Err(aya::maps::MapError::KeyNotFound) => {}
                 Err(e) => return Err(drain_err("the skip counters")(super::chain(&e))),
@@ -264,7 +277,7 @@ impl NetnsCapture {
         let old_gen = old as u8;
         let err = |e: sys::SysError| drain_err("the flow map")(super::chain(&e));
         let drained4 = read_map(
-            self.flows4.fd().as_fd(),
+            self.maps.flows4.fd().as_fd(),
             cpus,
             &mut flows,
             &mut deletion.keys4,
@@ -272,7 +285,7 @@ impl NetnsCapture {
         )
         .map_err(err)?;
         let drained6 = read_map(
-            self.flows6.fd().as_fd(),
+            self.maps.flows6.fd().as_fd(),
             cpus,
             &mut flows,
             &mut deletion.keys6,
@@ -294,7 +307,7 @@ impl NetnsCapture {
             }
         }
         self.rtt
-            .end_window(crate::model::clock::now_ns(libc::CLOCK_MONOTONIC) as u64);
+            .end_window(crate::model::clock::now_ns(crate::model::clock::ClockId::Monotonic) as u64);
         out.window.flows = flows;
 
         let (skipped, overflow_skipped) = self.read_skipped(old as u8, &mut out)?;
@@ -312,7 +325,7 @@ impl NetnsCapture {
         out: &mut Drained,
     ) -> Result<(Vec<SkipKey>, SkipCounts), CaptureError> {
         let mut keys = Vec::new();
-        for item in self.skipped.iter() {
+        for item in self.maps.skipped.iter() {
             let (key, values) = item.map_err(|e| drain_err("the skip counters")(super::chain(&e)))?;
             if key.generation != generation {
                 continue;
@@ -341,7 +354,7 @@ impl NetnsCapture {
     /// Malformed counters are cumulative in the kernel; report the change.
     fn malformed_delta(&mut self) -> Result<Vec<MalformedCount>, CaptureError> {
         let mut out = Vec::new();
-        for item in self.malformed.iter() {
+        for item in self.maps.malformed.iter() {
             let (key, values) = item.map_err(|e| drain_err("the malformed counters")(super::chain(&e)))?;
             let total = values.iter().fold(Counters::default(), |a, c| Counters {
                 packets: a.packets + c.packets,

@@ -1,7 +1,7 @@
 //! What kind of interface an attachment is, which decides the `auto`
 //! capture mode.
 
-use std::{ffi::CString, io, os::fd::AsRawFd};
+use std::{io, os::fd::AsRawFd};
 
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_GDRVINFO: u32 = 0x3;
@@ -70,13 +70,14 @@ impl InterfaceInfo {
 
 /// Looks up `name` in the current network namespace; `None` if absent.
 pub fn lookup(name: &str) -> io::Result<Option<InterfaceInfo>> {
-    let c_name = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: valid NUL-terminated string.
-    let ifindex = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-    if ifindex == 0 {
-        return Ok(None);
-    }
-    let (driver, bus_info) = drvinfo(name).unwrap_or_default();
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, socket_with};
+    let sock = socket_with(AddressFamily::INET, SocketType::DGRAM, SocketFlags::CLOEXEC, None)?;
+    let ifindex = match rustix::net::netdevice::name_to_index(&sock, name) {
+        Ok(i) => i,
+        Err(rustix::io::Errno::NODEV) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let (driver, bus_info) = drvinfo(&sock, name).unwrap_or_default();
     Ok(Some(InterfaceInfo {
         ifindex,
         driver,
@@ -84,14 +85,9 @@ pub fn lookup(name: &str) -> io::Result<Option<InterfaceInfo>> {
     }))
 }
 
-fn drvinfo(name: &str) -> io::Result<(String, String)> {
-    // SAFETY: plain socket(2) call.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just returned by socket(2) and is owned here.
-    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+/// The driver and bus address ethtool reports (SIOCETHTOOL, which no safe
+/// crate wraps).
+fn drvinfo(sock: &std::os::fd::OwnedFd, name: &str) -> io::Result<(String, String)> {
     // SAFETY: all-zero is a valid EthtoolDrvinfo.
     let mut info: EthtoolDrvinfo = unsafe { std::mem::zeroed() };
     info.cmd = ETHTOOL_GDRVINFO;

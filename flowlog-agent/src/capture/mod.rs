@@ -10,6 +10,7 @@ mod attach;
 pub mod budget;
 mod clock;
 mod drain;
+mod load;
 pub use drain::{handshake_event, overflow_event};
 pub mod iface;
 pub mod netns;
@@ -19,17 +20,16 @@ pub mod sys;
 pub mod unpin;
 
 use aya::{
-    Ebpf, EbpfLoader,
-    maps::{Array, Map, MapData, PerCpuHashMap, RingBuf},
+    Ebpf,
+    maps::{MapData, RingBuf},
 };
 use flowlog_common::{
-    CONTROL_RTT, ClockSample, Control, Counters, FlowKey, FlowKey4, FlowStats, MAP_CLOCK, MAP_CONTROL,
-    MAP_FLOWS4, MAP_FLOWS6, MAP_HANDSHAKES, MAP_MALFORMED, MAP_OVERFLOW, MAP_SKIPPED, MalformedKey,
-    PROG_CLOCK, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP, SkipKey,
+    CONTROL_RTT, Control, Counters, MAP_CONTROL, MalformedKey, PROG_TC_EGRESS, PROG_TC_INGRESS, PROG_XDP,
+    SkipKey,
 };
 use std::os::fd::AsFd;
 
-use tokio::io::{Interest, unix::AsyncFd};
+use tokio::io::unix::AsyncFd;
 use tracing::info;
 
 pub use attach::Hook;
@@ -39,7 +39,7 @@ pub use source::{FlowSource, KernelLoader, SourceLoader};
 use crate::{
     config::{Attachment, Config},
     model::AttachmentInfo,
-    rtt::{RttLimits, RttStats, RttTracker},
+    rtt::{RttStats, RttTracker},
     window::OverflowTable,
 };
 
@@ -143,14 +143,7 @@ pub struct NetnsCapture {
     netns: Option<String>,
     // Dropping it detaches every link (all are fd-based bpf_links).
     ebpf: Ebpf,
-    /// The IPv4 and IPv6 flow maps, as raw maps: only batch syscalls touch them.
-    flows4: MapData,
-    flows6: MapData,
-    control: Array<MapData, Control>,
-    skipped: PerCpuHashMap<MapData, SkipKey, Counters>,
-    malformed: PerCpuHashMap<MapData, MalformedKey, Counters>,
-    ring: AsyncFd<RingBuf<MapData>>,
-    handshakes: AsyncFd<RingBuf<MapData>>,
+    maps: load::Maps,
     clock: clock::ClockProbe,
     rtt: RttTracker,
     control_flags: u32,
@@ -209,203 +202,7 @@ impl MapFill {
     }
 }
 
-/// A ring buffer registered with the async reactor.
-fn pollable_ring(map: Map, name: &'static str) -> Result<AsyncFd<RingBuf<MapData>>, CaptureError> {
-    let ring = RingBuf::try_from(map).map_err(|e| CaptureError::Map {
-        name,
-        detail: chain(&e),
-    })?;
-    // SAFETY: the RingBuf owns its map fd, which stays open and the same
-    // for as long as the RingBuf lives inside the AsyncFd.
-    unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(|e| CaptureError::Map {
-        name,
-        detail: format!("cannot poll the ring buffer: {e}"),
-    })
-}
-
-/// Checks a flow map's type and layout and unwraps its handle.
-fn flow_map(map: Map, name: &'static str, key_size: usize) -> Result<MapData, CaptureError> {
-    let Map::PerCpuHashMap(data) = map else {
-        return Err(CaptureError::Map {
-            name,
-            detail: "not a per-CPU hash map".into(),
-        });
-    };
-    let info = data.info().map_err(|e| CaptureError::Map {
-        name,
-        detail: chain(&e),
-    })?;
-    if info.key_size() as usize != key_size || info.value_size() as usize != size_of::<FlowStats>() {
-        return Err(CaptureError::Map {
-            name,
-            detail: format!(
-                "key/value sizes {}/{} (agent expects {}/{})",
-                info.key_size(),
-                info.value_size(),
-                key_size,
-                size_of::<FlowStats>()
-            ),
-        });
-    }
-    Ok(data)
-}
-
 impl NetnsCapture {
-    /// Loads the programs and maps for `netns`, attached nowhere yet.
-    /// `first` names the interface that needs them, so that a verifier
-    /// rejection reads as an error of that attachment. With `pins`, maps
-    /// pinned by an earlier run are adopted (when they match) and new ones
-    /// are pinned.
-    pub fn load(
-        netns: Option<&str>,
-        first: &str,
-        config: &CaptureSettings,
-        pins: Option<&pins::PinRoot>,
-    ) -> Result<Self, CaptureError> {
-        let scope = match netns {
-            Some(n) => format!(" for {first} in netns {n}"),
-            None => format!(" for {first}"),
-        };
-        budget::check_here(config)?;
-        let netns_cookie = netns::run_in(netns, netns::cookie)?.map_err(|e| CaptureError::Map {
-            name: MAP_CONTROL,
-            detail: format!("cannot identify the network namespace: {e}"),
-        })?;
-        let pins = pins.map(|p| p.netns(netns));
-        let adopted = pins.as_ref().is_some_and(|p| p.check(config, netns_cookie));
-        let mut loader = EbpfLoader::new();
-        loader
-            .map_max_entries(MAP_FLOWS4, config.flow_map_entries)
-            .map_max_entries(MAP_FLOWS6, config.flow_map_entries_v6)
-            .map_max_entries(MAP_OVERFLOW, config.overflow_ring_bytes);
-        let pin_paths: Vec<(&str, std::path::PathBuf)> = match &pins {
-            Some(p) => {
-                p.create().map_err(|source| CaptureError::Pin {
-                    scope: scope.clone(),
-                    source,
-                })?;
-                pins::pinned_maps()
-                    .into_iter()
-                    .map(|n| (n, p.map_path(n)))
-                    .collect()
-            }
-            None => Vec::new(),
-        };
-        for (name, path) in &pin_paths {
-            loader.map_pin_path(name, path.as_path());
-        }
-        let mut ebpf = loader.load(PROGRAMS).map_err(|e| CaptureError::Load {
-            scope: scope.clone(),
-            source: Box::new(e),
-        })?;
-        attach::load_programs(&mut ebpf, &scope)?;
-        let take = |ebpf: &mut Ebpf, name: &'static str| {
-            ebpf.take_map(name).ok_or_else(|| CaptureError::Map {
-                name,
-                detail: "not in the object".into(),
-            })
-        };
-        let map_err = |name: &'static str| {
-            move |e: aya::maps::MapError| CaptureError::Map {
-                name,
-                detail: chain(&e),
-            }
-        };
-        let flows4 = flow_map(take(&mut ebpf, MAP_FLOWS4)?, MAP_FLOWS4, size_of::<FlowKey4>())?;
-        let flows6 = flow_map(take(&mut ebpf, MAP_FLOWS6)?, MAP_FLOWS6, size_of::<FlowKey>())?;
-        let mut control: Array<MapData, Control> =
-            Array::try_from(take(&mut ebpf, MAP_CONTROL)?).map_err(map_err(MAP_CONTROL))?;
-        let control_flags = if config.rtt { CONTROL_RTT } else { 0 };
-        // Adopted maps keep counting into the generation they were on.
-        let generation = if adopted {
-            control.get(&0, 0).map_err(map_err(MAP_CONTROL))?.generation & 1
-        } else {
-            0
-        };
-        control
-            .set(
-                0,
-                Control {
-                    generation,
-                    flags: control_flags,
-                    netns_cookie,
-                },
-                0,
-            )
-            .map_err(map_err(MAP_CONTROL))?;
-        let skipped = PerCpuHashMap::try_from(take(&mut ebpf, MAP_SKIPPED)?).map_err(map_err(MAP_SKIPPED))?;
-        let malformed =
-            PerCpuHashMap::try_from(take(&mut ebpf, MAP_MALFORMED)?).map_err(map_err(MAP_MALFORMED))?;
-        let ring = pollable_ring(take(&mut ebpf, MAP_OVERFLOW)?, MAP_OVERFLOW)?;
-        let handshakes = pollable_ring(take(&mut ebpf, MAP_HANDSHAKES)?, MAP_HANDSHAKES)?;
-        let clock_map: Array<MapData, ClockSample> =
-            Array::try_from(take(&mut ebpf, MAP_CLOCK)?).map_err(map_err(MAP_CLOCK))?;
-        let clock_prog = ebpf.program(PROG_CLOCK).ok_or_else(|| CaptureError::Program {
-            program: PROG_CLOCK,
-            scope: scope.clone(),
-            detail: "not in the object".into(),
-        })?;
-        let clock_fd = clock_prog.fd().map_err(|e| CaptureError::Program {
-            program: PROG_CLOCK,
-            scope: scope.clone(),
-            detail: chain(&e),
-        })?;
-        let clock = clock::ClockProbe::new(clock_fd.as_fd(), clock_map)
-            .map_err(|e| CaptureError::Clock { detail: chain(&e) })?;
-        // Measure the tick length now rather than in the first drain.
-        if let Err(e) = clock.reference() {
-            tracing::warn!(error = %e, "cannot read kernel jiffies; records will lack first/last-seen");
-        }
-        let barrier = sys::ProgramBarrier::new().map_err(|e| CaptureError::Map {
-            name: "program barrier",
-            detail: chain(&e),
-        })?;
-        let cpus = aya::util::nr_cpus().map_err(|(what, e)| CaptureError::Map {
-            name: "per-CPU maps",
-            detail: format!("{what}: {e}"),
-        })?;
-        let cap = Self {
-            netns: netns.map(str::to_owned),
-            ebpf,
-            flows4,
-            flows6,
-            control,
-            skipped,
-            malformed,
-            ring,
-            handshakes,
-            clock,
-            rtt: RttTracker::new(RttLimits::default()),
-            control_flags,
-            netns_cookie,
-            pins,
-            adopted,
-            barrier,
-            generation,
-            attached: Vec::new(),
-            pending: [OverflowTable::default(), OverflowTable::default()],
-            pending_skipped: Vec::new(),
-            pending_limit: config.flow_map_entries as usize,
-            malformed_seen: Vec::new(),
-            cpus,
-            flow_map_entries: config.flow_map_entries,
-            last_map_flows: MapFill {
-                ipv4_entries: config.flow_map_entries,
-                ipv6_entries: config.flow_map_entries_v6,
-                ..Default::default()
-            },
-            undeleted: None,
-            idle_unread: false,
-        };
-        if adopted {
-            info!(
-                netns = netns.unwrap_or("-"),
-                generation, "adopted pinned maps; counting never stopped"
-            );
-        }
-        Ok(cap)
-    }
-
     /// Runs the XDP program on one frame (BPF_PROG_TEST_RUN), as if it
     /// arrived on the loopback device of the calling thread's namespace:
     /// for checking what the kernel side makes of crafted frames. Returns
@@ -534,7 +331,7 @@ impl NetnsCapture {
     /// or fills it (benchmarks).
     pub fn flow_map4_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd as _;
-        self.flows4.fd().as_fd()
+        self.maps.flows4.fd().as_fd()
     }
 
     /// The generation programs currently count into.
@@ -550,7 +347,8 @@ impl NetnsCapture {
     /// Turns TCP handshake sampling on or off for the running programs.
     pub fn set_rtt(&mut self, on: bool) -> Result<(), CaptureError> {
         self.control_flags = if on { CONTROL_RTT } else { 0 };
-        self.control
+        self.maps
+            .control
             .set(
                 0,
                 Control {
@@ -577,12 +375,12 @@ impl NetnsCapture {
 
     /// The overflow ring, for the pipeline to wait on.
     pub fn ring(&self) -> &AsyncFd<RingBuf<MapData>> {
-        &self.ring
+        &self.maps.ring
     }
 
     /// The handshake ring, for the pipeline to wait on.
     pub fn handshake_ring(&self) -> &AsyncFd<RingBuf<MapData>> {
-        &self.handshakes
+        &self.maps.handshakes
     }
 
     pub fn rtt_stats(&self) -> RttStats {

@@ -5,7 +5,11 @@
 //! has joined the target namespace; the links it creates stay valid after the
 //! thread is gone.
 
-use std::{fs::File, os::fd::AsRawFd, path::PathBuf};
+use std::{
+    fs::File,
+    os::fd::{AsFd as _, AsRawFd},
+    path::PathBuf,
+};
 
 /// Where `ip netns` keeps named namespaces.
 const NETNS_RUN_DIR: &str = "/run/netns";
@@ -42,14 +46,15 @@ pub fn run_in<T: Send>(netns: Option<&str>, f: impl FnOnce() -> T + Send) -> Res
     })?;
     std::thread::scope(|s| {
         let worker = s.spawn(|| {
-            // SAFETY: plain syscall on a valid fd; it only changes this
-            // thread's namespace, and the thread ends with `f`.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(NetnsError::Enter {
-                    name: name.to_owned(),
-                    source: std::io::Error::last_os_error(),
-                });
-            }
+            // Only this thread moves, and it ends with `f`.
+            rustix::thread::move_into_link_name_space(
+                file.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .map_err(|e| NetnsError::Enter {
+                name: name.to_owned(),
+                source: e.into(),
+            })?;
             Ok(f())
         });
         match worker.join() {
@@ -63,16 +68,12 @@ pub fn run_in<T: Send>(netns: Option<&str>, f: impl FnOnce() -> T + Send) -> Res
 /// machine's uptime, unlike inode numbers or names, so pinned state can
 /// tell its own namespace from a new one that took the same name.
 pub fn cookie() -> std::io::Result<u64> {
-    // SAFETY: plain syscalls; the fd is owned right away.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a new socket nobody else owns.
-    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let sock = std::os::unix::net::UnixDatagram::unbound()?;
     let mut value: u64 = 0;
     let mut len = size_of::<u64>() as libc::socklen_t;
-    // SAFETY: valid socket, option buffer of `len` bytes.
+    // SAFETY: valid socket, option buffer of `len` bytes. Neither rustix
+    // nor std has SO_NETNS_COOKIE, whose number differs by architecture
+    // (hence libc's constant).
     let rc = unsafe {
         libc::getsockopt(
             sock.as_raw_fd(),

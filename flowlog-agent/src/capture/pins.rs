@@ -136,7 +136,6 @@ fn unescape(name: &str) -> String {
 }
 
 pub(super) fn on_bpffs(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt as _;
     // The nearest existing ancestor decides where new directories land.
     let mut p = path;
     while !p.exists() {
@@ -145,34 +144,19 @@ pub(super) fn on_bpffs(path: &Path) -> bool {
             None => return false,
         }
     }
-    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: zeroed statfs is a valid out-buffer; `c` is NUL-terminated.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0) && st.f_type == libc::BPF_FS_MAGIC
+    rustix::fs::statfs(p).is_ok_and(|st| st.f_type == libc::BPF_FS_MAGIC)
 }
 
 fn mount_bpffs() -> Result<(), PinError> {
     info!("mounting bpffs on {BPF_FS_MOUNT} for pinned state");
-    let c = |s: &str| {
-        std::ffi::CString::new(s).map_err(|_| PinError::Mount(std::io::ErrorKind::InvalidInput.into()))
-    };
-    let (src, target, fs, opts) = (c("bpf")?, c(BPF_FS_MOUNT)?, c("bpf")?, c("mode=0700")?);
-    // SAFETY: NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fs.as_ptr(),
-            0,
-            opts.as_ptr().cast(),
-        )
-    };
-    if rc != 0 {
-        return Err(PinError::Mount(std::io::Error::last_os_error()));
-    }
-    Ok(())
+    rustix::mount::mount(
+        "bpf",
+        BPF_FS_MOUNT,
+        "bpf",
+        rustix::mount::MountFlags::empty(),
+        c"mode=0700",
+    )
+    .map_err(|e| PinError::Mount(e.into()))
 }
 
 fn remove_tree(path: &Path) {

@@ -5,7 +5,7 @@ use tracing::{info, warn};
 use super::{Control, ControlError};
 use crate::{
     api::actions::{AgentStatus, DescribeAgentStatus, FlowMapsView, MapFillView, RegionsReloaded},
-    config::FileConfig,
+    config::AgentOptions,
     enrich::RegionTable,
 };
 
@@ -18,9 +18,12 @@ impl Control {
         let Some(path) = self.regions.file.clone() else {
             return Err(ControlError::NoConfigFile);
         };
-        let loaded = FileConfig::load(&path).map_err(|e| e.to_string()).and_then(|f| {
-            RegionTable::new(&f.region_entries).map_err(|e| format!("{}: region table: {e}", path.display()))
-        });
+        let loaded = AgentOptions::load(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|f| {
+                RegionTable::new(&f.region_entries)
+                    .map_err(|e| format!("{}: region table: {e}", path.display()))
+            });
         match loaded {
             Ok(table) => {
                 let entries = table.len();

@@ -88,9 +88,9 @@ impl ClockOffset {
     pub fn sample() -> Self {
         let mut best: Option<(i128, i128)> = None;
         for _ in 0..3 {
-            let r1 = now_ns(libc::CLOCK_REALTIME);
-            let m = now_ns(libc::CLOCK_MONOTONIC);
-            let r2 = now_ns(libc::CLOCK_REALTIME);
+            let r1 = now_ns(ClockId::Realtime);
+            let m = now_ns(ClockId::Monotonic);
+            let r2 = now_ns(ClockId::Realtime);
             let spread = r2 - r1;
             let offset = r1 + spread / 2 - m;
             if best.is_none_or(|(s, _)| spread < s) {
@@ -159,20 +159,17 @@ impl Clock for ManualClock {
     }
 }
 
+pub use rustix::time::ClockId;
+
 /// Current time of `clock` in nanoseconds.
-pub fn now_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid clock id and a live timespec.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
+pub fn now_ns(clock: ClockId) -> i128 {
+    let ts = rustix::time::clock_gettime(clock);
     i128::from(ts.tv_sec) * NS_PER_SEC + i128::from(ts.tv_nsec)
 }
 
 /// Current Unix time in nanoseconds.
 pub fn unix_now_ns() -> i128 {
-    now_ns(libc::CLOCK_REALTIME)
+    now_ns(ClockId::Realtime)
 }
 
 #[cfg(test)]
@@ -204,7 +201,7 @@ mod tests {
     #[test]
     fn monotonic_stamps_convert_to_now() {
         let off = ClockOffset::sample();
-        let mono = now_ns(libc::CLOCK_MONOTONIC) as u64;
+        let mono = now_ns(ClockId::Monotonic) as u64;
         let wall_ms = (unix_now_ns() / 1_000_000) as i64;
         assert!(
             (off.to_unix_ms(mono) - wall_ms).abs() <= 5,

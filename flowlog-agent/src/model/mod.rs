@@ -9,6 +9,6 @@ pub mod clock;
 pub mod identity;
 pub mod validate;
 
-pub use attachment::AttachmentInfo;
+pub use attachment::{AttachmentInfo, CaptureMode};
 pub use clock::{Clock, ClockOffset, JiffiesRef, SystemClock, Window};
 pub use identity::{Identity, LogstoreRef};

@@ -17,21 +17,23 @@
 //! kernel side, which keeps counting into the active generation.
 
 mod activation;
+mod event_loop;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc};
 
 use tokio::sync::mpsc;
+
+use self::event_loop::ControlLoop;
 use tracing::{error, info, warn};
 
 use crate::{
-    api::{self, ApiError, Call, KeyTable, Reply, ServeError, actions::Action},
+    api::{self, ApiError, Call, KeyTable, ServeError},
     capture::{CaptureError, CaptureSettings, KernelLoader, pins::PinRoot},
     config::Config,
     control::{Control, Defaults, RegionSource},
     engine::{Engine, FlowLogSpec, WindowRecords},
     enrich::{RegionTable, SharedRegions},
     journal::{Journal, JournalError, marks::Marks},
-    model::clock,
     model::{Identity, LogstoreRef},
     publish::{
         self, Sink,
@@ -82,43 +84,75 @@ pub enum RunError {
     },
 }
 
-/// How often Active flow logs whose interfaces were missing are retried.
-const RETRY_EVERY: Duration = Duration::from_secs(10);
-/// How often expired Logstore partitions are removed.
-const RETENTION_EVERY: Duration = Duration::from_secs(3600);
-/// How often past hours' small Logstore files are merged.
-const COMPACT_EVERY: Duration = Duration::from_secs(600);
-
-enum Wake {
-    Deadline,
-    Rings(Option<String>),
-    Call(Call),
-    Retry,
-    Retention,
-    Compact,
-    /// SIGHUP: reload the region table.
-    Reload,
-    /// Windows every sink has.
-    Resolved(Vec<u64>),
-    /// A namespace finished loading for an activation.
-    Loaded(Box<activation::Loaded>),
-    Stop,
-}
-
 /// Runs the agent until `shutdown` resolves, then publishes every partial
 /// window and detaches everything.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     // SIGHUP reloads the region table; installed first, because its default
     // action would end the agent.
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .inspect_err(|e| warn!(error = %e, "cannot handle SIGHUP; reload the region table through the API"))
         .ok();
+    let Started {
+        mut control,
+        publisher,
+        resolved,
+        status,
+    } = start(&config)?;
+    let served = match restore_and_serve(&config, &mut control, &status).await {
+        Ok(s) => s,
+        Err(e) => {
+            finish(control, publisher, resolved, &status).await;
+            return Err(e);
+        }
+    };
+    status.info().state = "running".into();
+    persist(&status);
+    info!(window_secs = config.window.as_secs(), socket = %config.api.socket.display(), "capture running");
+
+    let Served {
+        servers,
+        calls,
+        metrics,
+    } = served;
+    let mut control_loop = ControlLoop::new(control, calls, resolved, hangup, &config.data_dir).await;
+    control_loop.run(shutdown).await;
+    let ControlLoop {
+        control,
+        calls,
+        resolved,
+        ..
+    } = control_loop;
+    info!("shutting down: publishing partial windows");
+    // Calls still queued or arriving now are answered "shutting down"
+    // instead of waiting for a loop that has ended.
+    drop(calls);
+    servers.shutdown().await;
+    if let Some((stop, task)) = metrics {
+        let _ = stop.send(true);
+        let _ = task.await;
+    }
+    finish(control, publisher, resolved, &status).await;
+    Ok(())
+}
+
+/// What runs once the agent has started: the control plane with the
+/// engine, the fan-out to the sinks, and the figures.
+struct Started {
+    control: Control,
+    publisher: tokio::task::JoinHandle<()>,
+    resolved: mpsc::UnboundedReceiver<u64>,
+    status: Telemetry,
+}
+
+/// Opens the data directory, the journal, the pins and every sink, and
+/// wires them to the engine and the control plane. Nothing is attached yet.
+fn start(config: &Config) -> Result<Started, RunError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| RunError::DataDir {
         path: config.data_dir.clone(),
         source,
     })?;
     // Maps too large for this machine are refused before anything starts.
-    crate::capture::budget::check_here(&CaptureSettings::from(&config)).map_err(CaptureError::from)?;
+    crate::capture::budget::check_here(&CaptureSettings::from(config)).map_err(CaptureError::from)?;
     let store = Store::open(&config.data_dir)?;
     let journal = Journal::open(&config.data_dir)?;
     let marks = Marks::new(journal.dir());
@@ -155,13 +189,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         config.logstore_buffer_records,
         status.clone(),
     )));
-    let (resolved_tx, mut resolved_rx) = mpsc::unbounded_channel::<u64>();
+    let (resolved_tx, resolved) = mpsc::unbounded_channel::<u64>();
     let publisher = publish::fanout::spawn(sinks, batch_rx, resolved_tx, status.clone());
     // Config::validate accepted these entries, so this cannot fail here.
     let table = RegionTable::new(&config.regions).unwrap_or_default();
     let regions = SharedRegions::new(table);
     let loader = KernelLoader {
-        settings: CaptureSettings::from(&config),
+        settings: CaptureSettings::from(config),
         pins: pins.clone(),
     };
     let engine = Engine::new(
@@ -172,7 +206,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         status.clone(),
         regions.clone(),
     );
-    let mut control = Control::new(
+    let control = Control::new(
         &config.data_dir,
         store,
         engine,
@@ -187,189 +221,52 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             table: regions,
         },
     );
-    let result = match configured_flow_log(&config, &mut control) {
-        Ok(spec) => control.restore(spec).await.map_err(RunError::from),
-        Err(e) => Err(e),
-    };
-    let servers = match result {
-        Ok(()) => {
-            control.expire_logstores();
-            let (call_tx, call_rx) = mpsc::channel::<Call>(64);
-            let listeners = api::Listeners {
-                socket: config.api_socket.clone(),
-                tcp: config.api_listen,
-                allow_remote: config.api_allow_remote,
-                tls: config.api_tls.clone(),
-                allow_plain_http: config.api_allow_plain_http,
-            };
-            match api::serve(&listeners, call_tx, control.keys(), status.clone()).await {
-                Ok(s) => Some((s, call_rx)),
-                Err(e) => {
-                    finish(control, publisher, resolved_rx, &status).await;
-                    return Err(e.into());
-                }
-            }
-        }
-        Err(e) => {
-            finish(control, publisher, resolved_rx, &status).await;
-            return Err(e);
-        }
-    };
-    let Some((servers, mut calls)) = servers else {
-        return Ok(());
-    };
-    let (metrics_stop, metrics_rx) = tokio::sync::watch::channel(false);
-    let metrics_task = match config.metrics_listen {
-        Some(addr) => match {
-            let t = status.clone();
-            crate::telemetry::serve(addr, move || t.encode(), metrics_rx)
-        }
-        .await
-        {
-            Ok(t) => Some(t),
-            Err(source) => {
-                servers.shutdown().await;
-                finish(control, publisher, resolved_rx, &status).await;
-                return Err(RunError::Metrics { addr, source });
-            }
-        },
-        None => None,
-    };
-    status.info().state = "running".into();
-    persist(&status);
-    info!(window_secs = config.window.as_secs(), socket = %config.api_socket.display(), "capture running");
+    Ok(Started {
+        control,
+        publisher,
+        resolved,
+        status,
+    })
+}
 
-    tokio::pin!(shutdown);
-    let mut retry = tokio::time::interval(RETRY_EVERY);
-    let mut retention = tokio::time::interval(RETENTION_EVERY);
-    retention.tick().await;
-    let mut compaction = tokio::time::interval(COMPACT_EVERY);
-    compaction.tick().await;
-    let compacting = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut activations = activation::Activations::default();
-    loop {
-        let wait = control
-            .engine
-            .next_deadline()
-            .map_or(Duration::from_secs(3600), |d| {
-                Duration::from_nanos((d - clock::unix_now_ns()).max(0) as u64)
-            });
-        let wake = tokio::select! {
-            () = tokio::time::sleep(wait) => Wake::Deadline,
-            ns = control.engine.rings_ready() => match ns {
-                Some(ns) => Wake::Rings(ns),
-                None => Wake::Deadline,
-            },
-            call = calls.recv() => match call {
-                Some(c) => Wake::Call(c),
-                None => Wake::Stop,
-            },
-            _ = retry.tick() => Wake::Retry,
-            _ = retention.tick() => Wake::Retention,
-            _ = compaction.tick() => Wake::Compact,
-            Some(()) = async {
-                match hangup.as_mut() {
-                    Some(s) => s.recv().await,
-                    None => std::future::pending().await,
-                }
-            } => Wake::Reload,
-            loaded = activations.next() => Wake::Loaded(Box::new(loaded)),
-            Some(first) = resolved_rx.recv() => {
-                let mut seqs = vec![first];
-                while let Ok(s) = resolved_rx.try_recv() {
-                    seqs.push(s);
-                }
-                Wake::Resolved(seqs)
-            }
-            () = &mut shutdown => Wake::Stop,
-        };
-        match wake {
-            Wake::Deadline => {
-                if control
-                    .engine
-                    .next_deadline()
-                    .is_some_and(|d| d <= clock::unix_now_ns())
-                {
-                    control.engine.tick().await;
+/// The API and metrics listeners of a running agent.
+struct Served {
+    servers: api::Servers,
+    calls: mpsc::Receiver<Call>,
+    metrics: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+}
+
+/// Brings back the flow logs of the last run and the configured one, then
+/// opens the API and the metrics endpoint.
+async fn restore_and_serve(
+    config: &Config,
+    control: &mut Control,
+    status: &Telemetry,
+) -> Result<Served, RunError> {
+    let spec = configured_flow_log(config, control)?;
+    control.restore(spec).await?;
+    control.expire_logstores();
+    let (call_tx, calls) = mpsc::channel::<Call>(64);
+    let servers = api::serve(&config.api, call_tx, control.keys(), status.clone()).await?;
+    let metrics = match config.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let t = status.clone();
+            match crate::telemetry::serve(addr, move || t.encode(), stopped).await {
+                Ok(task) => Some((stop, task)),
+                Err(source) => {
+                    servers.shutdown().await;
+                    return Err(RunError::Metrics { addr, source });
                 }
             }
-            Wake::Rings(ns) => control.engine.poll_rings(&ns),
-            Wake::Loaded(done) => activations.loaded(&mut control, *done).await,
-            Wake::Call(Call {
-                action: Action::ActiveFlowLog(r),
-                reply,
-            }) => {
-                // Namespaces to load are loaded off the loop; the answer
-                // waits for them, the loop does not.
-                match control.check_activation(&r) {
-                    Err(e) => {
-                        let _ = reply.send(Reply::Done(Err(e.into())));
-                    }
-                    Ok(spec) => {
-                        if let Some((spec, reply)) = activations.start(&control, spec, Some(reply)) {
-                            let result = control.finish_activation(&spec.id).await;
-                            if let Some(r) = reply {
-                                let _ = r.send(Reply::Done(json_answer(result)));
-                            }
-                        }
-                    }
-                }
-            }
-            Wake::Call(Call {
-                action: Action::GetLogs(q),
-                reply,
-            }) => {
-                let _ = reply.send(match control.get_logs(q) {
-                    Ok(q) => Reply::Query(q),
-                    Err(e) => Reply::Done(Err(e.into())),
-                });
-            }
-            Wake::Call(Call { action, reply }) => {
-                let result = control.apply(action).await.map_err(ApiError::from);
-                let answer = match (result, control.take_published()) {
-                    (Ok(v), Some(published)) => Reply::Published(v, published),
-                    (result, _) => Reply::Done(result),
-                };
-                let _ = reply.send(answer);
-            }
-            Wake::Retention => control.expire_logstores(),
-            Wake::Compact => {
-                // One pass at a time, in a process of its own.
-                if !compacting.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                    let (dir, busy) = (config.data_dir.clone(), compacting.clone());
-                    tokio::spawn(async move {
-                        store::compact::run_in_background(std::path::Path::new("/proc/self/exe"), &dir).await;
-                        busy.store(false, std::sync::atomic::Ordering::SeqCst);
-                    });
-                }
-            }
-            Wake::Reload => {
-                info!("SIGHUP: reloading the region table");
-                // Its outcome is logged and shown in the status.
-                let _ = control.reload_regions();
-            }
-            Wake::Retry => {
-                for spec in control.unattached_specs() {
-                    if let Some((spec, _)) = activations.start(&control, spec, None) {
-                        control.retry_unattached(spec).await;
-                    }
-                }
-            }
-            Wake::Resolved(seqs) => control.engine.resolved(&seqs),
-            Wake::Stop => break,
         }
-    }
-    info!("shutting down: publishing partial windows");
-    // Calls still queued or arriving now are answered "shutting down"
-    // instead of waiting for a loop that has ended.
-    drop(calls);
-    servers.shutdown().await;
-    let _ = metrics_stop.send(true);
-    if let Some(t) = metrics_task {
-        let _ = t.await;
-    }
-    finish(control, publisher, resolved_rx, &status).await;
-    Ok(())
+    };
+    Ok(Served {
+        servers,
+        calls,
+        metrics,
+    })
 }
 
 /// A typed answer as the API's JSON.

@@ -14,7 +14,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{config::CaptureMode, model::validate};
+use crate::{model::CaptureMode, model::validate};
 
 /// File name inside the data directory.
 pub const STATE_FILE: &str = "state.json";
@@ -367,7 +367,7 @@ mod one_validation {
     use serde_json::json;
 
     use super::*;
-    use crate::config::{Attachment, Config, FileConfig};
+    use crate::config::{AgentOptions, Attachment, Config};
 
     fn state_with(f: impl FnOnce(&mut FlowLog)) -> State {
         let mut flow_log = FlowLog {
@@ -428,7 +428,7 @@ mod one_validation {
         ];
         for (interface, netns, attachment_id, region_id) in bad {
             let what = format!("{interface:?} {netns:?} {attachment_id:?} {region_id:?}");
-            let mut file = FileConfig::default();
+            let mut file = AgentOptions::default();
             file.attachments.push(Attachment {
                 interface: interface.into(),
                 netns: netns.map(Into::into),
@@ -480,7 +480,7 @@ mod one_validation {
             ("a", "cen-1", "fl\u{1}"),
         ] {
             let what = format!("{account:?} {cen:?} {id:?}");
-            let file = FileConfig {
+            let file = AgentOptions {
                 account_id: Some(account.into()),
                 cen_id: Some(cen.into()),
                 flow_log_id: Some(id.into()),

@@ -10,7 +10,6 @@ pub struct RandomError(String);
 pub const LOWER_ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 pub const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 pub const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-pub const HEX_UPPER: &[u8] = b"0123456789ABCDEF";
 
 /// `n` characters drawn uniformly from `alphabet` (at most 256 of them).
 pub fn string(alphabet: &[u8], n: usize) -> Result<String, RandomError> {

@@ -134,15 +134,14 @@ pub async fn run_in_background(program: &Path, data_dir: &Path) {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    // SAFETY: runs in the forked child before exec; only async-signal-safe
-    // system calls on plain values.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    super::child::confine(
+        &mut cmd,
+        super::child::Confinement {
+            memory_bytes: None,
+            open_files: None,
+            nice: 19,
+        },
+    );
     match cmd.output().await {
         Ok(o) if o.status.success() => {}
         Ok(o) => warn!(

@@ -16,6 +16,7 @@
 
 pub mod analyses;
 pub mod checksum;
+pub mod child;
 pub mod compact;
 pub mod query;
 pub mod schema;

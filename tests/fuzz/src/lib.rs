@@ -54,7 +54,7 @@ pub mod api_request {
 }
 
 pub mod config_file {
-    use flowlog_agent::config::{Config, FileConfig};
+    use flowlog_agent::config::{AgentOptions, Config};
 
     /// A configuration file: TOML parsing, then every range and consistency
     /// check the agent applies before it starts.
@@ -62,7 +62,7 @@ pub mod config_file {
         let Ok(text) = std::str::from_utf8(data) else {
             return;
         };
-        if let Ok(file) = FileConfig::parse(text) {
+        if let Ok(file) = AgentOptions::parse(text) {
             let _ = Config::validate(file);
         }
     }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{Param, request};
 use crate::{
     api::{ApiError, Params},
-    config::CaptureMode,
+    model::CaptureMode,
     model::validate,
     state::{AttachmentSpec, FlowLog, FlowLogStatus},
 };

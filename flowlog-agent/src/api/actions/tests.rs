@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::{config::CaptureMode, state::AttachmentSpec};
+use crate::{model::CaptureMode, state::AttachmentSpec};
 
 fn parse(name: &str, v: serde_json::Value) -> Result<Action, ApiError> {
     Action::parse(name, Params::new(v.as_object().cloned().unwrap_or_default()))

@@ -103,32 +103,14 @@ pub async fn run(program: &std::path::Path, req: &Request, limits: Limits) -> Re
         // against RLIMIT_AS without holding anything.
         .env("MALLOC_ARENA_MAX", "2")
         .env_remove("RUST_LOG");
-    let (memory, files, nice) = (limits.memory_bytes, limits.open_files, limits.nice);
-    // SAFETY: the closure runs in the forked child before exec and only
-    // makes async-signal-safe system calls (setrlimit, setpriority, prctl)
-    // on plain values; it touches no locks or allocations.
-    unsafe {
-        cmd.pre_exec(move || {
-            let limit = |resource, value: u64| {
-                let r = libc::rlimit {
-                    rlim_cur: value,
-                    rlim_max: value,
-                };
-                if libc::setrlimit(resource, &r) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            };
-            limit(libc::RLIMIT_AS, memory)?;
-            limit(libc::RLIMIT_NOFILE, files)?;
-            limit(libc::RLIMIT_CORE, 0)?;
-            // Best effort: a failed renice still runs the query.
-            libc::setpriority(libc::PRIO_PROCESS, 0, nice);
-            // The child dies with the agent, whatever kills it.
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    crate::store::child::confine(
+        &mut cmd,
+        crate::store::child::Confinement {
+            memory_bytes: Some(limits.memory_bytes),
+            open_files: Some(limits.open_files),
+            nice: limits.nice,
+        },
+    );
     let mut child = cmd
         .spawn()
         .map_err(|e| QueryError::Engine(format!("cannot start the query process: {e}")))?;
@@ -179,8 +161,18 @@ pub async fn run(program: &std::path::Path, req: &Request, limits: Limits) -> Re
             return Err(QueryError::Timeout(limits.timeout));
         }
     };
+    outcome(&status, &out, &err, limits)
+}
+
+/// What the child's exit and output say.
+fn outcome(
+    status: &std::process::ExitStatus,
+    out: &[u8],
+    err: &[u8],
+    limits: Limits,
+) -> Result<Answer, QueryError> {
     if !status.success() {
-        let err = String::from_utf8_lossy(&err);
+        let err = String::from_utf8_lossy(err);
         use std::os::unix::process::ExitStatusExt;
         // An allocation the address-space limit refused aborts the child.
         let out_of_memory = err.contains("memory allocation") || status.signal() == Some(libc::SIGABRT);
@@ -192,7 +184,7 @@ pub async fn run(program: &std::path::Path, req: &Request, limits: Limits) -> Re
             err.trim().lines().last().unwrap_or_default()
         )));
     }
-    match serde_json::from_slice::<Outcome>(&out) {
+    match serde_json::from_slice::<Outcome>(out) {
         Ok(Outcome::Answer(a)) => Ok(a),
         Ok(Outcome::Error(e)) => Err(e),
         Err(e) => Err(QueryError::Engine(format!(

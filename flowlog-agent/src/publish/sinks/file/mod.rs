@@ -19,7 +19,7 @@ use std::{
 
 pub use lines::Lines;
 pub use protobuf::ProtobufFile;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
 use super::super::{Sink, Taken};
@@ -31,28 +31,45 @@ use crate::{
 };
 
 /// `[output]`: where records go besides the Logstore.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::Args)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Output {
-    /// JSON lines on standard output.
+    /// Print records as JSON lines on stdout (the default when no other
+    /// output is given).
     #[serde(default)]
+    #[arg(long)]
     pub stdout: bool,
-    /// JSON lines appended to a file.
+    /// Append records as JSON lines to this file.
     #[serde(default)]
+    #[arg(long)]
     pub json_file: Option<PathBuf>,
-    /// Length-delimited protobuf `FlowLogRecord`s appended to a file.
+    /// Append records as length-delimited protobuf `FlowLogRecord`s to this
+    /// file.
     #[serde(default)]
+    #[arg(long)]
     pub protobuf_file: Option<PathBuf>,
-    /// Flow-log text lines (the VPC flow-log layout) appended to a file.
+    /// Append records as flow-log text lines (the VPC flow-log layout).
     #[serde(default)]
+    #[arg(long)]
     pub text_file: Option<PathBuf>,
-    /// What `stdout` prints: JSON lines (default) or text lines.
+    /// What stdout prints: json (default) or text (flow-log text lines).
     #[serde(default)]
-    pub stdout_format: LineFormat,
+    #[arg(long, value_enum)]
+    pub stdout_format: Option<LineFormat>,
+}
+
+impl Output {
+    /// Records go somewhere: stdout when nothing else is named.
+    pub fn or_stdout(mut self) -> Self {
+        if self.json_file.is_none() && self.protobuf_file.is_none() && self.text_file.is_none() {
+            self.stdout = true;
+        }
+        self
+    }
 }
 
 /// A line sink's layout: JSON lines or flow-log text lines.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LineFormat {
     #[default]
@@ -104,7 +121,7 @@ pub fn open(
     if output.stdout {
         files.push((
             "stdout".into(),
-            Box::new(Lines::new(output.stdout_format, io::stdout())),
+            Box::new(Lines::new(output.stdout_format.unwrap_or_default(), io::stdout())),
         ));
     }
     if let Some(path) = &output.text_file {

@@ -3,34 +3,46 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::auth::NatsAuth;
 
-/// Publishing every window's records to NATS JetStream (off without
-/// `servers`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+/// `[jetstream]`: publishing every window's records to NATS JetStream
+/// (off without `servers`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, clap::Args)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct JetStreamFile {
-    /// Server URLs, e.g. `nats://10.0.0.5:4222`; several for a cluster.
+    /// Also publish every window to this NATS JetStream server, e.g.
+    /// `nats://10.0.0.5:4222` (repeatable for a cluster; the file's
+    /// [jetstream] section has every setting).
     #[serde(default)]
+    #[arg(id = "jetstream-server", long = "jetstream-server")]
     pub servers: Vec<String>,
     /// Subject prefix: records go to `<subject>.<flow-log-id>`.
+    #[arg(skip)]
     pub subject: Option<String>,
     /// Stream to create if missing (subjects `<subject>.>`).
+    #[arg(skip)]
     pub stream: Option<String>,
     /// Replicas of that stream (1, 3 or 5).
+    #[arg(skip)]
     pub replicas: Option<u32>,
     /// Authentication: a token, a file holding a user NKey seed, or a
     /// credentials (JWT + NKey) file.
+    #[arg(skip)]
     pub token: Option<String>,
+    #[arg(skip)]
     pub nkey_seed: Option<PathBuf>,
+    #[arg(skip)]
     pub credentials: Option<PathBuf>,
     /// TLS: CA certificate file for the servers (implies TLS).
+    #[arg(skip)]
     pub tls_ca: Option<PathBuf>,
-    /// Bound of the on-disk queue of windows not yet acknowledged.
+    /// Bound of the on-disk queue of windows JetStream has not acknowledged.
+    #[arg(id = "jetstream-queue-bytes", long = "jetstream-queue-bytes")]
     pub queue_bytes: Option<u64>,
     /// JetStream's duplicate window: a resend within it is recognised.
+    #[arg(skip)]
     pub duplicate_window_secs: Option<u64>,
 }
 
