@@ -279,8 +279,18 @@ pub fn terminate(
     child: &mut std::process::Child,
     within: Duration,
 ) -> anyhow::Result<std::process::ExitStatus> {
+    signal_and_wait(child, libc::SIGTERM, within)
+}
+
+/// `signal`, then the exit status once the process ends; SIGKILL and an
+/// error if it takes longer than `within`.
+pub fn signal_and_wait(
+    child: &mut std::process::Child,
+    signal: libc::c_int,
+    within: Duration,
+) -> anyhow::Result<std::process::ExitStatus> {
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(child.id() as i32, signal) };
     let deadline = Instant::now() + within;
     loop {
         if let Some(s) = child.try_wait()? {
@@ -289,7 +299,7 @@ pub fn terminate(
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("did not stop within {within:?} of SIGTERM");
+            bail!("did not stop within {within:?} of signal {signal}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod collectors;
 pub mod disk;
 pub mod nats;
 pub mod netns;

@@ -121,6 +121,25 @@ impl RouterTopology {
         args
     }
 
+    /// The agent configuration's `[[attachment]]` tables for both router
+    /// interfaces in TC mode, labelled `tr-att-a` in cn-hangzhou and
+    /// `tr-att-b` in cn-shanghai.
+    pub fn labelled_attachments_toml(&self) -> String {
+        let ns = self.router.name();
+        [
+            ("r-a", "tr-att-a", "cn-hangzhou"),
+            ("r-b", "tr-att-b", "cn-shanghai"),
+        ]
+        .iter()
+        .map(|(interface, id, region)| {
+            format!(
+                "[[attachment]]\ninterface = \"{interface}\"\nnetns = \"{ns}\"\n\
+                     mode = \"tc\"\nattachment-id = \"{id}\"\nregion-id = \"{region}\"\n\n"
+            )
+        })
+        .collect()
+    }
+
     pub fn new() -> anyhow::Result<Self> {
         Self::with(RouterOptions::default())
     }

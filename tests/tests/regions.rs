@@ -23,25 +23,12 @@ use serde_json::{Value, json};
 /// The agent's configuration: two attachments with ids and regions, and a
 /// region table (`b_region` for host b's networks).
 fn config(t: &RouterTopology, b_region: &str, extra: &str) -> String {
-    let ns = t.router.name();
+    let attachments = t.labelled_attachments_toml();
     format!(
         r#"window-secs = 1
 rtt = false
 
-[[attachment]]
-interface = "r-a"
-netns = "{ns}"
-mode = "tc"
-attachment-id = "tr-att-a"
-region-id = "cn-hangzhou"
-
-[[attachment]]
-interface = "r-b"
-netns = "{ns}"
-mode = "tc"
-attachment-id = "tr-att-b"
-region-id = "cn-shanghai"
-
+{attachments}
 # Everything private is "corp" unless a longer prefix says otherwise.
 [[region]]
 cidr = "10.0.0.0/8"

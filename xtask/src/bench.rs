@@ -116,6 +116,7 @@ pub fn run_all(records: u64, quick: bool) -> anyhow::Result<()> {
         &["--records".into(), js_records.to_string()],
         &[("FLOWLOG_NATS_SERVER", nats)],
     )?;
+    let ipfix = bench_json("ipfix", &["--records".into(), "1000000".into()], &[])?;
 
     let mut t = Table(Vec::new());
     for r in kernel["ebpf"].as_array().into_iter().flatten() {
@@ -304,10 +305,30 @@ pub fn run_all(records: u64, quick: bool) -> anyhow::Result<()> {
         ">= 200000",
         Some(f(&js["collect_records_per_s"]) >= 2e5),
     );
+    let ix = &ipfix["ipfix"];
+    t.row(
+        format!(
+            "IPFIX encoding of a {}-flow window (records/s, one core)",
+            ix["records"]
+        ),
+        format!("{:.0}", f(&ix["encode_records_per_s"])),
+        ">= 2000000",
+        Some(f(&ix["encode_records_per_s"]) >= 2e6),
+    );
+    t.row(
+        "  with the rendering every sink shares / sent to a UDP collector (records/s)".into(),
+        format!(
+            "{:.0} / {:.0}",
+            f(&ix["render_and_encode_records_per_s"]),
+            f(&ix["send_records_per_s"])
+        ),
+        "",
+        None,
+    );
     t.print();
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir)?;
-    let all = serde_json::json!({ "kernel": kernel, "logstore": l, "small_files": sm, "jetstream": js });
+    let all = serde_json::json!({ "kernel": kernel, "logstore": l, "small_files": sm, "jetstream": js, "ipfix": ix });
     let path = dir.join("results.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&all)?)?;
     println!("\nsaved {}", path.display());

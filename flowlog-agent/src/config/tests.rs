@@ -263,6 +263,23 @@ fn output_flags_and_the_global_socket() {
     assert!(c.output.stdout, "choosing what stdout prints asks for stdout");
     assert_eq!(c.output.stdout_format, Some(LineFormat::Text));
     assert_eq!(c.output.text_file, Some(PathBuf::from("/tmp/t.log")));
+    let c = ok(config_from(
+        None,
+        &[
+            "--ipfix-collector=127.0.0.1:4739",
+            "--ipfix-collector=tcp://[::1]:4740",
+        ],
+    ));
+    let ipfix = c.ipfix.unwrap_or_else(|| panic!("ipfix on"));
+    assert_eq!(ipfix.collectors.len(), 2);
+    assert!(!c.output.stdout, "an IPFIX collector is output enough");
+    let file = "[output.ipfix]\ncollectors = [\"127.0.0.1:1\"]\nmtu = 9000\n";
+    let c = ok(config_from(Some(file), &["--ipfix-collector=127.0.0.1:2"]));
+    let ipfix = c.ipfix.unwrap_or_else(|| panic!("ipfix on"));
+    assert_eq!(
+        (ipfix.collectors[0].address.as_str(), ipfix.mtu),
+        ("127.0.0.1:2", 9000)
+    );
     let c = ok(config_from(None, &["--data-dir=/srv/fl"]));
     assert_eq!(c.api.socket, PathBuf::from("/srv/fl/api.sock"));
     assert!(c.output.stdout, "stdout when nothing else is asked for");

@@ -65,7 +65,7 @@ impl Engine {
         let sealed = self.save_journal();
         let rendering = Rendering {
             window,
-            attachments: attachment_infos(&spec.window_spec().attachments),
+            attachments: self.attachment_infos(&spec.window_spec().attachments),
             identity: spec.identity.clone(),
             format: spec.format.clone(),
             regions,
@@ -164,17 +164,25 @@ impl Engine {
     }
 }
 
-/// A window's attachments as records name them: slot i is attachment i.
-pub(super) fn attachment_infos(attachments: &[SpecAttachment]) -> Vec<AttachmentInfo> {
-    attachments
-        .iter()
-        .enumerate()
-        .map(|(slot, a)| AttachmentInfo {
-            ifindex: slot as u32,
-            interface: a.interface.clone(),
-            netns: a.netns.clone(),
-            attachment_id: a.attachment_id.clone(),
-            region_id: a.region_id.clone(),
-        })
-        .collect()
+impl Engine {
+    /// A window's attachments as records name them: slot i is attachment
+    /// i, with its index in the kernel where it is attached.
+    pub(super) fn attachment_infos(&self, attachments: &[SpecAttachment]) -> Vec<AttachmentInfo> {
+        attachments
+            .iter()
+            .enumerate()
+            .map(|(slot, a)| AttachmentInfo {
+                ifindex: slot as u32,
+                kernel_ifindex: self
+                    .captures
+                    .get(&a.netns)
+                    .and_then(|c| c.attached().find(|x| x.info.interface == a.interface))
+                    .map_or(0, |x| x.info.ifindex),
+                interface: a.interface.clone(),
+                netns: a.netns.clone(),
+                attachment_id: a.attachment_id.clone(),
+                region_id: a.region_id.clone(),
+            })
+            .collect()
+    }
 }

@@ -34,7 +34,7 @@ use tracing::info;
 
 use cut::NsDrain;
 pub use distribute::{Aggregates, One, distribute};
-use flush::{Rendering, attachment_infos};
+use flush::Rendering;
 pub use report::FlowLogRuntime;
 use routing::{AttachmentKey, Routing, attachment_key};
 use schedule::Schedule;

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use tracing::{error, info, warn};
 
-use super::{Engine, FlowLogSpec, NsDrain, Rendering, WindowRecords, attachment_infos, distribute, unix_i64};
+use super::{Engine, FlowLogSpec, NsDrain, Rendering, WindowRecords, distribute, unix_i64};
 use crate::{
     capture::CaptureError,
     journal::{OpenWindow, SealedWindow},
@@ -226,7 +226,7 @@ impl Engine {
                     start_ns: i128::from(w.start_ns),
                     end_ns: i128::from(w.end_ns),
                 },
-                attachments: attachment_infos(&w.spec.attachments),
+                attachments: self.attachment_infos(&w.spec.attachments),
                 identity: Identity {
                     account_id: w.spec.account_id.clone(),
                     cen_id: w.spec.cen_id.clone(),

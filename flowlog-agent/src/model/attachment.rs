@@ -48,6 +48,9 @@ impl fmt::Display for CaptureMode {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AttachmentInfo {
     pub ifindex: u32,
+    /// The interface's index in its namespace when the window was cut (0:
+    /// not attached then), for exporters that name interfaces by index.
+    pub kernel_ifindex: u32,
     pub interface: String,
     pub netns: Option<String>,
     /// Configured on the attachment; carried on its records.

@@ -39,6 +39,7 @@ use crate::{
         self, Sink,
         sinks::{
             file::{self, FileSinkError},
+            ipfix,
             jetstream::{JetStreamError, JetStreamPublisher},
             logstore::LogstoreSink,
         },
@@ -177,6 +178,9 @@ fn start(config: &Config) -> Result<Started, RunError> {
     status.set_pinned(pins.as_ref().map(|p| p.path().display().to_string()));
     let (batch_tx, batch_rx) = mpsc::channel::<WindowRecords>(8);
     let mut sinks: Vec<Box<dyn Sink>> = file::open(&config.output, &marks, &status)?;
+    if let Some(ipfix) = &config.ipfix {
+        sinks.extend(ipfix::open(ipfix, &marks, &status));
+    }
     if let Some(js) = config.jetstream.clone() {
         sinks.push(Box::new(JetStreamPublisher::start(
             js,

@@ -242,9 +242,9 @@ mod tests {
         let att = AttachmentInfo {
             ifindex: 3,
             interface: "eth0".into(),
-            netns: None,
             attachment_id: Some("tr-att-1".into()),
             region_id: Some("cn-hangzhou".into()),
+            ..Default::default()
         };
         let regions = RegionTable::new(&[crate::enrich::RegionEntry {
             cidr: "10.0.0.0/31".into(),

@@ -21,7 +21,7 @@ use prometheus_client::{metrics::counter::Counter, registry::Registry};
 pub use api::{Api, RequestLabels};
 pub use capture::{Capture, InterfaceLabels, Journal, JournalTotals, MalformedLabels, MapLabels};
 pub use serve::{CONTENT_TYPE, serve};
-pub use sinks::{JetStream, Logstore, SinkLabels, Sinks};
+pub use sinks::{Ipfix, IpfixCollector, JetStream, Logstore, SinkLabels, Sinks};
 pub use status::{AgentInfo, AttachmentStatus, Figures, STATUS_FILE, Status, Totals};
 
 /// Every metric name starts with this.
@@ -49,6 +49,7 @@ struct Inner {
     sinks: Sinks,
     logstore: Logstore,
     jetstream: JetStream,
+    ipfix: Ipfix,
     api: Api,
     info: Mutex<AgentInfo>,
     /// One status.json writer at a time (they share the temporary file).
@@ -70,6 +71,8 @@ impl Telemetry {
         sinks.register(&mut registry);
         logstore.register(&mut registry);
         jetstream.register(&mut registry);
+        let ipfix = Ipfix::default();
+        ipfix.register(&mut registry);
         api.register(&mut registry);
         capture.pinned.set(i64::from(info.pinned));
         Self(Arc::new(Inner {
@@ -79,6 +82,7 @@ impl Telemetry {
             sinks,
             logstore,
             jetstream,
+            ipfix,
             api,
             info: Mutex::new(info),
             persisting: Mutex::default(),
@@ -104,6 +108,10 @@ impl Telemetry {
 
     pub fn jetstream(&self) -> &JetStream {
         &self.0.jetstream
+    }
+
+    pub fn ipfix(&self) -> &Ipfix {
+        &self.0.ipfix
     }
 
     pub fn api(&self) -> &Api {
@@ -186,6 +194,7 @@ impl Telemetry {
             jetstream_set_aside_files: gauge(&js.set_aside_files),
             jetstream_errors: js.errors.get(),
             jetstream_connected: js.connected.get() > 0,
+            ipfix: self.0.ipfix.collectors(s),
         }
     }
 

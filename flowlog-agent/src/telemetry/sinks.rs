@@ -1,5 +1,11 @@
 //! The sinks' figures: records and windows published, failures and losses
-//! per sink, the Logstore's retry backlog, JetStream's on-disk queue.
+//! per sink, the Logstore's retry backlog, JetStream's on-disk queue,
+//! IPFIX export per collector.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Mutex, PoisonError},
+};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -136,6 +142,93 @@ impl JetStream {
         r.register(
             "jetstream_connected",
             "1 when the last attempt to publish succeeded, else 0",
+            self.connected.clone(),
+        );
+    }
+}
+
+/// IPFIX export, per collector (labelled by its sink name), with the
+/// collectors known (a family cannot be listed, and status.json lists them).
+#[derive(Debug, Default)]
+pub struct Ipfix {
+    pub messages_sent: Family<SinkLabels, Counter>,
+    pub templates_sent: Family<SinkLabels, Counter>,
+    pub send_errors: Family<SinkLabels, Counter>,
+    pub queued_records: Family<SinkLabels, Gauge>,
+    pub connected: Family<SinkLabels, Gauge>,
+    collectors: Mutex<BTreeSet<SinkLabels>>,
+}
+
+/// One collector's figures, as status.json shows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct IpfixCollector {
+    pub records_sent: u64,
+    pub records_dropped: u64,
+    pub messages_sent: u64,
+    pub templates_sent: u64,
+    pub send_errors: u64,
+    pub queued_records: u64,
+    pub connected: bool,
+}
+
+impl Ipfix {
+    /// A collector's sink starts: it is listed from now on.
+    pub fn add_collector(&self, labels: &SinkLabels) {
+        self.collectors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(labels.clone());
+    }
+
+    /// Every collector's figures, by sink name.
+    pub fn collectors(&self, sinks: &Sinks) -> BTreeMap<String, IpfixCollector> {
+        let known = self
+            .collectors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        known
+            .into_iter()
+            .map(|l| {
+                let f = IpfixCollector {
+                    records_sent: sinks.records_by_sink.get_or_create(&l).get(),
+                    records_dropped: sinks.dropped_by_sink.get_or_create(&l).get(),
+                    messages_sent: self.messages_sent.get_or_create(&l).get(),
+                    templates_sent: self.templates_sent.get_or_create(&l).get(),
+                    send_errors: self.send_errors.get_or_create(&l).get(),
+                    queued_records: u64::try_from(self.queued_records.get_or_create(&l).get()).unwrap_or(0),
+                    connected: self.connected.get_or_create(&l).get() > 0,
+                };
+                (l.sink, f)
+            })
+            .collect()
+    }
+
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "ipfix_messages_sent",
+            "IPFIX messages sent, templates included, per collector",
+            self.messages_sent.clone(),
+        );
+        r.register(
+            "ipfix_templates_sent",
+            "Template records sent (first use, refresh, each new TCP connection), per collector",
+            self.templates_sent.clone(),
+        );
+        r.register(
+            "ipfix_send_errors",
+            "Messages a collector's connection refused, per collector",
+            self.send_errors.clone(),
+        );
+        r.register(
+            "ipfix_queued_records",
+            "Records kept while a TCP collector is away, per collector",
+            self.queued_records.clone(),
+        );
+        r.register(
+            "ipfix_connected",
+            "1 while the collector's connection works, else 0",
             self.connected.clone(),
         );
     }

@@ -106,4 +106,7 @@ pub struct Figures {
     pub jetstream_set_aside_files: u64,
     pub jetstream_errors: u64,
     pub jetstream_connected: bool,
+    /// IPFIX export, per collector.
+    #[serde(default)]
+    pub ipfix: std::collections::BTreeMap<String, super::sinks::IpfixCollector>,
 }

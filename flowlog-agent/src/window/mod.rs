@@ -263,6 +263,14 @@ impl WindowData {
         &self,
         mut f: impl FnMut(&FlowLogRecord) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.try_for_each_record_at(|r, _| f(r))
+    }
+
+    /// [`Self::try_for_each_record`], with the attachment each record is of.
+    pub fn try_for_each_record_at<E>(
+        &self,
+        mut f: impl FnMut(&FlowLogRecord, &AttachmentInfo) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut r = FlowLogRecord::default();
         let id = &self.identity;
         for (key, stats) in self.flows.iter() {
@@ -281,24 +289,29 @@ impl WindowData {
                     &self.regions,
                 );
                 self.cut(&mut r);
-                f(&r)?;
+                f(&r, att)?;
             }
         }
         for ((ifindex, dir), c) in &self.skipped {
             if let Some(att) = self.attachment(*ifindex) {
                 record::fill_skipped(&mut r, id, att, self.window, *dir, c);
                 self.cut(&mut r);
-                f(&r)?;
+                f(&r, att)?;
             }
         }
         for i in &self.idle {
             if let Some(att) = self.attachment(*i) {
                 record::fill_no_data(&mut r, id, att, self.window);
                 self.cut(&mut r);
-                f(&r)?;
+                f(&r, att)?;
             }
         }
         Ok(())
+    }
+
+    /// The fields the flow log keeps (`None`: all).
+    pub fn format(&self) -> Option<&LogFormat> {
+        self.format.as_deref()
     }
 
     /// The records as owned values (see [`Self::try_for_each_record`]).

@@ -56,12 +56,20 @@ pub struct Output {
     #[serde(default)]
     #[arg(long, value_enum)]
     pub stdout_format: Option<LineFormat>,
+    /// `[output.ipfix]`: IPFIX export to collectors.
+    #[serde(default)]
+    #[command(flatten)]
+    pub ipfix: super::ipfix::IpfixOptions,
 }
 
 impl Output {
     /// Records go somewhere: stdout when nothing else is named.
     pub fn or_stdout(mut self) -> Self {
-        if self.json_file.is_none() && self.protobuf_file.is_none() && self.text_file.is_none() {
+        if self.json_file.is_none()
+            && self.protobuf_file.is_none()
+            && self.text_file.is_none()
+            && self.ipfix.collectors.is_empty()
+        {
             self.stdout = true;
         }
         self
