@@ -49,13 +49,24 @@ fn wait_bound(proto: &str, port: u16, child: &mut Child, what: &str) -> anyhow::
 }
 
 /// Sends SIGTERM and waits (bounded) for the process to end.
+/// A collector's process, killed and reaped when its owner is dropped
+/// (a test that fails half-way leaves no collector behind).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn stop(child: &mut Child) {
     let _ = crate::agent::terminate(child, Duration::from_secs(10));
 }
 
 /// nfdump's collector, storing flows under its own directory.
 pub struct Nfcapd {
-    child: Child,
+    child: Reaped,
     dir: PathBuf,
     pub port: u16,
 }
@@ -73,7 +84,7 @@ impl Nfcapd {
             .context("starting nfcapd (cargo xtask test installs nfdump)")?;
         wait_bound("udp", port, &mut child, "nfcapd")?;
         Ok(Self {
-            child,
+            child: Reaped(child),
             dir: dir.to_owned(),
             port,
         })
@@ -82,7 +93,7 @@ impl Nfcapd {
     /// Stops the collector (it writes its file out) and reads every flow
     /// back with `nfdump -o json`.
     pub fn stop_and_read(mut self) -> anyhow::Result<Vec<Value>> {
-        stop(&mut self.child);
+        stop(&mut self.child.0);
         let out = Command::new("nfdump")
             .arg("-R")
             .arg(&self.dir)
@@ -115,16 +126,9 @@ impl Nfcapd {
     }
 }
 
-impl Drop for Nfcapd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// pmacct's NetFlow/IPFIX collector with its print plugin writing JSON.
 pub struct Nfacctd {
-    child: Child,
+    child: Reaped,
     output: PathBuf,
 }
 
@@ -160,13 +164,16 @@ impl Nfacctd {
             .spawn()
             .context("starting nfacctd (cargo xtask test installs pmacct)")?;
         wait_bound("udp", port, &mut child, "nfacctd")?;
-        Ok(Self { child, output })
+        Ok(Self {
+            child: Reaped(child),
+            output,
+        })
     }
 
     /// Stops the collector (the print plugin writes what it holds) and
     /// reads its JSON lines.
     pub fn stop_and_read(mut self) -> anyhow::Result<Vec<Value>> {
-        stop(&mut self.child);
+        stop(&mut self.child.0);
         let text = std::fs::read_to_string(&self.output).unwrap_or_default();
         text.lines()
             .filter(|l| !l.trim().is_empty())
@@ -175,16 +182,9 @@ impl Nfacctd {
     }
 }
 
-impl Drop for Nfacctd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A `tshark` capture on the loopback device.
 pub struct Capture {
-    child: Child,
+    child: Reaped,
     pcap: PathBuf,
 }
 
@@ -213,13 +213,16 @@ impl Capture {
             ensure!(Instant::now() < deadline, "tshark not capturing after 20 s");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(Self { child, pcap })
+        Ok(Self {
+            child: Reaped(child),
+            pcap,
+        })
     }
 
     /// Stops the capture; packets still in the kernel's buffer are
     /// written out on SIGINT.
     pub fn stop(&mut self) {
-        let _ = crate::agent::signal_and_wait(&mut self.child, libc::SIGINT, Duration::from_secs(10));
+        let _ = crate::agent::signal_and_wait(&mut self.child.0, libc::SIGINT, Duration::from_secs(10));
     }
 
     fn read(&self, decode_as: &str, args: &[&str]) -> anyhow::Result<String> {
@@ -297,12 +300,5 @@ impl Capture {
                 (std::mem::take(&mut p[0]), messages)
             })
             .collect())
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
