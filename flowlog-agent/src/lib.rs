@@ -26,6 +26,8 @@
 //! - [`state`]: persisted Projects, Logstores, flow logs, access keys.
 //! - [`control`]: the control actions applied to state and engine.
 //! - [`api`]: HTTP+JSON control API (Unix socket, signed TCP) and client.
+//! - [`console`]: the web console (charts and tables over the Logstores,
+//!   the flow-log lifecycle) that `flowlog console` and the agent serve.
 //! - [`cli`]: the `flowlog` control subcommands.
 //! - [`pipeline`]: wires the stages; [`run`] is the entry point.
 
@@ -34,6 +36,7 @@ pub mod capture;
 pub mod cli;
 pub mod collect;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod durable;
 pub mod engine;

@@ -68,6 +68,16 @@ fn run() -> anyhow::Result<()> {
         Command::Collect(a) => {
             rt.block_on(flowlog_agent::collect::run(a.into_settings(), shutdown_signal()))?;
         }
+        Command::Console(args) => {
+            let settings = args.into_settings(cli.conn.socket.clone())?;
+            rt.block_on(async {
+                let console = flowlog_agent::console::serve(settings).await?;
+                println!("console: http://{}/", console.addr);
+                shutdown_signal().await;
+                console.shutdown().await;
+                anyhow::Ok(())
+            })?;
+        }
         Command::QueryWorker => {}
         Command::Compact {
             data_dir,

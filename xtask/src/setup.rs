@@ -13,6 +13,8 @@ use crate::{cargo, run};
 
 /// Debian packages the tests and the demo use.
 const DEBIAN_PACKAGES: &[&str] = &["iproute2", "openssl", "curl"];
+/// Debian's Chromium, the one browser the console tests use.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
 /// bpf-linker release line known to build against Rust's LLVM 22 here.
 const BPF_LINKER_VERSION: &str = "^0.13";
 

@@ -82,6 +82,37 @@ impl ApiError {
 }
 
 /// The HTTP status and code of each kind of domain error.
+/// A parameter that does not hold: its name and what is wrong with it.
+/// Checks shared by the control loop and the console return this; each
+/// side words it as its own error (`InvalidParameter.<Name>`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BadParam {
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl BadParam {
+    pub fn new(name: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            name,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<BadParam> for ApiError {
+    fn from(e: BadParam) -> Self {
+        Self::invalid(e.name, e.message)
+    }
+}
+
+impl From<BadParam> for crate::control::ControlError {
+    fn from(e: BadParam) -> Self {
+        Self::invalid(e.name, e.message)
+    }
+}
+
 impl From<crate::control::ControlError> for ApiError {
     fn from(e: crate::control::ControlError) -> Self {
         use crate::control::ControlError as E;

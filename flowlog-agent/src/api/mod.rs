@@ -15,7 +15,7 @@ pub mod client;
 mod error;
 pub mod listen;
 pub mod params;
-mod query;
+pub mod query;
 mod request;
 pub mod tls;
 
@@ -35,7 +35,7 @@ use axum::{
     http::{HeaderMap, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
-pub use error::ApiError;
+pub use error::{ApiError, BadParam};
 use http_body_util::BodyExt as _;
 pub use params::Params;
 pub use query::QuerySpec;

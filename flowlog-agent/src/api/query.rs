@@ -1,11 +1,17 @@
 //! GetLogs: a validated query, run in a child process under limits and
 //! turned into the API's answer.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{ApiError, actions};
+use super::{ApiError, BadParam, actions};
+use crate::{model::LogstoreRef, store};
+
+/// Rows GetLogs returns unless `Line` says otherwise.
+pub const DEFAULT_LINE: u64 = 100;
+/// Rows GetLogs returns at most.
+pub const MAX_LINE: u64 = 10_000;
 
 /// A validated GetLogs request.
 #[derive(Debug)]
@@ -19,6 +25,53 @@ pub struct QuerySpec {
     pub line: usize,
     /// Time the query may take in all, its wait for a turn included.
     pub timeout: std::time::Duration,
+}
+
+impl QuerySpec {
+    /// GetLogs' rules for a request over the Logstores of `data_dir`:
+    /// `Line` in 1–[`MAX_LINE`], times that fit, the default query. Whether
+    /// the Logstore exists is the caller's to say (the agent knows it from
+    /// its state, the console from the data directory).
+    pub fn for_logs(
+        r: actions::GetLogs,
+        data_dir: &Path,
+        timeout: std::time::Duration,
+    ) -> Result<Self, BadParam> {
+        let line = r.line.unwrap_or(DEFAULT_LINE);
+        if !(1..=MAX_LINE).contains(&line) {
+            return Err(BadParam::new(
+                "Line",
+                format!("Line must be between 1 and {MAX_LINE}"),
+            ));
+        }
+        let as_secs = |v: Option<u64>, name: &'static str| -> Result<Option<i64>, BadParam> {
+            v.map(|x| i64::try_from(x).map_err(|_| BadParam::new(name, format!("{name} is out of range"))))
+                .transpose()
+        };
+        let range = store::query::TimeRange {
+            from: as_secs(r.from, "From")?,
+            to: as_secs(r.to, "To")?,
+        };
+        let sql = r
+            .query
+            .unwrap_or_else(|| format!("SELECT * FROM logs ORDER BY start, interface LIMIT {line}"));
+        let dir = store::logstore_dir(
+            data_dir,
+            &LogstoreRef {
+                project: r.project_name.clone(),
+                logstore: r.log_store_name.clone(),
+            },
+        );
+        Ok(Self {
+            dir,
+            range,
+            sql,
+            project: r.project_name,
+            logstore: r.log_store_name,
+            line: usize::try_from(line).unwrap_or(usize::MAX),
+            timeout,
+        })
+    }
 }
 
 /// Runs a GetLogs query in a child process (see

@@ -58,12 +58,54 @@ pub enum Command {
         #[arg(long, default_value_t = 2)]
         min_files: usize,
     },
+    /// Serve the web console over a data directory (the agent's or a
+    /// collector's): charts and tables of its Logstores, and the flow-log
+    /// lifecycle through the agent's API (--socket).
+    Console(ConsoleArgs),
     /// Runs one query given on stdin (the agent starts it for each GetLogs
     /// call, in a process of its own).
     #[command(hide = true)]
     QueryWorker,
     #[command(flatten)]
     Control(ControlCommand),
+}
+
+#[derive(Args)]
+pub struct ConsoleArgs {
+    /// The data directory whose Logstores the console shows.
+    #[arg(long, default_value = crate::config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Seconds one chart's query may take.
+    #[arg(long, default_value_t = crate::config::DEFAULT_QUERY_TIMEOUT_SECS)]
+    pub query_timeout_secs: u64,
+    #[command(flatten)]
+    pub options: crate::console::ConsoleOptions,
+}
+
+impl ConsoleArgs {
+    /// The console's settings; `socket` is the global `--socket`.
+    pub fn into_settings(self, socket: Option<PathBuf>) -> anyhow::Result<crate::console::ConsoleSettings> {
+        let mut options = self.options;
+        if options.listen.is_none() {
+            options.listen = Some(crate::console::DEFAULT_LISTEN.parse()?);
+        }
+        let listen = options
+            .validate()
+            .map_err(anyhow::Error::msg)?
+            .ok_or_else(|| anyhow::anyhow!("no console address"))?;
+        if !(1..=3600).contains(&self.query_timeout_secs) {
+            anyhow::bail!(
+                "--query-timeout-secs must be between 1 and 3600, got {}",
+                self.query_timeout_secs
+            );
+        }
+        Ok(crate::console::ConsoleSettings {
+            listen,
+            agent_socket: socket.unwrap_or_else(|| self.data_dir.join(crate::config::API_SOCKET)),
+            data_dir: self.data_dir,
+            query_timeout: Duration::from_secs(self.query_timeout_secs),
+        })
+    }
 }
 
 #[derive(Args)]

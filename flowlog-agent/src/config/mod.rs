@@ -115,6 +115,8 @@ pub struct Config {
     /// Time one GetLogs query may take in all.
     pub query_timeout: Duration,
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The web console served beside the API, if any.
+    pub console: Option<crate::console::ConsoleListen>,
     /// Where kernel state is pinned; `None` when pinning is off.
     pub pin_dir: Option<PathBuf>,
     pub logstore_buffer_records: usize,
@@ -171,6 +173,7 @@ impl Config {
             .map_err(|e| ConfigError::Invalid(format!("region table: {e}")))?;
         let (api, query_timeout) = file.api.validate(&data_dir).map_err(ConfigError::Invalid)?;
         let metrics_listen = file.metrics.validate().map_err(ConfigError::Invalid)?;
+        let console = file.console.validate().map_err(ConfigError::Invalid)?;
         let project = file.project.unwrap_or_else(|| DEFAULT_PROJECT.into());
         let logstore = file.logstore.unwrap_or_else(|| DEFAULT_LOGSTORE.into());
         validate::project_name(&project).map_err(ConfigError::Invalid)?;
@@ -201,6 +204,7 @@ impl Config {
             api,
             query_timeout,
             metrics_listen,
+            console,
             pin_dir,
             logstore_buffer_records,
             jetstream,

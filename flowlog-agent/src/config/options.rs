@@ -95,6 +95,9 @@ pub struct AgentOptions {
     pub metrics: MetricsOptions,
     #[serde(default)]
     #[command(flatten)]
+    pub console: crate::console::ConsoleOptions,
+    #[serde(default)]
+    #[command(flatten)]
     pub jetstream: JetStreamFile,
     /// `[[region]]`: the CIDR → region table, with the line each entry
     /// starts on (filled by [`AgentOptions::parse`]).

@@ -76,6 +76,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The web console could not be served.
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
     /// The data directory could not be created or written.
     #[error("data directory {path}")]
     DataDir {
@@ -114,6 +117,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         servers,
         calls,
         metrics,
+        console,
     } = served;
     let mut control_loop = ControlLoop::new(control, calls, resolved, hangup, &config.data_dir).await;
     control_loop.run(shutdown).await;
@@ -131,6 +135,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if let Some((stop, task)) = metrics {
         let _ = stop.send(true);
         let _ = task.await;
+    }
+    if let Some(c) = console {
+        c.shutdown().await;
     }
     finish(control, publisher, resolved, &status).await;
     Ok(())
@@ -233,15 +240,16 @@ fn start(config: &Config) -> Result<Started, RunError> {
     })
 }
 
-/// The API and metrics listeners of a running agent.
+/// The API, metrics and console listeners of a running agent.
 struct Served {
     servers: api::Servers,
     calls: mpsc::Receiver<Call>,
     metrics: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+    console: Option<crate::console::Console>,
 }
 
 /// Brings back the flow logs of the last run and the configured one, then
-/// opens the API and the metrics endpoint.
+/// opens the API, the metrics endpoint and the console.
 async fn restore_and_serve(
     config: &Config,
     control: &mut Control,
@@ -266,10 +274,33 @@ async fn restore_and_serve(
             }
         }
     };
+    let console = match &config.console {
+        None => None,
+        Some(listen) => {
+            let settings = crate::console::ConsoleSettings {
+                listen: listen.clone(),
+                data_dir: config.data_dir.clone(),
+                agent_socket: config.api.socket.clone(),
+                query_timeout: config.query_timeout,
+            };
+            match crate::console::serve(settings).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    servers.shutdown().await;
+                    if let Some((stop, task)) = metrics {
+                        let _ = stop.send(true);
+                        let _ = task.await;
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+    };
     Ok(Served {
         servers,
         calls,
         metrics,
+        console,
     })
 }
 

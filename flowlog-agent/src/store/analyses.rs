@@ -2,14 +2,16 @@
 //! cost, troubleshooting — as SQL over the `logs` table.
 
 /// Which counter orders the results.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Metric {
+    #[default]
     Bytes,
     Packets,
 }
 
 impl Metric {
-    const fn column(self) -> &'static str {
+    pub const fn column(self) -> &'static str {
         match self {
             Self::Bytes => "bytes",
             Self::Packets => "packets",
@@ -38,7 +40,7 @@ fn direction_filter(direction: Option<&str>) -> Result<String, String> {
 
 /// A region column, with unmatched addresses ("") and records from
 /// before enrichment (null) shown as such.
-fn region(col: &str) -> String {
+pub fn region(col: &str) -> String {
     format!("CASE WHEN {col} IS NULL THEN '(none)' WHEN {col} = '' THEN '(unmatched)' ELSE {col} END")
 }
 

@@ -7,6 +7,9 @@
 //! - `logs_raw`: the columns as stored in the Parquet files, in snake_case
 //!   (`log_status`, `account_id`, …) — what DuckDB or Spark see.
 //!
+//! Beside the engine's own functions, `in_cidr` and `cidr_network` work on
+//! addresses ([`udf`]).
+//!
 //! Both hold only records whose window starts in the requested time range;
 //! files outside it are never opened (their partition and name carry the
 //! window start). A file that cannot be read is skipped, named in the
@@ -42,6 +45,7 @@ use datafusion::{
 use super::schema;
 
 pub mod isolated;
+pub mod udf;
 
 /// Memory DataFusion's pool lets one query hold; sorts and joins beyond it
 /// fail (nothing spills to disk: a query only reads).
@@ -251,6 +255,9 @@ async fn session(files: &[PathBuf], range: TimeRange) -> Result<SessionContext, 
         .build_arc()
         .map_err(engine)?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
+    for f in udf::functions() {
+        ctx.register_udf(f);
+    }
     let schema = schema::schema();
     if files.is_empty() {
         let empty = MemTable::try_new(schema.clone(), vec![vec![]]).map_err(engine)?;
