@@ -76,6 +76,10 @@ pub struct TcpOutcome {
     pub server_segs_in: u32,
     pub client_retrans: u32,
     pub server_retrans: u32,
+    /// The client's own time from calling `connect()` to its return: the
+    /// handshake as the client lived it. Every hook's SYN → SYN-ACK lies
+    /// inside it (the SYN leaves after the call, the SYN-ACK wakes it).
+    pub connect: Duration,
 }
 
 fn tcp_info(fd: &impl AsRawFd) -> anyhow::Result<libc::tcp_info> {
@@ -127,7 +131,7 @@ pub fn tcp(from: &Netns, to: &Netns, dst: SocketAddr, bytes: usize) -> anyhow::R
         std::thread::sleep(Duration::from_millis(300));
         tcp_info(&s)
     });
-    let mut c = from.run(move || TcpStream::connect_timeout(&dst, IO_TIMEOUT))??;
+    let (mut c, connect) = connect_timed(from, dst)?;
     c.set_read_timeout(Some(IO_TIMEOUT))?;
     let client_port = c.local_addr()?.port();
     let chunk = vec![0xa5u8; 1 << 16];
@@ -153,7 +157,19 @@ pub fn tcp(from: &Netns, to: &Netns, dst: SocketAddr, bytes: usize) -> anyhow::R
         server_segs_in: si.tcpi_segs_in,
         client_retrans: ci.tcpi_total_retrans,
         server_retrans: si.tcpi_total_retrans,
+        connect,
     })
+}
+
+/// Connects from `from` to `dst`, timing `connect()` itself (inside the
+/// namespace's thread, so entering the namespace is not counted).
+pub fn connect_timed(from: &Netns, dst: SocketAddr) -> anyhow::Result<(TcpStream, Duration)> {
+    let (stream, took) = from.run(move || {
+        let t = std::time::Instant::now();
+        let s = TcpStream::connect_timeout(&dst, IO_TIMEOUT);
+        (s, t.elapsed())
+    })?;
+    Ok((stream?, took))
 }
 
 fn checksum(data: &[u8]) -> u16 {
