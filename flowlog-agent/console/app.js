@@ -176,6 +176,7 @@
   }
   function answerNote(a) {
     const bits = [`${a.Count} row${a.Count === 1 ? '' : 's'}`, `${a.FilesRead} file${a.FilesRead === 1 ? '' : 's'} read`];
+    if (a.Source) bits.push(a.Source === 'rollups' ? 'from the files’ per-window rollups' : 'from the records');
     if (a.Truncated) bits.push('cut at the row limit');
     const skipped = (a.SkippedFiles || []).map((f) => `skipped ${f.File}: ${f.Reason}`);
     return h('p', { class: skipped.length || a.Truncated ? 'error' : 'muted', 'data-complete': String(a.Complete) }, bits.join(' · '), skipped.map((s) => [h('br'), s]));
@@ -185,7 +186,7 @@
     const o = opts || {};
     const chartEl = o.chart ? h('div', { class: `chart${o.tall ? ' tall' : ''}`, role: 'img', 'aria-label': `${title} chart; the numbers are in the table` }) : null;
     const tbl = table(name, cols, rows, o);
-    const sec = h('section', { class: 'panel', 'data-panel': name, 'aria-label': title },
+    const sec = h('section', { class: 'panel', 'data-panel': name, 'data-source': a && a.Source, 'aria-label': title },
       h('header', {}, h('h2', {}, title), o.controls || null,
         h('div', { class: 'tools' }, h('button', { type: 'button', class: 'plain', onclick: () => download(`${name}.csv`, csv(cols, rows)) }, 'Download CSV'))),
       chartEl,
@@ -239,15 +240,16 @@
       select('Split by', 'split', split, [['direction', 'Direction'], ['protocol', 'Protocol'], ['region-pair', 'Region pair']], (v) => go({ split: v })),
       split === 'direction' ? null : select('Direction', 'dir', dir, dirOptions, (v) => go({ dir: v })),
       select('Show', 'by', by, metricOptions, (v) => go({ by: v }))));
-    const [totals, series, gaps] = await Promise.all([
-      panel('totals'), panel('series', { Split: split, Direction: split === 'direction' ? null : dir }), panel('gaps'),
+    const [totals, distinct, series, gaps] = await Promise.all([
+      panel('totals'), panel('distinct-flows'), panel('series', { Split: split, Direction: split === 'direction' ? null : dir }), panel('gaps'),
     ]);
+    const flowsBy = Object.fromEntries(distinct.Logs.map((r) => [r.direction, r.flows]));
     const cards = h('div', { class: 'cards', 'data-panel': 'totals' });
     let records = 0;
     for (const r of totals.Logs) {
       const d = r.direction === 'in' ? 'In' : r.direction === 'out' ? 'Out' : String(r.direction);
       cards.append(card(`${r.direction}-bytes`, `${d}: bytes`, r.bytes, 'bytes'), card(`${r.direction}-packets`, `${d}: packets`, r.packets),
-        card(`${r.direction}-flows`, `${d}: flows (distinct five-tuples)`, r.flows));
+        card(`${r.direction}-flows`, `${d}: flows (distinct five-tuples)`, flowsBy[r.direction]));
       records += Number(r.records);
     }
     const skipped = gaps.Logs.filter((g) => g.status === 'SKIPDATA').reduce((n, g) => n + Number(g.packets || 0), 0);
@@ -255,7 +257,8 @@
       card('nodata', 'NODATA windows', new Set(gaps.Logs.filter((g) => g.status === 'NODATA').map((g) => `${g.start}|${g.interface}`)).size),
       card('skipdata', 'SKIPDATA windows', new Set(gaps.Logs.filter((g) => g.status === 'SKIPDATA').map((g) => `${g.start}|${g.interface}`)).size),
       card('skipped-packets', 'Packets skipped', skipped));
-    main.append(h('section', { 'aria-label': 'Totals' }, cards, answerNote(totals), h('details', {}, h('summary', {}, 'SQL'), h('pre', { class: 'sql' }, totals.Sql))));
+    main.append(h('section', { 'aria-label': 'Totals', 'data-panel': 'totals-note', 'data-source': totals.Source }, cards, answerNote(totals),
+      h('details', {}, h('summary', {}, 'SQL'), h('pre', { class: 'sql' }, totals.Sql), h('pre', { class: 'sql' }, distinct.Sql))));
     const label = (k) => (split === 'protocol' ? proto(Number(k)) : split === 'direction' ? (k === 'in' ? 'In' : 'Out') : k);
     const keys = [...new Set(series.Logs.map((r) => r.key))];
     const rows = series.Logs.map((r) => Object.assign({}, r, { rate: r.end > r.start ? Number(r.bytes) / (r.end - r.start) : null }));

@@ -7,7 +7,8 @@ compares those numbers with its own SQL over the same Logstore.
     drive.py PHASE --url http://127.0.0.1:PORT --query 'logstore=p/l&range=custom&from=..&to=..'
              [--shots DIR] [--flow-log-id ID] [--key-id ID --secret S]
 
-Phases: pages, keyboard, create, watch, cross-site, agent-down, sign-in.
+Phases: pages, keyboard, create, watch, cross-site, agent-down, sign-in,
+and paint (first contentful paint over --loads fresh loads, for the bench).
 Playwright never downloads a browser here: the executable is the system's
 (FLOWLOG_CHROMIUM, /usr/bin/chromium by default).
 """
@@ -95,6 +96,7 @@ class Run:
             "errors": self.page.evaluate("() => [...document.querySelectorAll('.error')].map(e => e.textContent)"),
             "banner": self.page.evaluate("() => document.querySelector('#banner').textContent"),
             "charts": self.page.evaluate("() => document.querySelectorAll('.chart canvas').length"),
+            "sources": self.page.evaluate("() => Object.fromEntries([...document.querySelectorAll('[data-panel][data-source]')].map(p => [p.dataset.panel, p.dataset.source]))"),
         }
 
     def shot(self, name):
@@ -320,9 +322,24 @@ def sign_in(r):
     r.finish(out)
 
 
+def paint(r):
+    """First contentful paint and the overview's data, over fresh loads."""
+    fcp, ready = [], []
+    for _ in range(r.args.loads):
+        page = r.watch(r.context.new_page())
+        page.goto(r.url("overview"))
+        page.wait_for_function("() => document.body.dataset.state === 'ready'", timeout=120000)
+        fcp.append(page.evaluate("() => (performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime || null"))
+        ready.append(page.evaluate("() => performance.now()"))
+        page.close()
+    p95 = lambda v: sorted(v)[min(len(v) - 1, round((len(v) - 1) * 0.95))]
+    r.finish({"fcp_ms": fcp, "ready_ms": ready, "fcp_p95_ms": p95(fcp), "ready_p95_ms": p95(ready)})
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("phase", choices=["pages", "keyboard", "create", "watch", "cross-site", "agent-down", "sign-in"])
+    ap.add_argument("phase", choices=["pages", "keyboard", "create", "watch", "cross-site", "agent-down", "sign-in", "paint"])
+    ap.add_argument("--loads", type=int, default=20)
     ap.add_argument("--url", required=True)
     ap.add_argument("--query", required=True)
     ap.add_argument("--shots")
@@ -339,7 +356,7 @@ def main():
     with sync_playwright() as pw:
         run = Run(args, pw)
         {"pages": pages, "keyboard": keyboard, "create": create, "watch": watch, "cross-site": cross_site,
-         "agent-down": agent_down, "sign-in": sign_in}[args.phase](run)
+         "agent-down": agent_down, "sign-in": sign_in, "paint": paint}[args.phase](run)
 
 
 if __name__ == "__main__":

@@ -319,6 +319,16 @@ fn the_console_shows_what_sql_says_and_runs_the_lifecycle() -> anyhow::Result<()
     .unwrap_or_default();
     drop(console);
 
+    // Long-range charts read the files' rollups; the rest, the records.
+    let sources = |page: &str| pages[page]["sources"].clone();
+    assert_eq!(
+        sources("overview"),
+        json!({"totals-note": "rollups", "series": "rollups", "gaps": "rollups"}),
+        "{pages}"
+    );
+    assert_eq!(sources("matrix"), json!({"matrix": "rollups"}));
+    assert_eq!(sources("matrix_networks"), json!({"matrix": "records"}));
+    assert_eq!(sources("top"), json!({"top": "records"}));
     check_overview(data, range, &pages, &done.records);
     check_matrix(data, range, &pages);
     check_top(data, range, &pages);

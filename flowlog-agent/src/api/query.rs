@@ -25,7 +25,13 @@ pub struct QuerySpec {
     pub line: usize,
     /// Time the query may take in all, its wait for a turn included.
     pub timeout: std::time::Duration,
+    /// Over the files' rollups (the `rollup` table) instead of `logs`.
+    pub rollups: bool,
 }
+
+/// The code of the error a rollup query answers when some file has no
+/// rollup (the caller then asks the records).
+pub const NO_ROLLUP: &str = "NoRollup";
 
 impl QuerySpec {
     /// GetLogs' rules for a request over the Logstores of `data_dir`:
@@ -70,6 +76,7 @@ impl QuerySpec {
             logstore: r.log_store_name,
             line: usize::try_from(line).unwrap_or(usize::MAX),
             timeout,
+            rollups: false,
         })
     }
 }
@@ -92,6 +99,7 @@ pub async fn run_query(q: QuerySpec) -> Result<Value, ApiError> {
         sql: q.sql.clone(),
         max_rows: q.line,
         max_bytes: limits.answer_bytes,
+        rollups: q.rollups,
     };
     let started = tokio::time::Instant::now();
     let slot = tokio::time::timeout(limits.timeout, QUERY_SLOTS.acquire())
@@ -112,6 +120,11 @@ pub async fn run_query(q: QuerySpec) -> Result<Value, ApiError> {
         QueryError::Range { .. } => ApiError::invalid("From", e.to_string()),
         QueryError::NoLogstore(_) => ApiError::not_found("LogStore", e.to_string()),
         QueryError::Engine(m) => ApiError::internal(m),
+        QueryError::NoRollup(f) => ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            NO_ROLLUP,
+            format!("{f} holds no rollup"),
+        ),
     })?;
     let skipped_files: Vec<actions::SkippedFile> = result
         .skipped

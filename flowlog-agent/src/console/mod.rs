@@ -432,19 +432,54 @@ async fn panel(
         })?;
         let Query(p) = params.map_err(|e| ApiError::invalid("Query", e.body_text()))?;
         let store = p.logstore()?;
-        let spec = QuerySpec {
+        let spec = |sql: String, rollups: bool| QuerySpec {
             dir: crate::store::logstore_dir(&app.settings.data_dir, &store),
-            range: p.range()?,
-            sql: p.sql(panel)?,
-            project: store.project,
-            logstore: store.logstore,
+            range: crate::store::query::TimeRange::default(),
+            sql,
+            project: store.project.clone(),
+            logstore: store.logstore.clone(),
             line: crate::store::query::MAX_ROWS,
             timeout: app.settings.query_timeout,
+            rollups,
         };
-        run(&app, spec).await
+        let range = p.range()?;
+        // The rollups when every file in range has one; the records else.
+        if p.source.unwrap_or_default() == panels::Source::Rollups
+            && let Some(sql) = p.rollup_sql(panel)?
+        {
+            match run(
+                &app,
+                QuerySpec {
+                    range,
+                    ..spec(sql, true)
+                },
+            )
+            .await
+            {
+                Err(e) if e.code == crate::api::query::NO_ROLLUP => {}
+                other => return other.map(|v| with_source(v, "rollups")),
+            }
+        }
+        run(
+            &app,
+            QuerySpec {
+                range,
+                ..spec(p.sql(panel)?, false)
+            },
+        )
+        .await
+        .map(|v| with_source(v, "records"))
     }
     .await;
     answer(result)
+}
+
+/// Says in an answer which table it came from.
+fn with_source(mut v: Value, source: &str) -> Value {
+    if let Value::Object(m) = &mut v {
+        m.insert("Source".into(), Value::String(source.into()));
+    }
+    v
 }
 
 /// A JSON object body (the API's parameters).

@@ -24,8 +24,11 @@ use crate::{
 pub enum Panel {
     /// Overview: bytes and packets per window, split by a key.
     Series,
-    /// Overview: totals per direction, with the count of flows.
+    /// Overview: totals per direction.
     Totals,
+    /// Overview: distinct five-tuples per direction (from the records
+    /// only: distinct counts do not add up across windows).
+    DistinctFlows,
     /// Overview: NODATA and SKIPDATA windows, with what was skipped.
     Gaps,
     /// Traffic matrix: source × destination.
@@ -51,6 +54,7 @@ impl Panel {
     pub const NAMES: &'static [&'static str] = &[
         "series",
         "totals",
+        "distinct-flows",
         "gaps",
         "matrix",
         "top",
@@ -175,6 +179,25 @@ pub enum Order {
     Desc,
 }
 
+/// Where a panel's numbers come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The rollups in the files' footers when every file in range has
+    /// one and the panel can be answered from them; else the records.
+    #[default]
+    Rollups,
+    /// Always the records (to compare, or to measure).
+    Records,
+}
+
+/// The table a panel's SQL reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Table {
+    Logs,
+    Rollup,
+}
+
 /// Rows a ranked table (top talkers, matrix cells, slowest) shows at most.
 pub const MAX_LIMIT: u32 = 1000;
 /// Rows of one page of flows at most.
@@ -216,6 +239,7 @@ pub struct PanelParams {
     pub order: Option<Order>,
     pub offset: Option<u64>,
     pub page_size: Option<u32>,
+    pub source: Option<Source>,
 }
 
 fn bad(name: &'static str, message: impl Into<String>) -> BadParam {
@@ -360,12 +384,44 @@ impl PanelParams {
         Ok(format!("{}{}", c.join(" AND "), self.flow_log()?))
     }
 
-    /// The SQL of `panel` with these parameters.
+    /// The SQL of `panel` over the records (`logs`).
     pub fn sql(&self, panel: Panel) -> Result<String, BadParam> {
+        self.sql_over(panel, Table::Logs)?
+            .ok_or_else(|| bad("Panel", "no SQL over the records"))
+    }
+
+    /// The SQL of `panel` over the files' rollups, if they can answer it.
+    pub fn rollup_sql(&self, panel: Panel) -> Result<Option<String>, BadParam> {
+        self.sql_over(panel, Table::Rollup)
+    }
+
+    fn sql_over(&self, panel: Panel, table: Table) -> Result<Option<String>, BadParam> {
+        let rolled = table == Table::Rollup;
+        let (from, count) = match table {
+            Table::Logs => ("logs", "count(*)"),
+            Table::Rollup => ("rollup", "sum(records)"),
+        };
         let ok = format!("\"log-status\" = 'OK'{}", self.flow_log()?);
         let metric = self.by.unwrap_or_default().column();
         let dir = self.direction.unwrap_or_default().sql();
-        Ok(match panel {
+        let records_only = matches!(
+            (panel, self.between.unwrap_or_default()),
+            (
+                Panel::DistinctFlows
+                    | Panel::Top
+                    | Panel::Latency
+                    | Panel::LatencySeries
+                    | Panel::Slowest
+                    | Panel::Flows
+                    | Panel::FlowsCount
+                    | Panel::FlowLogIds,
+                _
+            ) | (Panel::Matrix, Between::Networks | Between::Attachments)
+        );
+        if rolled && records_only {
+            return Ok(None);
+        }
+        Ok(Some(match panel {
             Panel::Series => {
                 let (key, only) = match self.split.unwrap_or_default() {
                     Split::Direction => ("direction".to_owned(), String::new()),
@@ -384,18 +440,21 @@ impl PanelParams {
                 };
                 format!(
                     "SELECT \"start\", max(\"end\") AS \"end\", {key} AS key, sum(bytes) AS bytes, sum(packets) AS packets \
-                     FROM logs WHERE {ok}{only} GROUP BY \"start\", key ORDER BY \"start\", key"
+                     FROM {from} WHERE {ok}{only} GROUP BY \"start\", key ORDER BY \"start\", key"
                 )
             }
             Panel::Totals => format!(
-                "SELECT direction, sum(bytes) AS bytes, sum(packets) AS packets, count(*) AS records, \
-                 count(DISTINCT concat_ws('|', srcaddr, srcport, dstaddr, dstport, protocol)) AS flows \
+                "SELECT direction, sum(bytes) AS bytes, sum(packets) AS packets, {count} AS records \
+                 FROM {from} WHERE {ok} GROUP BY direction ORDER BY direction"
+            ),
+            Panel::DistinctFlows => format!(
+                "SELECT direction, count(DISTINCT concat_ws('|', srcaddr, srcport, dstaddr, dstport, protocol)) AS flows \
                  FROM logs WHERE {ok} GROUP BY direction ORDER BY direction"
             ),
             Panel::Gaps => format!(
                 "SELECT \"start\", \"end\", \"log-status\" AS status, interface, \
-                 sum(packets) AS packets, sum(bytes) AS bytes, count(*) AS records \
-                 FROM logs WHERE \"log-status\" IN ('NODATA', 'SKIPDATA'){} \
+                 sum(packets) AS packets, sum(bytes) AS bytes, {count} AS records \
+                 FROM {from} WHERE \"log-status\" IN ('NODATA', 'SKIPDATA'){} \
                  GROUP BY 1, 2, 3, 4 ORDER BY \"start\", interface, status",
                 self.flow_log()?
             ),
@@ -404,8 +463,8 @@ impl PanelParams {
                 match self.between.unwrap_or_default() {
                     // A flow counted once, where it entered.
                     Between::Regions => format!(
-                        "SELECT {} AS src, {} AS dst, sum(bytes) AS bytes, sum(packets) AS packets, count(*) AS records \
-                         FROM logs WHERE {ok} AND direction = 'in' \
+                        "SELECT {} AS src, {} AS dst, sum(bytes) AS bytes, sum(packets) AS packets, {count} AS records \
+                         FROM {from} WHERE {ok} AND direction = 'in' \
                          GROUP BY 1, 2 ORDER BY {metric} DESC, 1, 2 LIMIT {limit}",
                         region("\"src-region-id\""),
                         region("\"dst-region-id\"")
@@ -507,7 +566,7 @@ impl PanelParams {
             Panel::FlowLogIds => {
                 "SELECT DISTINCT \"flow-log-id\" FROM logs ORDER BY \"flow-log-id\"".to_owned()
             }
-        })
+        }))
     }
 }
 

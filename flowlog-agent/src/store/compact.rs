@@ -242,6 +242,16 @@ pub fn compact_partition(partition: &Path, min_files: usize) -> Result<Compacted
         .set_key_value_metadata(Some(vec![KeyValue::new(SOURCES_KEY.to_owned(), sources_json)]))
         .build();
     let mut records = 0u64;
+    // The merged file's rollup: its sources' together, or none if any
+    // source has none.
+    let rollup = live
+        .iter()
+        .try_fold(super::rollup::Rollup::default(), |mut acc, (_, p)| {
+            super::rollup::Rollup::read(p).map(|r| {
+                acc.merge(r);
+                acc
+            })
+        });
     crate::durable::write_with(&target, None, |f| {
         let mut w = ArrowWriter::try_new(crate::durable::Summed::new(f), schema::schema(), Some(props))
             .map_err(std::io::Error::other)?;
@@ -260,6 +270,9 @@ pub fn compact_partition(partition: &Path, min_files: usize) -> Result<Compacted
         w.sync()?;
         let sum = super::checksum::key_value(w.inner());
         w.append_key_value_metadata(sum);
+        if let Some(kv) = rollup.as_ref().and_then(super::rollup::Rollup::key_value) {
+            w.append_key_value_metadata(kv);
+        }
         w.close().map_err(std::io::Error::other)?;
         Ok(())
     })

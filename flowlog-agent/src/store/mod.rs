@@ -12,13 +12,15 @@
 //! file; readers ignore names starting with a dot. The agent names a
 //! window's file by the window (its start in nanoseconds as the last
 //! token), so writing the same window again after a restart replaces the
-//! file instead of adding a second one.
+//! file instead of adding a second one. Each file's footer also holds its
+//! records summed per window and traffic class ([`rollup`]).
 
 pub mod analyses;
 pub mod checksum;
 pub mod child;
 pub mod compact;
 pub mod query;
+pub mod rollup;
 pub mod schema;
 
 use std::{
@@ -243,8 +245,10 @@ impl Writer {
                 // Records come sorted by flow (source first): long runs for
                 // the dictionary and run-length encodings.
                 let mut batch = schema::BatchBuilder::with_capacity(CHUNK_ROWS);
+                let mut rollup = rollup::Rollup::default();
                 produce(&mut |r: &FlowLogRecord| {
                     batch.append(r);
+                    rollup.add(r);
                     if batch.len() >= CHUNK_ROWS {
                         w.write(&batch.finish()?).map_err(pq)?;
                     }
@@ -262,6 +266,9 @@ impl Writer {
                 })?;
                 let sum = checksum::key_value(w.inner());
                 w.append_key_value_metadata(sum);
+                if let Some(kv) = rollup.key_value() {
+                    w.append_key_value_metadata(kv);
+                }
                 w.close().map_err(pq).map(drop)
             })();
             result.map_err(|e| {

@@ -104,6 +104,9 @@ pub enum QueryError {
     /// `from` is not before `to`.
     #[error("empty time range: from {from} is not before to {to}")]
     Range { from: i64, to: i64 },
+    /// A rollup query met a file without a rollup: ask the records instead.
+    #[error("{0} holds no rollup")]
+    NoRollup(String),
 }
 
 /// What a query returned.
@@ -244,20 +247,65 @@ fn record_names(schema: &SchemaRef) -> String {
         .join(", ")
 }
 
-async fn session(files: &[PathBuf], range: TimeRange) -> Result<SessionContext, QueryError> {
+/// Files left out of a query, with the reason.
+type Skipped = Vec<(PathBuf, String)>;
+
+/// The files in `range` that pass [`check_file`], and those that do not
+/// with the reason; refuses an empty range, a missing Logstore, and more
+/// than `max_files` files.
+fn readable_files(
+    dir: &Path,
+    range: TimeRange,
+    max_files: usize,
+) -> Result<(Vec<PathBuf>, Skipped), QueryError> {
+    if let (Some(from), Some(to)) = (range.from, range.to)
+        && from >= to
+    {
+        return Err(QueryError::Range { from, to });
+    }
+    if !dir.is_dir() {
+        return Err(QueryError::NoLogstore(dir.display().to_string()));
+    }
+    let listed = files_in_range(dir, range);
+    if listed.len() > max_files {
+        return Err(QueryError::TooManyFiles {
+            files: listed.len(),
+            max: max_files,
+        });
+    }
+    let (mut good, mut skipped) = (Vec::new(), Vec::new());
+    for f in listed {
+        match check_file(&f) {
+            Ok(()) => good.push(f),
+            Err(why) => {
+                tracing::warn!(file = %f.display(), reason = %why, "skipping unreadable Logstore file");
+                skipped.push((f, why));
+            }
+        }
+    }
+    Ok((good, skipped))
+}
+
+/// A session under the query memory pool, with the address functions.
+fn context() -> Result<SessionContext, QueryError> {
     let config = SessionConfig::new()
         .with_target_partitions(2)
         .with_information_schema(true);
-    let engine = |e: datafusion::error::DataFusionError| QueryError::Engine(e.to_string());
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(QUERY_MEMORY_BYTES, 1.0)
         .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
         .build_arc()
-        .map_err(engine)?;
+        .map_err(|e| QueryError::Engine(e.to_string()))?;
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     for f in udf::functions() {
         ctx.register_udf(f);
     }
+    Ok(ctx)
+}
+
+async fn session(files: &[PathBuf], range: TimeRange) -> Result<SessionContext, QueryError> {
+    let engine = |e: datafusion::error::DataFusionError| QueryError::Engine(e.to_string());
+    let ctx = context()?;
     let schema = schema::schema();
     if files.is_empty() {
         let empty = MemTable::try_new(schema.clone(), vec![vec![]]).map_err(engine)?;
@@ -363,6 +411,57 @@ pub async fn run_bounded(
         .map_err(|_| QueryError::Timeout(QUERY_TIMEOUT))?
 }
 
+/// Runs `sql` over the `rollup` table: the rollups in the footers of the
+/// Logstore's files in `range` (see [`super::rollup`]), windows starting in
+/// `range`. Fails with [`QueryError::NoRollup`] when a readable file has
+/// none, so the caller can ask the records instead.
+pub async fn run_rollups(
+    dir: &Path,
+    range: TimeRange,
+    sql: &str,
+    max_rows: usize,
+) -> Result<QueryResult, QueryError> {
+    let max_rows = max_rows.min(MAX_ROWS);
+    tokio::time::timeout(QUERY_TIMEOUT, rollups_now(dir, range, sql, max_rows))
+        .await
+        .map_err(|_| QueryError::Timeout(QUERY_TIMEOUT))?
+}
+
+async fn rollups_now(
+    dir: &Path,
+    range: TimeRange,
+    sql: &str,
+    max_rows: usize,
+) -> Result<QueryResult, QueryError> {
+    let engine = |e: datafusion::error::DataFusionError| QueryError::Engine(e.to_string());
+    let (good, skipped) = readable_files(dir, range, MAX_FILES)?;
+    let mut all = super::rollup::Rollup::default();
+    for f in &good {
+        let r =
+            super::rollup::Rollup::read(f).ok_or_else(|| QueryError::NoRollup(f.display().to_string()))?;
+        all.merge(r);
+    }
+    let files = good.len();
+    let batch = all
+        .batch(range.from, range.to)
+        .map_err(|e| QueryError::Engine(e.to_string()))?;
+    let ctx = context()?;
+    let table = MemTable::try_new(super::rollup::Rollup::schema(), vec![vec![batch]]).map_err(engine)?;
+    ctx.register_table("rollup", Arc::new(table)).map_err(engine)?;
+    let df = plan(&ctx, sql, max_rows).await?;
+    let batches = df
+        .collect()
+        .await
+        .map_err(|e| QueryError::Execution(e.to_string()))?;
+    let (batches, truncated) = cut(batches, max_rows);
+    Ok(QueryResult {
+        batches,
+        files,
+        skipped,
+        truncated,
+    })
+}
+
 async fn run_now(
     dir: &Path,
     range: TimeRange,
@@ -370,32 +469,7 @@ async fn run_now(
     max_rows: usize,
     max_files: usize,
 ) -> Result<QueryResult, QueryError> {
-    if let (Some(from), Some(to)) = (range.from, range.to)
-        && from >= to
-    {
-        return Err(QueryError::Range { from, to });
-    }
-    if !dir.is_dir() {
-        return Err(QueryError::NoLogstore(dir.display().to_string()));
-    }
-    let mut skipped: Vec<(PathBuf, String)> = Vec::new();
-    let mut files: Vec<PathBuf> = Vec::new();
-    let listed = files_in_range(dir, range);
-    if listed.len() > max_files {
-        return Err(QueryError::TooManyFiles {
-            files: listed.len(),
-            max: max_files,
-        });
-    }
-    for f in listed {
-        match check_file(&f) {
-            Ok(()) => files.push(f),
-            Err(why) => {
-                tracing::warn!(file = %f.display(), reason = %why, "skipping unreadable Logstore file");
-                skipped.push((f, why));
-            }
-        }
-    }
+    let (files, mut skipped) = readable_files(dir, range, max_files)?;
     // Planning errors are the user's; execution errors may be a bad file.
     let ctx = session(&files, range).await?;
     let df = plan(&ctx, sql, max_rows).await?;

@@ -31,6 +31,9 @@ pub struct Request {
     pub max_rows: usize,
     /// The rows' JSON may take at most this many bytes.
     pub max_bytes: usize,
+    /// Query the `rollup` table (the files' rollups) instead of `logs`.
+    #[serde(default)]
+    pub rollups: bool,
 }
 
 impl Request {
@@ -219,7 +222,11 @@ fn answer(req: &Request) -> Result<Answer, QueryError> {
         .enable_all()
         .build()
         .map_err(|e| QueryError::Engine(e.to_string()))?;
-    let result = rt.block_on(super::run_limited(&req.dir, req.range(), &req.sql, req.max_rows))?;
+    let result = if req.rollups {
+        rt.block_on(super::run_rollups(&req.dir, req.range(), &req.sql, req.max_rows))?
+    } else {
+        rt.block_on(super::run_limited(&req.dir, req.range(), &req.sql, req.max_rows))?
+    };
     let rows = super::to_json_rows(&result.batches)?;
     let (rows, cut) = cap_bytes(rows, req.max_bytes);
     Ok(Answer {

@@ -435,3 +435,81 @@ fn flipped_bits_never_read_back_as_wrong_sums() {
     }
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// The rollups in the files' footers answer totals and series exactly as
+/// the records do, before and after compaction merges them; a file written
+/// without one (an older layout) makes a rollup query refuse, so callers
+/// read the records.
+#[test]
+fn rollups_answer_like_the_records_and_say_when_they_cannot() {
+    use crate::store::compact;
+    let (data, dest, w, dir) = logstore();
+    let t0 = 1_796_040_000;
+    for i in 0..6 {
+        let start = t0 + i * 60;
+        let mut rs = vec![
+            rec("10.0.0.1", 100 + i as u64, start, "OK"),
+            rec("10.0.0.2", 7, start, "OK"),
+        ];
+        rs[1].direction = Some("out".into());
+        rs[1].protocol = Some(6);
+        if i == 3 {
+            rs.push(rec("", 0, start, "SKIPDATA"));
+        }
+        put(&w, &dest, start, &rs);
+    }
+    let range = TimeRange {
+        from: Some(t0),
+        to: Some(t0 + 3600),
+    };
+    let pairs = [
+        (
+            "SELECT start, direction, protocol, \"log-status\" AS s, sum(bytes) AS b, sum(packets) AS p, count(*) AS n \
+             FROM logs GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+            "SELECT start, direction, protocol, \"log-status\" AS s, sum(bytes) AS b, sum(packets) AS p, sum(records) AS n \
+             FROM rollup GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4",
+        ),
+        (
+            "SELECT direction, sum(bytes) AS b FROM logs WHERE start >= 1796040120 GROUP BY 1 ORDER BY 1",
+            "SELECT direction, sum(bytes) AS b FROM rollup WHERE start >= 1796040120 GROUP BY 1 ORDER BY 1",
+        ),
+    ];
+    let check = |when: &str| {
+        for (records, rolled) in pairs {
+            let a = rt()
+                .block_on(run(&dir, range, records))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let b = rt()
+                .block_on(run_rollups(&dir, range, rolled, MAX_ROWS))
+                .unwrap_or_else(|e| panic!("{when}: {e}"));
+            let (a, b) = (
+                to_json_rows(&a.batches).unwrap_or_default(),
+                to_json_rows(&b.batches).unwrap_or_default(),
+            );
+            assert!(!a.is_empty());
+            assert_eq!(a, b, "{when}: {records}");
+        }
+    };
+    check("one file per window");
+    let now = t0 + 2 * 3600 + compact::GRACE_SECS;
+    let done = compact::compact_logstore(&dir, now, compact::GRACE_SECS, 2).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(done.files_merged, 6);
+    check("merged");
+    // A file without a rollup in the range: the rollup query says so.
+    let bare = put(&w, &dest, t0 + 600, &[rec("10.0.0.3", 1, t0 + 600, "OK")]);
+    let props = Writer::properties();
+    let file = std::fs::File::create(&bare).unwrap_or_else(|e| panic!("{e}"));
+    let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(file, schema::schema(), Some(props))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut b = schema::BatchBuilder::with_capacity(1);
+    b.append(&rec("10.0.0.3", 1, t0 + 600, "OK"));
+    writer
+        .write(&b.finish().unwrap_or_else(|e| panic!("{e}")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    writer.close().unwrap_or_else(|e| panic!("{e}"));
+    let err = rt()
+        .block_on(run_rollups(&dir, range, "SELECT sum(bytes) FROM rollup", 10))
+        .unwrap_err();
+    assert!(matches!(err, QueryError::NoRollup(_)), "{err}");
+    let _ = std::fs::remove_dir_all(data);
+}

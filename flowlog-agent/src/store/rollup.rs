@@ -1,0 +1,246 @@
+//! Per-window rollups: every data file carries, in its Parquet footer, its
+//! records summed per window, flow log, interface, attachment, direction,
+//! protocol, region pair and log-status — a few dozen rows where the file
+//! holds up to millions. Charts over long ranges (traffic over time, totals,
+//! gaps, the region matrix) read these instead of the records.
+//!
+//! In the footer, not in a file beside it, so records and rollup are one
+//! atomic write: no crash, retention pass or compaction can leave one
+//! without the other. Compaction merges the sources' rollups into the
+//! merged file's. A file without one (written before rollups existed, or a
+//! merged file whose rollup would be too large, as a day of 1-s windows
+//! is) makes a query over its range read the records instead.
+//!
+//! The footer is outside the file's data checksum, so the rollup carries
+//! its own CRC-32; one that does not match is treated as absent.
+
+use std::{collections::BTreeMap, fs::File, path::Path, sync::Arc};
+
+use datafusion::{
+    arrow::{
+        array::{ArrayRef, Int64Builder, RecordBatch, StringBuilder, UInt8Builder, UInt64Builder},
+        datatypes::{DataType, Field, Schema, SchemaRef},
+        error::ArrowError,
+    },
+    parquet::file::{metadata::KeyValue, reader::FileReader, serialized_reader::SerializedFileReader},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::record::FlowLogRecord;
+
+/// Footer key of the rollup.
+pub const KEY: &str = "flowlog.rollup";
+/// Rows a rollup holds at most; a larger one is not written.
+pub const MAX_ROWS: usize = 100_000;
+
+/// What records are summed by.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Key(
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<u8>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+/// Bytes, packets, records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Sums(u64, u64, u64);
+
+/// Records summed per key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rollup(BTreeMap<Key, Sums>);
+
+impl Rollup {
+    pub fn add(&mut self, r: &FlowLogRecord) {
+        let key = Key(
+            r.start,
+            r.end,
+            r.flow_log_id.clone(),
+            r.interface.clone(),
+            r.attachment_id.clone(),
+            r.direction.clone(),
+            r.protocol.and_then(|p| u8::try_from(p).ok()),
+            r.src_region_id.clone(),
+            r.dst_region_id.clone(),
+            r.log_status.clone(),
+        );
+        let s = self.0.entry(key).or_default();
+        s.0 += r.bytes;
+        s.1 += r.packets.unwrap_or(0);
+        s.2 += 1;
+    }
+
+    pub fn merge(&mut self, other: Self) {
+        for (k, v) in other.0 {
+            let s = self.0.entry(k).or_default();
+            s.0 += v.0;
+            s.1 += v.1;
+            s.2 += v.2;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The footer entry: CRC-32 (8 hex digits), then the rows as JSON.
+    /// `None` when there are more than [`MAX_ROWS`].
+    pub fn key_value(&self) -> Option<KeyValue> {
+        if self.0.len() > MAX_ROWS {
+            return None;
+        }
+        let rows: Vec<(&Key, &Sums)> = self.0.iter().collect();
+        let json = serde_json::to_string(&rows).ok()?;
+        Some(KeyValue::new(
+            KEY.to_owned(),
+            format!("{:08x}{json}", crc32fast::hash(json.as_bytes())),
+        ))
+    }
+
+    fn decode(value: &str) -> Option<Self> {
+        let (crc, json) = (value.get(..8)?, value.get(8..)?);
+        if u32::from_str_radix(crc, 16).ok()? != crc32fast::hash(json.as_bytes()) {
+            return None;
+        }
+        let rows: Vec<(Key, Sums)> = serde_json::from_str(json).ok()?;
+        Some(Self(rows.into_iter().collect()))
+    }
+
+    /// The rollup in `path`'s footer; `None` when it has none (or one that
+    /// fails its CRC).
+    pub fn read(path: &Path) -> Option<Self> {
+        let reader = SerializedFileReader::new(File::open(path).ok()?).ok()?;
+        let value = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()?
+            .iter()
+            .find(|k| k.key == KEY)?
+            .value
+            .clone()?;
+        Self::decode(&value)
+    }
+
+    /// The `rollup` table's schema: the record table's names.
+    pub fn schema() -> SchemaRef {
+        let f = |name: &str, t: DataType| Field::new(name, t, true);
+        Arc::new(Schema::new(vec![
+            Field::new("start", DataType::Int64, false),
+            Field::new("end", DataType::Int64, false),
+            Field::new("flow-log-id", DataType::Utf8, false),
+            f("interface", DataType::Utf8),
+            f("attachment-id", DataType::Utf8),
+            f("direction", DataType::Utf8),
+            f("protocol", DataType::UInt8),
+            f("src-region-id", DataType::Utf8),
+            f("dst-region-id", DataType::Utf8),
+            Field::new("log-status", DataType::Utf8, false),
+            Field::new("bytes", DataType::UInt64, false),
+            Field::new("packets", DataType::UInt64, false),
+            Field::new("records", DataType::UInt64, false),
+        ]))
+    }
+
+    /// The rows whose window starts in `[from, to)` as one batch.
+    pub fn batch(&self, from: Option<i64>, to: Option<i64>) -> Result<RecordBatch, ArrowError> {
+        let n = self.0.len();
+        let strings = || StringBuilder::with_capacity(n, n * 8);
+        let (mut start, mut end) = (Int64Builder::with_capacity(n), Int64Builder::with_capacity(n));
+        let (mut fl, mut iface, mut att, mut dir) = (strings(), strings(), strings(), strings());
+        let mut proto = UInt8Builder::with_capacity(n);
+        let (mut src, mut dst, mut status) = (strings(), strings(), strings());
+        let (mut bytes, mut packets, mut records) = (
+            UInt64Builder::with_capacity(n),
+            UInt64Builder::with_capacity(n),
+            UInt64Builder::with_capacity(n),
+        );
+        for (k, s) in &self.0 {
+            if from.is_some_and(|f| k.0 < f) || to.is_some_and(|t| k.0 >= t) {
+                continue;
+            }
+            start.append_value(k.0);
+            end.append_value(k.1);
+            fl.append_value(&k.2);
+            iface.append_option(k.3.as_deref());
+            att.append_option(k.4.as_deref());
+            dir.append_option(k.5.as_deref());
+            proto.append_option(k.6);
+            src.append_option(k.7.as_deref());
+            dst.append_option(k.8.as_deref());
+            status.append_value(&k.9);
+            bytes.append_value(s.0);
+            packets.append_value(s.1);
+            records.append_value(s.2);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(start.finish()),
+            Arc::new(end.finish()),
+            Arc::new(fl.finish()),
+            Arc::new(iface.finish()),
+            Arc::new(att.finish()),
+            Arc::new(dir.finish()),
+            Arc::new(proto.finish()),
+            Arc::new(src.finish()),
+            Arc::new(dst.finish()),
+            Arc::new(status.finish()),
+            Arc::new(bytes.finish()),
+            Arc::new(packets.finish()),
+            Arc::new(records.finish()),
+        ];
+        RecordBatch::try_new(Self::schema(), columns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(start: i64, bytes: u64, dir: &str) -> FlowLogRecord {
+        FlowLogRecord {
+            flow_log_id: "fl-1".into(),
+            interface: Some("eth0".into()),
+            direction: Some(dir.into()),
+            protocol: Some(6),
+            packets: Some(2),
+            bytes,
+            start,
+            end: start + 60,
+            log_status: "OK".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sums_per_key_survive_the_footer_and_merge() {
+        let mut a = Rollup::default();
+        a.add(&record(0, 100, "in"));
+        a.add(&record(0, 50, "in"));
+        a.add(&record(0, 7, "out"));
+        assert_eq!(a.len(), 2);
+        let kv = a.key_value().unwrap();
+        let back = Rollup::decode(kv.value.as_deref().unwrap()).unwrap();
+        assert_eq!(back, a);
+        let mut b = Rollup::default();
+        b.add(&record(0, 1, "in"));
+        b.add(&record(60, 1, "in"));
+        let mut m = a.clone();
+        m.merge(b);
+        assert_eq!(m.len(), 3);
+        let batch = m.batch(Some(0), Some(60)).unwrap();
+        assert_eq!(batch.num_rows(), 2, "only windows starting in range");
+        // A flipped character fails the CRC: treated as absent.
+        let mut text = kv.value.unwrap();
+        text = text.replacen("150", "151", 1);
+        assert!(Rollup::decode(&text).is_none());
+    }
+}
