@@ -244,12 +244,14 @@
       panel('totals'), panel('distinct-flows'), panel('series', { Split: split, Direction: split === 'direction' ? null : dir }), panel('gaps'),
     ]);
     const flowsBy = Object.fromEntries(distinct.Logs.map((r) => [r.direction, r.flows]));
+    // Over long ranges the count is a HyperLogLog estimate (its SQL says so).
+    const estimated = distinct.Sql.includes('approx_distinct');
     const cards = h('div', { class: 'cards', 'data-panel': 'totals' });
     let records = 0;
     for (const r of totals.Logs) {
       const d = r.direction === 'in' ? 'In' : r.direction === 'out' ? 'Out' : String(r.direction);
       cards.append(card(`${r.direction}-bytes`, `${d}: bytes`, r.bytes, 'bytes'), card(`${r.direction}-packets`, `${d}: packets`, r.packets),
-        card(`${r.direction}-flows`, `${d}: flows (distinct five-tuples)`, flowsBy[r.direction]));
+        card(`${r.direction}-flows`, `${d}: flows (distinct five-tuples${estimated ? ', estimated' : ''})`, flowsBy[r.direction]));
       records += Number(r.records);
     }
     const skipped = gaps.Logs.filter((g) => g.status === 'SKIPDATA').reduce((n, g) => n + Number(g.packets || 0), 0);

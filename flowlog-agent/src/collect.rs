@@ -42,7 +42,8 @@ pub struct CollectSettings {
     pub batch: usize,
     /// Unacknowledged messages are delivered again after this.
     pub ack_wait: Duration,
-    /// Stop once a fetch finds nothing left (a one-off ingest).
+    /// Stop once the consumer has nothing left to deliver or to be
+    /// acknowledged (a one-off ingest).
     pub exit_when_idle: bool,
     /// Serve the totals as Prometheus metrics here.
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -186,7 +187,7 @@ async fn collect(
     stop: impl std::future::Future<Output = ()>,
     shared: &Mutex<Collected>,
 ) -> Result<Collected, CollectError> {
-    let consumer = consumer(s).await?;
+    let mut consumer = consumer(s).await?;
     info!(stream = %s.stream, consumer = %s.consumer, data_dir = %s.data_dir.display(), "collecting");
     let writer = Writer::new(&s.data_dir);
     let mut total = Collected::default();
@@ -223,8 +224,18 @@ async fn collect(
         }
         debug!(?total, "collected");
         report(shared, total);
+        // An empty fetch is not the end under load (it expires after 1 s);
+        // the consumer's own counts are.
         if got == 0 && s.exit_when_idle {
-            break;
+            match consumer.info().await {
+                Ok(i) if i.num_pending == 0 && i.num_ack_pending == 0 => break,
+                Ok(i) => debug!(
+                    pending = i.num_pending,
+                    ack_pending = i.num_ack_pending,
+                    "not idle yet"
+                ),
+                Err(e) => warn!(error = %e, "cannot read the consumer's counts; fetching again"),
+            }
         }
     }
     info!(

@@ -75,7 +75,10 @@ pub struct Passage {
     pub src_port: u16,
     pub dst_port: u16,
     pub flags: u8,
+    /// Read off the first TAP (after the sending side's hooks saw it leave).
     pub taken: Instant,
+    /// Handed to the second TAP, just before the write (before the
+    /// receiving side's hooks can see it).
     pub delivered: Instant,
 }
 
@@ -177,6 +180,10 @@ fn carry(
             let now = Instant::now();
             while queue.front().is_some_and(|(due, _, _)| *due <= now) {
                 if let Some((_, taken, frame)) = queue.pop_front() {
+                    // Before the write: the kernel may run the frame through
+                    // the far side's hooks inside it, and the record must not
+                    // end after they saw it.
+                    let delivered = Instant::now();
                     // SAFETY: valid buffer; a failed write is a lost frame,
                     // as on a real wire.
                     unsafe { libc::write(to.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
@@ -190,7 +197,7 @@ fn carry(
                             dst_port,
                             flags,
                             taken,
-                            delivered: Instant::now(),
+                            delivered,
                         });
                     }
                 }

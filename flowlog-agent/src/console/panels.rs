@@ -198,6 +198,9 @@ enum Table {
     Rollup,
 }
 
+/// Ranges up to this long count distinct five-tuples exactly.
+pub const EXACT_DISTINCT_SECS: i64 = 3600;
+
 /// Rows a ranked table (top talkers, matrix cells, slowest) shows at most.
 pub const MAX_LIMIT: u32 = 1000;
 /// Rows of one page of flows at most.
@@ -447,10 +450,19 @@ impl PanelParams {
                 "SELECT direction, sum(bytes) AS bytes, sum(packets) AS packets, {count} AS records \
                  FROM {from} WHERE {ok} GROUP BY direction ORDER BY direction"
             ),
-            Panel::DistinctFlows => format!(
-                "SELECT direction, count(DISTINCT concat_ws('|', srcaddr, srcport, dstaddr, dstport, protocol)) AS flows \
-                 FROM logs WHERE {ok} GROUP BY direction ORDER BY direction"
-            ),
+            // Exact over short ranges; beyond, an exact count would hold
+            // every five-tuple in memory, so HyperLogLog estimates it.
+            Panel::DistinctFlows => {
+                let tuple = "concat_ws('|', srcaddr, srcport, dstaddr, dstport, protocol)";
+                let count = if self.to.saturating_sub(self.from) > EXACT_DISTINCT_SECS {
+                    format!("approx_distinct({tuple})")
+                } else {
+                    format!("count(DISTINCT {tuple})")
+                };
+                format!(
+                    "SELECT direction, {count} AS flows FROM logs WHERE {ok} GROUP BY direction ORDER BY direction"
+                )
+            }
             Panel::Gaps => format!(
                 "SELECT \"start\", \"end\", \"log-status\" AS status, interface, \
                  sum(packets) AS packets, sum(bytes) AS bytes, {count} AS records \
