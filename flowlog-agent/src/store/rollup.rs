@@ -52,12 +52,20 @@ struct Key(
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Sums(u64, u64, u64);
 
-/// Records summed per key.
+/// Records summed per key. Past [`MAX_ROWS`] keys it stops growing and
+/// writes nothing (a window of traffic across thousands of region pairs
+/// and protocols must not cost the agent memory for a chart's sake).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Rollup(BTreeMap<Key, Sums>);
+pub struct Rollup {
+    rows: BTreeMap<Key, Sums>,
+    overflowed: bool,
+}
 
 impl Rollup {
     pub fn add(&mut self, r: &FlowLogRecord) {
+        if self.overflowed {
+            return;
+        }
         let key = Key(
             r.start,
             r.end,
@@ -70,36 +78,53 @@ impl Rollup {
             r.dst_region_id.clone(),
             r.log_status.clone(),
         );
-        let s = self.0.entry(key).or_default();
+        let s = self.rows.entry(key).or_default();
         s.0 += r.bytes;
         s.1 += r.packets.unwrap_or(0);
         s.2 += 1;
+        self.check();
     }
 
     pub fn merge(&mut self, other: Self) {
-        for (k, v) in other.0 {
-            let s = self.0.entry(k).or_default();
+        if self.overflowed || other.overflowed {
+            self.overflow();
+            return;
+        }
+        for (k, v) in other.rows {
+            let s = self.rows.entry(k).or_default();
             s.0 += v.0;
             s.1 += v.1;
             s.2 += v.2;
         }
+        self.check();
+    }
+
+    fn check(&mut self) {
+        if self.rows.len() > MAX_ROWS {
+            self.overflow();
+        }
+    }
+
+    fn overflow(&mut self) {
+        self.overflowed = true;
+        self.rows = BTreeMap::new();
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.rows.is_empty()
     }
 
     /// The footer entry: CRC-32 (8 hex digits), then the rows as JSON.
-    /// `None` when there are more than [`MAX_ROWS`].
+    /// `None` when there were more than [`MAX_ROWS`].
     pub fn key_value(&self) -> Option<KeyValue> {
-        if self.0.len() > MAX_ROWS {
+        if self.overflowed {
             return None;
         }
-        let rows: Vec<(&Key, &Sums)> = self.0.iter().collect();
+        let rows: Vec<(&Key, &Sums)> = self.rows.iter().collect();
         let json = serde_json::to_string(&rows).ok()?;
         Some(KeyValue::new(
             KEY.to_owned(),
@@ -113,7 +138,10 @@ impl Rollup {
             return None;
         }
         let rows: Vec<(Key, Sums)> = serde_json::from_str(json).ok()?;
-        Some(Self(rows.into_iter().collect()))
+        Some(Self {
+            rows: rows.into_iter().collect(),
+            overflowed: false,
+        })
     }
 
     /// The rollup in `path`'s footer; `None` when it has none (or one that
@@ -153,7 +181,7 @@ impl Rollup {
 
     /// The rows whose window starts in `[from, to)` as one batch.
     pub fn batch(&self, from: Option<i64>, to: Option<i64>) -> Result<RecordBatch, ArrowError> {
-        let n = self.0.len();
+        let n = self.rows.len();
         let strings = || StringBuilder::with_capacity(n, n * 8);
         let (mut start, mut end) = (Int64Builder::with_capacity(n), Int64Builder::with_capacity(n));
         let (mut fl, mut iface, mut att, mut dir) = (strings(), strings(), strings(), strings());
@@ -164,7 +192,7 @@ impl Rollup {
             UInt64Builder::with_capacity(n),
             UInt64Builder::with_capacity(n),
         );
-        for (k, s) in &self.0 {
+        for (k, s) in &self.rows {
             if from.is_some_and(|f| k.0 < f) || to.is_some_and(|t| k.0 >= t) {
                 continue;
             }
@@ -238,6 +266,16 @@ mod tests {
         assert_eq!(m.len(), 3);
         let batch = m.batch(Some(0), Some(60)).unwrap();
         assert_eq!(batch.num_rows(), 2, "only windows starting in range");
+        // Too many keys: nothing is kept, nothing written, and a merge
+        // with it has none either.
+        let mut big = Rollup::default();
+        for i in 0..=MAX_ROWS as i64 {
+            big.add(&record(i * 60, 1, "in"));
+        }
+        assert!(big.is_empty() && big.key_value().is_none());
+        let mut m2 = a.clone();
+        m2.merge(big);
+        assert!(m2.key_value().is_none());
         // A flipped character fails the CRC: treated as absent.
         let mut text = kv.value.unwrap();
         text = text.replacen("150", "151", 1);
