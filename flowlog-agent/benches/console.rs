@@ -5,7 +5,9 @@
 //! panels at once — over the whole day, once from the rollups in the
 //! files' footers and once from the records themselves; then Chromium's
 //! first contentful paint over as many loads, and the page's gzipped
-//! weight. Prints one JSON object.
+//! weight. Prints one JSON object. With $FLOWLOG_BENCH_DATA, the day is
+//! kept in that directory and reused by the next run (to iterate on the
+//! read side without writing 10M records again).
 
 #[path = "common/args.rs"]
 mod args;
@@ -127,6 +129,7 @@ fn page_times(addr: SocketAddr, loads: usize, source: &str) -> anyhow::Result<Va
     for (page, panels) in PAGES {
         let mut times = Vec::new();
         let mut files = 0;
+        let mut sources = serde_json::Map::new();
         for _ in 0..loads {
             let t = Instant::now();
             let answers: Vec<anyhow::Result<(u16, Vec<u8>)>> = std::thread::scope(|s| {
@@ -147,7 +150,7 @@ fn page_times(addr: SocketAddr, loads: usize, source: &str) -> anyhow::Result<Va
                     .collect()
             });
             times.push(t.elapsed().as_secs_f64());
-            for a in answers {
+            for (a, panel) in answers.into_iter().zip(panels.iter()) {
                 let (status, body) = a?;
                 if status != 200 {
                     bail!(
@@ -157,6 +160,7 @@ fn page_times(addr: SocketAddr, loads: usize, source: &str) -> anyhow::Result<Va
                 }
                 let v: Value = serde_json::from_slice(&body)?;
                 files = v["FilesRead"].as_u64().unwrap_or(0);
+                sources.insert((*panel).into(), v["Source"].clone());
             }
         }
         out.insert(
@@ -165,6 +169,7 @@ fn page_times(addr: SocketAddr, loads: usize, source: &str) -> anyhow::Result<Va
                 "p50_s": percentile(times.clone(), 0.5),
                 "p95_s": percentile(times, 0.95),
                 "files_read": files,
+                "sources": sources,
             }),
         );
     }
@@ -175,10 +180,20 @@ fn main() -> anyhow::Result<()> {
     let total = arg("--records", 10_000_000) as usize;
     let loads = arg("--loads", 20) as usize;
     let bin = std::env::var_os("FLOWLOG_BIN").context("FLOWLOG_BIN names the flowlog binary")?;
-    let data = std::env::temp_dir().join(format!("flowlog-bench-console-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
+    let kept = std::env::var_os("FLOWLOG_BENCH_DATA").map(std::path::PathBuf::from);
+    let data = kept.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("flowlog-bench-console-{}", std::process::id()))
+    });
+    let done = data.join(format!(".written-{total}"));
     let t = Instant::now();
-    let (written, compact_s) = write_day(&data, total)?;
+    let (written, compact_s) = if kept.is_some() && done.exists() {
+        (total, f64::NAN)
+    } else {
+        let _ = std::fs::remove_dir_all(&data);
+        let w = write_day(&data, total)?;
+        std::fs::write(&done, b"")?;
+        w
+    };
     let write_s = t.elapsed().as_secs_f64();
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -248,7 +263,9 @@ fn main() -> anyhow::Result<()> {
     })();
     let _ = console.kill();
     let _ = console.wait();
-    let _ = std::fs::remove_dir_all(&data);
+    if kept.is_none() {
+        let _ = std::fs::remove_dir_all(&data);
+    }
     println!("{}", serde_json::json!({ "console": result? }));
     Ok(())
 }

@@ -176,7 +176,8 @@
   }
   function answerNote(a) {
     const bits = [`${a.Count} row${a.Count === 1 ? '' : 's'}`, `${a.FilesRead} file${a.FilesRead === 1 ? '' : 's'} read`];
-    if (a.Source) bits.push(a.Source === 'rollups' ? 'from the files’ per-window rollups' : 'from the records');
+    const from = { rollups: 'from the files’ per-window rollups', records: 'from the records' };
+    if (a.Source) bits.push(from[a.Source] || (a.Exact ? 'from the files’ per-window sketches (exact)' : 'from the files’ per-window sketches (within 1–2 %)'));
     if (a.Truncated) bits.push('cut at the row limit');
     const skipped = (a.SkippedFiles || []).map((f) => `skipped ${f.File}: ${f.Reason}`);
     return h('p', { class: skipped.length || a.Truncated ? 'error' : 'muted', 'data-complete': String(a.Complete) }, bits.join(' · '), skipped.map((s) => [h('br'), s]));
@@ -245,7 +246,7 @@
     ]);
     const flowsBy = Object.fromEntries(distinct.Logs.map((r) => [r.direction, r.flows]));
     // Over long ranges the count is a HyperLogLog estimate (its SQL says so).
-    const estimated = distinct.Sql.includes('approx_distinct');
+    const estimated = distinct.Source === 'sketches' || (distinct.Sql || '').includes('approx_distinct');
     const cards = h('div', { class: 'cards', 'data-panel': 'totals' });
     let records = 0;
     for (const r of totals.Logs) {

@@ -328,7 +328,7 @@ fn the_console_shows_what_sql_says_and_runs_the_lifecycle() -> anyhow::Result<()
     );
     assert_eq!(sources("matrix"), json!({"matrix": "rollups"}));
     assert_eq!(sources("matrix_networks"), json!({"matrix": "records"}));
-    assert_eq!(sources("top"), json!({"top": "records"}));
+    assert_eq!(sources("top"), json!({"top": "sketches"}));
     check_overview(data, range, &pages, &done.records);
     check_matrix(data, range, &pages);
     check_top(data, range, &pages);

@@ -14,7 +14,7 @@ pub const DEFAULT_LINE: u64 = 100;
 pub const MAX_LINE: u64 = 10_000;
 
 /// A validated GetLogs request.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct QuerySpec {
     pub dir: PathBuf,
     pub range: crate::store::query::TimeRange,
@@ -27,6 +27,8 @@ pub struct QuerySpec {
     pub timeout: std::time::Duration,
     /// Over the files' rollups (the `rollup` table) instead of `logs`.
     pub rollups: bool,
+    /// From the files' sketches instead of SQL.
+    pub sketch: Option<store::sketch::answer::SketchQuery>,
 }
 
 /// The code of the error a rollup query answers when some file has no
@@ -77,6 +79,7 @@ impl QuerySpec {
             line: usize::try_from(line).unwrap_or(usize::MAX),
             timeout,
             rollups: false,
+            sketch: None,
         })
     }
 }
@@ -100,6 +103,7 @@ pub async fn run_query(q: QuerySpec) -> Result<Value, ApiError> {
         max_rows: q.line,
         max_bytes: limits.answer_bytes,
         rollups: q.rollups,
+        sketch: q.sketch.clone(),
     };
     let started = tokio::time::Instant::now();
     let slot = tokio::time::timeout(limits.timeout, QUERY_SLOTS.acquire())
@@ -120,11 +124,7 @@ pub async fn run_query(q: QuerySpec) -> Result<Value, ApiError> {
         QueryError::Range { .. } => ApiError::invalid("From", e.to_string()),
         QueryError::NoLogstore(_) => ApiError::not_found("LogStore", e.to_string()),
         QueryError::Engine(m) => ApiError::internal(m),
-        QueryError::NoRollup(f) => ApiError::new(
-            axum::http::StatusCode::CONFLICT,
-            NO_ROLLUP,
-            format!("{f} holds no rollup"),
-        ),
+        QueryError::NoRollup(f) => ApiError::new(axum::http::StatusCode::CONFLICT, NO_ROLLUP, f),
     })?;
     let skipped_files: Vec<actions::SkippedFile> = result
         .skipped

@@ -441,30 +441,50 @@ async fn panel(
             line: crate::store::query::MAX_ROWS,
             timeout: app.settings.query_timeout,
             rollups,
+            sketch: None,
         };
         let range = p.range()?;
-        // The rollups when every file in range has one; the records else.
-        if p.source.unwrap_or_default() == panels::Source::Rollups
-            && let Some(sql) = p.rollup_sql(panel)?
-        {
-            match run(
-                &app,
-                QuerySpec {
+        // The sketches or rollups when every file in range has them and
+        // they can answer; the records else.
+        let fallback = |r: Result<Value, ApiError>| match r {
+            Err(e) if e.code == crate::api::query::NO_ROLLUP => None,
+            other => Some(other),
+        };
+        if p.source.unwrap_or_default() == panels::Source::Rollups {
+            if let Some(q) = p.sketch_query(panel)? {
+                let exact = q.is_exact();
+                // The SQL shown is the records' query the sketch answers
+                // for (exactly, or within its error).
+                let spec = QuerySpec {
+                    range,
+                    sketch: Some(q),
+                    ..spec(p.sql(panel)?, false)
+                };
+                if let Some(r) = fallback(run(&app, spec).await) {
+                    return r.map(|v| with_source(with_exact(v, exact), "sketches"));
+                }
+            }
+            if let Some(sql) = p.rollup_sql(panel)? {
+                let spec = QuerySpec {
                     range,
                     ..spec(sql, true)
-                },
-            )
-            .await
-            {
-                Err(e) if e.code == crate::api::query::NO_ROLLUP => {}
-                other => return other.map(|v| with_source(v, "rollups")),
+                };
+                if let Some(r) = fallback(run(&app, spec).await) {
+                    return r.map(|v| with_source(v, "rollups"));
+                }
             }
+        }
+        let sql = p.sql(panel)?;
+        if panel == panels::Panel::Flows
+            && let Some((edge, size)) = p.newest_first()?
+        {
+            return newest_first(&app, spec(sql, false), range, edge, size).await;
         }
         run(
             &app,
             QuerySpec {
                 range,
-                ..spec(p.sql(panel)?, false)
+                ..spec(sql, false)
             },
         )
         .await
@@ -472,6 +492,55 @@ async fn panel(
     }
     .await;
     answer(result)
+}
+
+/// A page of flows by window start: its rows lie in the windows nearest
+/// the end it is sorted from, so it reads the newest (or oldest) hour
+/// first and widens fourfold until the page is full or the range read —
+/// opening a few files, not a day of them. Correct because a slice that
+/// fills the page (LIMIT and OFFSET included) holds every row that sorts
+/// before the page's last.
+async fn newest_first(
+    app: &App,
+    spec: QuerySpec,
+    range: crate::store::query::TimeRange,
+    edge: panels::Edge,
+    page_size: u32,
+) -> Result<Value, ApiError> {
+    let (from, to) = (range.from.unwrap_or(i64::MIN), range.to.unwrap_or(i64::MAX));
+    let mut span = 3600i64;
+    loop {
+        let slice = match edge {
+            panels::Edge::Newest => (to.saturating_sub(span).max(from), to),
+            panels::Edge::Oldest => (from, from.saturating_add(span).min(to)),
+        };
+        let whole = slice == (from, to);
+        let v = run(
+            app,
+            QuerySpec {
+                range: crate::store::query::TimeRange {
+                    from: Some(slice.0),
+                    to: Some(slice.1),
+                },
+                ..spec.clone()
+            },
+        )
+        .await?;
+        let full = v["Count"].as_u64().unwrap_or(0) >= u64::from(page_size);
+        if whole || full {
+            return Ok(with_source(v, "records"));
+        }
+        span = span.saturating_mul(4);
+    }
+}
+
+/// Says whether a sketch answer is exact (top talkers, slowest) or within
+/// the sketches' error.
+fn with_exact(mut v: Value, exact: bool) -> Value {
+    if let Value::Object(m) = &mut v {
+        m.insert("Exact".into(), Value::Bool(exact));
+    }
+    v
 }
 
 /// Says in an answer which table it came from.

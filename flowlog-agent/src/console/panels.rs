@@ -13,8 +13,13 @@ use crate::{
     api::BadParam,
     model::validate,
     store::{
-        analyses::{Metric, region},
+        analyses::{Metric, NO_REGION, UNMATCHED_REGION, region},
         query::udf::Cidr,
+        sketch::{
+            SLOWEST_KEPT,
+            answer::{self, SketchQuery},
+            talkers::Kind as Talkers,
+        },
     },
 };
 
@@ -108,17 +113,6 @@ pub enum Between {
     Attachments,
 }
 
-/// What top talkers are ranked by.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Talkers {
-    #[default]
-    Sources,
-    Destinations,
-    Pairs,
-    Ports,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum LogStatus {
@@ -179,6 +173,13 @@ pub enum Order {
     Desc,
 }
 
+/// The end of the range a page of flows sorted by start comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edge {
+    Newest,
+    Oldest,
+}
+
 /// Where a panel's numbers come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -198,8 +199,10 @@ enum Table {
     Rollup,
 }
 
-/// Ranges up to this long count distinct five-tuples exactly.
-pub const EXACT_DISTINCT_SECS: i64 = 3600;
+/// Ranges up to this long count distinct five-tuples and RTT percentiles
+/// exactly, from the records; longer ones from the sketches, within their
+/// error (1.6 % and 1 %).
+pub const EXACT_SECS: i64 = 3600;
 
 /// Rows a ranked table (top talkers, matrix cells, slowest) shows at most.
 pub const MAX_LIMIT: u32 = 1000;
@@ -345,7 +348,7 @@ impl PanelParams {
             // The matrix's words for records outside the table stand for
             // what they mean.
             match v {
-                "(unmatched)" => Ok("''".into()),
+                UNMATCHED_REGION => Ok("''".into()),
                 v => {
                     validate::label(name, v).map_err(|m| bad(name, m))?;
                     Ok(lit(v))
@@ -353,7 +356,7 @@ impl PanelParams {
             }
         };
         let region_is = |col: &str, name: &'static str, v: &str| -> Result<String, BadParam> {
-            Ok(if v == "(none)" {
+            Ok(if v == NO_REGION {
                 format!("{col} IS NULL")
             } else {
                 format!("{col} = {}", region_value(name, v)?)
@@ -387,6 +390,78 @@ impl PanelParams {
         Ok(format!("{}{}", c.join(" AND "), self.flow_log()?))
     }
 
+    fn page_size(&self) -> Result<u32, BadParam> {
+        match self.page_size {
+            None => Ok(50),
+            Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            Some(n) => Err(bad(
+                "PageSize",
+                format!("PageSize must be 1 to {MAX_PAGE}, got {n}"),
+            )),
+        }
+    }
+
+    /// For a page of flows sorted by window start: the end of the range
+    /// its rows come from, and the page's size.
+    pub fn newest_first(&self) -> Result<Option<(Edge, u32)>, BadParam> {
+        if self.sort.unwrap_or_default() != SortBy::Start {
+            return Ok(None);
+        }
+        let edge = match self.order.unwrap_or_default() {
+            Order::Desc => Edge::Newest,
+            Order::Asc => Edge::Oldest,
+        };
+        Ok(Some((edge, self.page_size()?)))
+    }
+
+    /// A range long enough to read approximate figures from the sketches.
+    fn long(&self) -> bool {
+        self.to.saturating_sub(self.from) > EXACT_SECS
+    }
+
+    /// Whether the flows search filters only on what rollups are keyed by
+    /// (no address, port or network).
+    fn search_rolls_up(&self) -> bool {
+        self.addr.is_none()
+            && self.src_addr.is_none()
+            && self.dst_addr.is_none()
+            && self.port.is_none()
+            && self.src_network.is_none()
+            && self.dst_network.is_none()
+    }
+
+    /// The sketch query that answers `panel`, if the sketches can: top
+    /// talkers and the slowest connections (exact) at any range; distinct
+    /// five-tuples and RTT percentiles (approximate) beyond [`EXACT_SECS`].
+    pub fn sketch_query(&self, panel: Panel) -> Result<Option<SketchQuery>, BadParam> {
+        let panel = match panel {
+            Panel::Top => answer::Panel::Top {
+                kind: self.talkers.unwrap_or_default(),
+                inbound: self.direction.unwrap_or_default() == Direction::In,
+                metric: self.by.unwrap_or_default(),
+                limit: self.limit(10)? as usize,
+            },
+            Panel::Slowest => {
+                let limit = self.limit(20)? as usize;
+                if limit > SLOWEST_KEPT {
+                    return Ok(None);
+                }
+                answer::Panel::Slowest { limit }
+            }
+            Panel::DistinctFlows if self.long() => answer::Panel::DistinctFlows,
+            Panel::Latency if self.long() => answer::Panel::Latency,
+            Panel::LatencySeries if self.long() => answer::Panel::LatencySeries,
+            _ => return Ok(None),
+        };
+        if let Some(id) = &self.flow_log_id {
+            validate::flow_log_id(id).map_err(|m| bad("FlowLogId", m))?;
+        }
+        Ok(Some(SketchQuery {
+            panel,
+            flow_log_id: self.flow_log_id.clone(),
+        }))
+    }
+
     /// The SQL of `panel` over the records (`logs`).
     pub fn sql(&self, panel: Panel) -> Result<String, BadParam> {
         self.sql_over(panel, Table::Logs)?
@@ -416,11 +491,10 @@ impl PanelParams {
                     | Panel::LatencySeries
                     | Panel::Slowest
                     | Panel::Flows
-                    | Panel::FlowsCount
                     | Panel::FlowLogIds,
                 _
             ) | (Panel::Matrix, Between::Networks | Between::Attachments)
-        );
+        ) || (panel == Panel::FlowsCount && !self.search_rolls_up());
         if rolled && records_only {
             return Ok(None);
         }
@@ -454,7 +528,7 @@ impl PanelParams {
             // every five-tuple in memory, so HyperLogLog estimates it.
             Panel::DistinctFlows => {
                 let tuple = "concat_ws('|', srcaddr, srcport, dstaddr, dstport, protocol)";
-                let count = if self.to.saturating_sub(self.from) > EXACT_DISTINCT_SECS {
+                let count = if self.long() {
                     format!("approx_distinct({tuple})")
                 } else {
                     format!("count(DISTINCT {tuple})")
@@ -548,16 +622,7 @@ impl PanelParams {
                 )
             }
             Panel::Flows => {
-                let size = match self.page_size {
-                    None => 50,
-                    Some(n) if (1..=MAX_PAGE).contains(&n) => n,
-                    Some(n) => {
-                        return Err(bad(
-                            "PageSize",
-                            format!("PageSize must be 1 to {MAX_PAGE}, got {n}"),
-                        ));
-                    }
-                };
+                let size = self.page_size()?;
                 let offset = self.offset.unwrap_or(0);
                 let order = match self.order.unwrap_or_default() {
                     Order::Asc => "ASC",
@@ -572,7 +637,7 @@ impl PanelParams {
                 )
             }
             Panel::FlowsCount => format!(
-                "SELECT count(*) AS records, sum(bytes) AS bytes, sum(packets) AS packets FROM logs WHERE {}",
+                "SELECT coalesce({count}, 0) AS records, sum(bytes) AS bytes, sum(packets) AS packets FROM {from} WHERE {}",
                 self.search()?
             ),
             Panel::FlowLogIds => {
@@ -629,6 +694,33 @@ mod tests {
         let mut p = params();
         p.to = p.from;
         assert_eq!(p.range().unwrap_err().name, "From");
+    }
+
+    #[test]
+    fn sketches_answer_exact_panels_always_and_estimates_only_over_long_ranges() {
+        let mut p = params();
+        assert!(p.sketch_query(Panel::Top).unwrap().is_some());
+        assert!(p.sketch_query(Panel::Slowest).unwrap().is_some());
+        for short in [Panel::DistinctFlows, Panel::Latency, Panel::LatencySeries] {
+            assert_eq!(p.sketch_query(short).unwrap(), None, "{short:?}");
+        }
+        p.limit = Some(SLOWEST_KEPT as u32 + 1);
+        assert_eq!(p.sketch_query(Panel::Slowest).unwrap(), None);
+        p.limit = None;
+        p.to = p.from + EXACT_SECS + 1;
+        assert!(p.sketch_query(Panel::Latency).unwrap().is_some());
+        p.flow_log_id = Some("../x".into());
+        assert_eq!(p.sketch_query(Panel::Top).unwrap_err().name, "FlowLogId");
+        // A count filtered by address reads the records; by protocol, the
+        // rollups.
+        let mut p = params();
+        p.protocol = Some(6);
+        assert!(p.rollup_sql(Panel::FlowsCount).unwrap().is_some());
+        p.addr = Some("10.0.0.1".into());
+        assert_eq!(p.rollup_sql(Panel::FlowsCount).unwrap(), None);
+        assert_eq!(p.newest_first().unwrap(), Some((Edge::Newest, 50)));
+        p.sort = Some(SortBy::Bytes);
+        assert_eq!(p.newest_first().unwrap(), None);
     }
 
     #[test]

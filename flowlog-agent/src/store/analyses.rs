@@ -2,7 +2,7 @@
 //! cost, troubleshooting — as SQL over the `logs` table.
 
 /// Which counter orders the results.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Metric {
     #[default]
@@ -41,7 +41,23 @@ fn direction_filter(direction: Option<&str>) -> Result<String, String> {
 /// A region column, with unmatched addresses ("") and records from
 /// before enrichment (null) shown as such.
 pub fn region(col: &str) -> String {
-    format!("CASE WHEN {col} IS NULL THEN '(none)' WHEN {col} = '' THEN '(unmatched)' ELSE {col} END")
+    format!(
+        "CASE WHEN {col} IS NULL THEN '{NO_REGION}' WHEN {col} = '' THEN '{UNMATCHED_REGION}' ELSE {col} END"
+    )
+}
+
+/// A region column's label where no region table applied.
+pub const NO_REGION: &str = "(none)";
+/// A region column's label where the table had no match.
+pub const UNMATCHED_REGION: &str = "(unmatched)";
+
+/// [`region`]'s label of one value.
+pub fn region_label(v: Option<&str>) -> &str {
+    match v {
+        None => NO_REGION,
+        Some("") => UNMATCHED_REGION,
+        Some(v) => v,
+    }
 }
 
 /// Largest sources by bytes or packets, per direction; with `by_region`,

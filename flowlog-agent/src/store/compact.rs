@@ -252,6 +252,16 @@ pub fn compact_partition(partition: &Path, min_files: usize) -> Result<Compacted
                 acc
             })
         });
+    // Its sketches: every source's windows, or none if any has none.
+    let sketches = live
+        .iter()
+        .try_fold(Vec::new(), |mut acc, (_, p)| {
+            super::sketch::read(p).map(|s| {
+                acc.extend(s);
+                acc
+            })
+        })
+        .and_then(|s| super::sketch::key_value(&s));
     crate::durable::write_with(&target, None, |f| {
         let mut w = ArrowWriter::try_new(crate::durable::Summed::new(f), schema::schema(), Some(props))
             .map_err(std::io::Error::other)?;
@@ -271,6 +281,9 @@ pub fn compact_partition(partition: &Path, min_files: usize) -> Result<Compacted
         let sum = super::checksum::key_value(w.inner());
         w.append_key_value_metadata(sum);
         if let Some(kv) = rollup.as_ref().and_then(super::rollup::Rollup::key_value) {
+            w.append_key_value_metadata(kv);
+        }
+        if let Some(kv) = sketches.clone() {
             w.append_key_value_metadata(kv);
         }
         w.close().map_err(std::io::Error::other)?;

@@ -13,7 +13,9 @@
 //! window's file by the window (its start in nanoseconds as the last
 //! token), so writing the same window again after a restart replaces the
 //! file instead of adding a second one. Each file's footer also holds its
-//! records summed per window and traffic class ([`rollup`]).
+//! records summed per window and traffic class ([`rollup`]), and the
+//! sketches the console's distinct, latency and top-talker charts need
+//! ([`sketch`]).
 
 pub mod analyses;
 pub mod checksum;
@@ -22,6 +24,7 @@ pub mod compact;
 pub mod query;
 pub mod rollup;
 pub mod schema;
+pub mod sketch;
 
 use std::{
     path::{Path, PathBuf},
@@ -246,9 +249,11 @@ impl Writer {
                 // the dictionary and run-length encodings.
                 let mut batch = schema::BatchBuilder::with_capacity(CHUNK_ROWS);
                 let mut rollup = rollup::Rollup::default();
+                let mut sketches = sketch::Builder::default();
                 produce(&mut |r: &FlowLogRecord| {
                     batch.append(r);
                     rollup.add(r);
+                    sketches.add(r);
                     if batch.len() >= CHUNK_ROWS {
                         w.write(&batch.finish()?).map_err(pq)?;
                     }
@@ -269,6 +274,9 @@ impl Writer {
                 if let Some(kv) = rollup.key_value() {
                     w.append_key_value_metadata(kv);
                 }
+                if let Some(kv) = sketch::key_value(&sketches.finish()) {
+                    w.append_key_value_metadata(kv);
+                }
                 w.close().map_err(pq).map(drop)
             })();
             result.map_err(|e| {
@@ -283,6 +291,20 @@ impl Writer {
             (Err(e), None) => Err(io(&path)(e)),
         }
     }
+}
+
+/// The value under `key` in the Parquet footer of `path`, if any.
+pub fn footer_value(path: &Path, key: &str) -> Option<String> {
+    use datafusion::parquet::file::{reader::FileReader, serialized_reader::SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).ok()?).ok()?;
+    reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()?
+        .iter()
+        .find(|k| k.key == key)?
+        .value
+        .clone()
 }
 
 /// Removes the day partitions of a Logstore that lie wholly more than

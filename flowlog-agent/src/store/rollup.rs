@@ -14,7 +14,7 @@
 //! The footer is outside the file's data checksum, so the rollup carries
 //! its own CRC-32; one that does not match is treated as absent.
 
-use std::{collections::BTreeMap, fs::File, path::Path, sync::Arc};
+use std::{path::Path, sync::Arc};
 
 use datafusion::{
     arrow::{
@@ -22,7 +22,7 @@ use datafusion::{
         datatypes::{DataType, Field, Schema, SchemaRef},
         error::ArrowError,
     },
-    parquet::file::{metadata::KeyValue, reader::FileReader, serialized_reader::SerializedFileReader},
+    parquet::file::metadata::KeyValue,
 };
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +34,7 @@ pub const KEY: &str = "flowlog.rollup";
 pub const MAX_ROWS: usize = 100_000;
 
 /// What records are summed by.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 struct Key(
     i64,
     i64,
@@ -48,6 +48,55 @@ struct Key(
     String,
 );
 
+/// [`Key`] borrowed from a record: looked up without allocating, hashed
+/// as the key is (the same fields, in order, of types that hash alike).
+#[derive(Hash)]
+struct KeyRef<'a>(
+    i64,
+    i64,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<u8>,
+    Option<&'a str>,
+    Option<&'a str>,
+    &'a str,
+);
+
+impl hashbrown::Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, k: &Key) -> bool {
+        self.0 == k.0
+            && self.1 == k.1
+            && self.2 == k.2
+            && self.3 == k.3.as_deref()
+            && self.4 == k.4.as_deref()
+            && self.5 == k.5.as_deref()
+            && self.6 == k.6
+            && self.7 == k.7.as_deref()
+            && self.8 == k.8.as_deref()
+            && self.9 == k.9
+    }
+}
+
+impl KeyRef<'_> {
+    fn to_owned(&self) -> Key {
+        let s = |v: Option<&str>| v.map(str::to_owned);
+        Key(
+            self.0,
+            self.1,
+            self.2.to_owned(),
+            s(self.3),
+            s(self.4),
+            s(self.5),
+            self.6,
+            s(self.7),
+            s(self.8),
+            self.9.to_owned(),
+        )
+    }
+}
+
 /// Bytes, packets, records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Sums(u64, u64, u64);
@@ -57,7 +106,7 @@ struct Sums(u64, u64, u64);
 /// and protocols must not cost the agent memory for a chart's sake).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Rollup {
-    rows: BTreeMap<Key, Sums>,
+    rows: hashbrown::HashMap<Key, Sums>,
     overflowed: bool,
 }
 
@@ -66,23 +115,34 @@ impl Rollup {
         if self.overflowed {
             return;
         }
-        let key = Key(
+        let key = KeyRef(
             r.start,
             r.end,
-            r.flow_log_id.clone(),
-            r.interface.clone(),
-            r.attachment_id.clone(),
-            r.direction.clone(),
+            &r.flow_log_id,
+            r.interface.as_deref(),
+            r.attachment_id.as_deref(),
+            r.direction.as_deref(),
             r.protocol.and_then(|p| u8::try_from(p).ok()),
-            r.src_region_id.clone(),
-            r.dst_region_id.clone(),
-            r.log_status.clone(),
+            r.src_region_id.as_deref(),
+            r.dst_region_id.as_deref(),
+            &r.log_status,
         );
-        let s = self.rows.entry(key).or_default();
+        // A window has a few dozen keys: allocate only for a new one.
+        let s = match self.rows.get_mut(&key) {
+            Some(s) => s,
+            None => self.rows.entry(key.to_owned()).or_default(),
+        };
         s.0 += r.bytes;
         s.1 += r.packets.unwrap_or(0);
         s.2 += 1;
         self.check();
+    }
+
+    /// The rows in key order (the footer's, and the table's).
+    fn sorted(&self) -> Vec<(&Key, &Sums)> {
+        let mut rows: Vec<(&Key, &Sums)> = self.rows.iter().collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        rows
     }
 
     pub fn merge(&mut self, other: Self) {
@@ -107,7 +167,7 @@ impl Rollup {
 
     fn overflow(&mut self) {
         self.overflowed = true;
-        self.rows = BTreeMap::new();
+        self.rows = hashbrown::HashMap::new();
     }
 
     pub fn len(&self) -> usize {
@@ -124,8 +184,7 @@ impl Rollup {
         if self.overflowed {
             return None;
         }
-        let rows: Vec<(&Key, &Sums)> = self.rows.iter().collect();
-        let json = serde_json::to_string(&rows).ok()?;
+        let json = serde_json::to_string(&self.sorted()).ok()?;
         Some(KeyValue::new(
             KEY.to_owned(),
             format!("{:08x}{json}", crc32fast::hash(json.as_bytes())),
@@ -147,16 +206,7 @@ impl Rollup {
     /// The rollup in `path`'s footer; `None` when it has none (or one that
     /// fails its CRC).
     pub fn read(path: &Path) -> Option<Self> {
-        let reader = SerializedFileReader::new(File::open(path).ok()?).ok()?;
-        let value = reader
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()?
-            .iter()
-            .find(|k| k.key == KEY)?
-            .value
-            .clone()?;
-        Self::decode(&value)
+        Self::decode(&super::footer_value(path, KEY)?)
     }
 
     /// The `rollup` table's schema: the record table's names.
@@ -192,7 +242,7 @@ impl Rollup {
             UInt64Builder::with_capacity(n),
             UInt64Builder::with_capacity(n),
         );
-        for (k, s) in &self.rows {
+        for (k, s) in self.sorted() {
             if from.is_some_and(|f| k.0 < f) || to.is_some_and(|t| k.0 >= t) {
                 continue;
             }

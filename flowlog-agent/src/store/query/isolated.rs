@@ -34,6 +34,9 @@ pub struct Request {
     /// Query the `rollup` table (the files' rollups) instead of `logs`.
     #[serde(default)]
     pub rollups: bool,
+    /// Answer from the files' sketches instead of SQL.
+    #[serde(default)]
+    pub sketch: Option<crate::store::sketch::answer::SketchQuery>,
 }
 
 impl Request {
@@ -222,6 +225,20 @@ fn answer(req: &Request) -> Result<Answer, QueryError> {
         .enable_all()
         .build()
         .map_err(|e| QueryError::Engine(e.to_string()))?;
+    if let Some(q) = &req.sketch {
+        let (rows, files, skipped) = super::run_sketch(&req.dir, req.range(), q)?;
+        let (rows, cut) = cap_bytes(rows, req.max_bytes);
+        let truncated = cut || rows.len() > req.max_rows;
+        return Ok(Answer {
+            rows: rows.into_iter().take(req.max_rows).collect(),
+            files,
+            skipped: skipped
+                .into_iter()
+                .map(|(p, why)| (p.display().to_string(), why))
+                .collect(),
+            truncated,
+        });
+    }
     let result = if req.rollups {
         rt.block_on(super::run_rollups(&req.dir, req.range(), &req.sql, req.max_rows))?
     } else {

@@ -513,3 +513,143 @@ fn rollups_answer_like_the_records_and_say_when_they_cannot() {
     assert!(matches!(err, QueryError::NoRollup(_)), "{err}");
     let _ = std::fs::remove_dir_all(data);
 }
+
+/// The sketches answer top talkers and the slowest connections exactly as
+/// the records' SQL does, distinct five-tuples and RTT percentiles within
+/// their error, before and after compaction; an open ranking is refused.
+#[test]
+fn sketches_answer_like_the_records_or_refuse() {
+    use crate::store::{
+        analyses::Metric,
+        compact,
+        sketch::{
+            answer::{Panel, SketchQuery},
+            talkers::Kind,
+        },
+    };
+    let (data, dest, w, dir) = logstore();
+    let t0 = 1_796_040_000;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    // 90 windows of 60 s: a few heavy sources over a long flat tail.
+    for i in 0..90 {
+        let start = t0 + i * 60;
+        let rs: Vec<FlowLogRecord> = (0..400)
+            .map(|j| {
+                let heavy = j % 4 == 0;
+                let src = if heavy {
+                    format!("10.0.0.{}", j % 3 + 1)
+                } else {
+                    format!("10.1.{}.{}", next(8), next(250))
+                };
+                let mut r = rec(&src, if heavy { 10_000 } else { 1 + next(500) }, start, "OK");
+                r.srcport = Some(1024 + next(2000) as u32);
+                r.protocol = Some(6);
+                r.packets = Some(1 + next(9));
+                r.direction = Some(if j % 5 == 0 { "out" } else { "in" }.into());
+                r.rtt = (j % 3 == 0).then(|| 500 + next(80_000) as u32);
+                r.rtt_client_side = r.rtt.map(|v| v / 4);
+                r.src_region_id = Some("r-1".into());
+                r.dst_region_id = Some(["r-2", ""][next(2) as usize].into());
+                r
+            })
+            .collect();
+        put(&w, &dest, start, &rs);
+    }
+    let range = TimeRange {
+        from: Some(t0 + 600),
+        to: Some(t0 + 90 * 60),
+    };
+    let query = |panel: Panel| SketchQuery {
+        panel,
+        flow_log_id: Some("fl-1".into()),
+    };
+    let sql = |q: &str| {
+        let r = rt()
+            .block_on(run(&dir, range, q))
+            .unwrap_or_else(|e| panic!("{e}"));
+        to_json_rows(&r.batches).unwrap_or_default()
+    };
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+    let check = |when: &str| {
+        let top = query(Panel::Top {
+            kind: Kind::Sources,
+            inbound: true,
+            metric: Metric::Bytes,
+            limit: 3,
+        });
+        let (rows, files, _) = run_sketch(&dir, range, &top).unwrap_or_else(|e| panic!("{when}: {e}"));
+        assert!(files > 0);
+        let want = sql(
+            "SELECT srcaddr, sum(bytes) AS bytes, sum(packets) AS packets, count(*) AS records FROM logs \
+             WHERE \"log-status\" = 'OK' AND direction = 'in' GROUP BY srcaddr ORDER BY bytes DESC, srcaddr LIMIT 3",
+        );
+        assert_eq!(rows, want, "{when}: top sources");
+        let slow = query(Panel::Slowest { limit: 20 });
+        let (rows, _, _) = run_sketch(&dir, range, &slow).unwrap_or_else(|e| panic!("{when}: {e}"));
+        let want = sql(
+            "SELECT srcaddr, srcport, dstaddr, dstport, interface, \"start\", rtt, \"rtt-client-side\" AS client_side, \
+                    \"rtt-server-side\" AS server_side, bytes FROM logs \
+             WHERE \"log-status\" = 'OK' AND direction = 'in' AND rtt IS NOT NULL \
+             ORDER BY rtt DESC, \"start\", srcaddr, srcport LIMIT 20",
+        );
+        assert_eq!(rows.len(), 20);
+        for (a, b) in rows.iter().zip(&want) {
+            for k in ["srcaddr", "srcport", "start", "rtt", "client_side", "bytes"] {
+                assert_eq!(a[k], b[k], "{when}: slowest {k}: {a} vs {b}");
+            }
+        }
+        let (rows, _, _) =
+            run_sketch(&dir, range, &query(Panel::DistinctFlows)).unwrap_or_else(|e| panic!("{e}"));
+        let want = sql(
+            "SELECT direction, count(DISTINCT concat_ws('|', srcaddr, srcport, dstaddr, dstport, protocol)) AS flows \
+             FROM logs WHERE \"log-status\" = 'OK' GROUP BY direction ORDER BY direction",
+        );
+        assert_eq!(rows.len(), want.len());
+        for (a, b) in rows.iter().zip(&want) {
+            assert_eq!(a["direction"], b["direction"]);
+            let err = (num(&a["flows"]) - num(&b["flows"])).abs() / num(&b["flows"]);
+            assert!(err < 0.05, "{when}: distinct {a} vs {b}");
+        }
+        let (rows, _, _) = run_sketch(&dir, range, &query(Panel::Latency)).unwrap_or_else(|e| panic!("{e}"));
+        let want = sql(
+            "SELECT CASE WHEN \"dst-region-id\" = '' THEN '(unmatched)' ELSE \"dst-region-id\" END AS dst, \
+                    count(rtt) AS samples, percentile_cont(rtt, 0.5) AS p50, percentile_cont(rtt, 0.9) AS p90, \
+                    max(rtt) AS max, percentile_cont(\"rtt-client-side\", 0.5) AS client_p50 \
+             FROM logs WHERE \"log-status\" = 'OK' AND direction = 'in' AND rtt IS NOT NULL GROUP BY 1",
+        );
+        assert_eq!(rows.len(), want.len(), "{when}: {rows:?}");
+        for b in &want {
+            let a = rows
+                .iter()
+                .find(|a| a["dst"] == b["dst"])
+                .unwrap_or_else(|| panic!("{when}: no row {b}"));
+            assert_eq!(a["samples"], b["samples"]);
+            assert_eq!(num(&a["max"]), num(&b["max"]));
+            for k in ["p50", "p90", "client_p50"] {
+                let err = (num(&a[k]) - num(&b[k])).abs() / num(&b[k]);
+                assert!(err < 0.03, "{when}: {k} {a} vs {b}");
+            }
+        }
+        // The flat tail cannot be ranked from kept lists: refused.
+        let open = query(Panel::Top {
+            kind: Kind::Sources,
+            inbound: true,
+            metric: Metric::Bytes,
+            limit: 200,
+        });
+        let err = run_sketch(&dir, range, &open).err();
+        assert!(matches!(err, Some(QueryError::NoRollup(_))), "{when}: {err:?}");
+    };
+    check("one file per window");
+    let now = t0 + 3 * 3600 + compact::GRACE_SECS;
+    let done = compact::compact_logstore(&dir, now, compact::GRACE_SECS, 2).unwrap_or_else(|e| panic!("{e}"));
+    assert!(done.files_merged >= 60, "{done:?}");
+    check("merged");
+    let _ = std::fs::remove_dir_all(data);
+}
