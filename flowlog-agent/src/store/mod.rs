@@ -25,6 +25,7 @@ pub mod query;
 pub mod rollup;
 pub mod schema;
 pub mod sketch;
+pub mod summary;
 
 use std::{
     path::{Path, PathBuf},
@@ -248,20 +249,24 @@ impl Writer {
                 // Records come sorted by flow (source first): long runs for
                 // the dictionary and run-length encodings.
                 let mut batch = schema::BatchBuilder::with_capacity(CHUNK_ROWS);
-                let mut rollup = rollup::Rollup::default();
-                let mut sketches = sketch::Builder::default();
-                produce(&mut |r: &FlowLogRecord| {
-                    batch.append(r);
-                    rollup.add(r);
-                    sketches.add(r);
-                    if batch.len() >= CHUNK_ROWS {
-                        w.write(&batch.finish()?).map_err(pq)?;
+                let (written, summaries) = summary::beside(|summarize| {
+                    let mut put = |b: datafusion::arrow::array::RecordBatch| {
+                        summarize(&b);
+                        w.write(&b).map_err(pq)
+                    };
+                    produce(&mut |r: &FlowLogRecord| {
+                        batch.append(r);
+                        if batch.len() >= CHUNK_ROWS {
+                            put(batch.finish()?)?;
+                        }
+                        Ok(())
+                    })?;
+                    if !batch.is_empty() {
+                        put(batch.finish()?)?;
                     }
-                    Ok(())
-                })?;
-                if !batch.is_empty() {
-                    w.write(&batch.finish()?).map_err(pq)?;
-                }
+                    Ok::<(), StoreError>(())
+                });
+                written?;
                 // Everything before the footer is in; its checksum goes in
                 // the footer.
                 w.flush().map_err(pq)?;
@@ -271,10 +276,7 @@ impl Writer {
                 })?;
                 let sum = checksum::key_value(w.inner());
                 w.append_key_value_metadata(sum);
-                if let Some(kv) = rollup.key_value() {
-                    w.append_key_value_metadata(kv);
-                }
-                if let Some(kv) = sketch::key_value(&sketches.finish()) {
+                for kv in summaries.map(summary::Summaries::key_values).unwrap_or_default() {
                     w.append_key_value_metadata(kv);
                 }
                 w.close().map_err(pq).map(drop)

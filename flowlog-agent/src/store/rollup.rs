@@ -26,7 +26,7 @@ use datafusion::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::record::FlowLogRecord;
+use super::summary::Row;
 
 /// Footer key of the rollup.
 pub const KEY: &str = "flowlog.rollup";
@@ -111,21 +111,21 @@ pub struct Rollup {
 }
 
 impl Rollup {
-    pub fn add(&mut self, r: &FlowLogRecord) {
+    pub fn add(&mut self, r: &Row<'_>) {
         if self.overflowed {
             return;
         }
         let key = KeyRef(
             r.start,
             r.end,
-            &r.flow_log_id,
-            r.interface.as_deref(),
-            r.attachment_id.as_deref(),
-            r.direction.as_deref(),
-            r.protocol.and_then(|p| u8::try_from(p).ok()),
-            r.src_region_id.as_deref(),
-            r.dst_region_id.as_deref(),
-            &r.log_status,
+            r.flow_log_id,
+            r.interface,
+            r.attachment_id,
+            r.direction,
+            r.protocol,
+            r.src_region,
+            r.dst_region,
+            r.log_status,
         );
         // A window has a few dozen keys: allocate only for a new one.
         let s = match self.rows.get_mut(&key) {
@@ -283,6 +283,8 @@ impl Rollup {
 mod tests {
     use super::*;
 
+    use crate::record::FlowLogRecord;
+
     fn record(start: i64, bytes: u64, dir: &str) -> FlowLogRecord {
         FlowLogRecord {
             flow_log_id: "fl-1".into(),
@@ -301,16 +303,16 @@ mod tests {
     #[test]
     fn sums_per_key_survive_the_footer_and_merge() {
         let mut a = Rollup::default();
-        a.add(&record(0, 100, "in"));
-        a.add(&record(0, 50, "in"));
-        a.add(&record(0, 7, "out"));
+        a.add(&Row::of(&record(0, 100, "in")));
+        a.add(&Row::of(&record(0, 50, "in")));
+        a.add(&Row::of(&record(0, 7, "out")));
         assert_eq!(a.len(), 2);
         let kv = a.key_value().unwrap();
         let back = Rollup::decode(kv.value.as_deref().unwrap()).unwrap();
         assert_eq!(back, a);
         let mut b = Rollup::default();
-        b.add(&record(0, 1, "in"));
-        b.add(&record(60, 1, "in"));
+        b.add(&Row::of(&record(0, 1, "in")));
+        b.add(&Row::of(&record(60, 1, "in")));
         let mut m = a.clone();
         m.merge(b);
         assert_eq!(m.len(), 3);
@@ -320,7 +322,7 @@ mod tests {
         // with it has none either.
         let mut big = Rollup::default();
         for i in 0..=MAX_ROWS as i64 {
-            big.add(&record(i * 60, 1, "in"));
+            big.add(&Row::of(&record(i * 60, 1, "in")));
         }
         assert!(big.is_empty() && big.key_value().is_none());
         let mut m2 = a.clone();

@@ -74,7 +74,7 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-fn narrow<T: TryFrom<u32>>(v: Option<u32>) -> Option<T> {
+pub(crate) fn narrow<T: TryFrom<u32>>(v: Option<u32>) -> Option<T> {
     v.and_then(|x| T::try_from(x).ok())
 }
 

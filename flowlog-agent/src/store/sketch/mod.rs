@@ -27,7 +27,7 @@ use datafusion::parquet::file::metadata::KeyValue;
 use serde::{Deserialize, Serialize};
 use sketches_ddsketch::{Config, DDSketch};
 
-use crate::{record::FlowLogRecord, store::analyses::region_label};
+use crate::store::{analyses::region_label, summary::Row};
 use talkers::{Counter, Lists, Sums};
 
 /// Footer key of the sketches.
@@ -151,35 +151,38 @@ pub struct Builder {
 }
 
 impl Builder {
-    pub fn add(&mut self, r: &FlowLogRecord) {
+    pub fn add(&mut self, r: &Row<'_>) {
         if r.log_status != "OK" {
             return;
         }
-        let Some(dir) = direction(r.direction.as_deref()) else {
+        let Some(dir) = direction(r.direction) else {
             return;
         };
         // One window a file, as the agent writes: found by borrowed key,
         // without allocating.
-        let key = (r.start, r.end, r.flow_log_id.as_str());
+        let key = (r.start, r.end, r.flow_log_id);
         let is = |(s, e, f): &(i64, i64, String)| (*s, *e, f.as_str()) == key;
         if !self.windows.keys().any(is) {
-            self.windows
-                .insert((r.start, r.end, r.flow_log_id.clone()), WindowBuilder::default());
+            self.windows.insert(
+                (r.start, r.end, r.flow_log_id.to_owned()),
+                WindowBuilder::default(),
+            );
         }
         let Some((_, w)) = self.windows.iter_mut().find(|(k, _)| is(k)) else {
             return;
         };
-        let (src, dst) = (
-            r.srcaddr.as_deref().unwrap_or(""),
-            r.dstaddr.as_deref().unwrap_or(""),
+        let (src, dst) = (r.srcaddr.unwrap_or(""), r.dstaddr.unwrap_or(""));
+        let (sport, dport) = (
+            u32::from(r.srcport.unwrap_or(0)),
+            u32::from(r.dstport.unwrap_or(0)),
         );
         hll::tuple_bytes(
             &mut self.tuple,
             src,
-            r.srcport.unwrap_or(0),
+            sport,
             dst,
-            r.dstport.unwrap_or(0),
-            r.protocol.unwrap_or(0),
+            dport,
+            u32::from(r.protocol.unwrap_or(0)),
         );
         w.distinct[dir].add(&self.tuple);
         let sums = Sums(r.bytes, r.packets.unwrap_or(0), 1);
@@ -197,42 +200,42 @@ impl Builder {
                 c.pairs.give_up();
             }
         }
-        match r.protocol.and_then(|p| u8::try_from(p).ok()) {
-            Some(p) => c.ports.add((p, r.dstport.unwrap_or(0)), sums),
+        match r.protocol {
+            Some(p) => c.ports.add((p, dport), sums),
             None => c.ports.give_up(),
         }
         if dir != INBOUND {
             return;
         }
         let Some(rtt) = r.rtt else { return };
-        let by_src = entry(&mut w.latency, region_label(r.src_region_id.as_deref()));
-        let Some(l) = by_src.and_then(|m| entry(m, region_label(r.dst_region_id.as_deref()))) else {
+        let by_src = entry(&mut w.latency, region_label(r.src_region));
+        let Some(l) = by_src.and_then(|m| entry(m, region_label(r.dst_region))) else {
             return;
         };
         sample(&mut l.rtt, rtt);
-        if let Some(v) = r.rtt_client_side {
+        if let Some(v) = r.rtt_client {
             sample(&mut l.client, v);
         }
-        if let Some(v) = r.rtt_server_side {
+        if let Some(v) = r.rtt_server {
             sample(&mut l.server, v);
         }
         let full = w.slowest.len() >= SLOWEST_KEPT;
         if full && w.slowest.peek().is_some_and(|fastest| fastest.rtt > rtt) {
             return;
         }
-        let slow = Slow {
+        let owned = |v: Option<&str>| v.map(str::to_owned);
+        w.slowest.push(Slow {
             rtt,
             start: r.start,
-            srcaddr: r.srcaddr.clone(),
-            srcport: r.srcport,
-            dstaddr: r.dstaddr.clone(),
-            dstport: r.dstport,
-            interface: r.interface.clone(),
-            client_side: r.rtt_client_side,
-            server_side: r.rtt_server_side,
+            srcaddr: owned(r.srcaddr),
+            srcport: r.srcport.map(u32::from),
+            dstaddr: owned(r.dstaddr),
+            dstport: r.dstport.map(u32::from),
+            interface: owned(r.interface),
+            client_side: r.rtt_client,
+            server_side: r.rtt_server,
             bytes: r.bytes,
-        };
-        w.slowest.push(slow);
+        });
         if w.slowest.len() > SLOWEST_KEPT {
             w.slowest.pop();
         }
@@ -330,7 +333,7 @@ mod tests {
     fn the_footer_round_trips_and_a_flipped_byte_is_absent() {
         let mut b = Builder::default();
         for i in 0..50u32 {
-            b.add(&FlowLogRecord {
+            b.add(&Row::of(&crate::record::FlowLogRecord {
                 flow_log_id: "fl-1".into(),
                 srcaddr: Some(format!("10.0.0.{i}")),
                 dstaddr: Some("10.0.1.1".into()),
@@ -342,7 +345,7 @@ mod tests {
                 end: 120,
                 log_status: "OK".into(),
                 ..Default::default()
-            });
+            }));
         }
         let windows = b.finish();
         let kv = key_value(&windows).and_then(|kv| kv.value).unwrap_or_default();
