@@ -157,17 +157,25 @@ struct Command {
 }
 
 fn config_from(file: Option<&str>, flags: &[&str]) -> Result<Config, ConfigError> {
-    let dir = std::env::temp_dir().join(format!("flowlog-config-{}", std::process::id()));
+    // A directory of its own per call, removed after: tests run in
+    // parallel and must leave nothing in /tmp.
+    let dir = std::env::temp_dir().join(format!(
+        "flowlog-config-{}-{}",
+        std::process::id(),
+        crate::state::random::string(crate::state::random::LOWER_ALNUM, 8).unwrap_or_default()
+    ));
     let _ = std::fs::create_dir_all(&dir);
     let mut argv = vec!["agent".to_owned()];
     if let Some(text) = file {
-        let path = dir.join(format!("{}.toml", flags.len()));
+        let path = dir.join("flowlog.toml");
         let _ = std::fs::write(&path, text);
         argv.push(format!("--config={}", path.display()));
     }
     argv.extend(flags.iter().map(|f| (*f).to_owned()));
-    let parsed = Command::try_parse_from(&argv).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-    parsed.args.into_config(None)
+    let parsed = Command::try_parse_from(&argv).map_err(|e| ConfigError::Invalid(e.to_string()));
+    let config = parsed.and_then(|p| p.args.into_config(None));
+    let _ = std::fs::remove_dir_all(&dir);
+    config
 }
 
 fn ok(c: Result<Config, ConfigError>) -> Config {
