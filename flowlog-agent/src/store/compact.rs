@@ -283,7 +283,7 @@ pub fn compact_partition(partition: &Path, min_files: usize) -> Result<Compacted
         if let Some(kv) = rollup.as_ref().and_then(super::rollup::Rollup::key_value) {
             w.append_key_value_metadata(kv);
         }
-        if let Some(kv) = sketches.clone() {
+        if let Some(kv) = sketches {
             w.append_key_value_metadata(kv);
         }
         w.close().map_err(std::io::Error::other)?;

@@ -186,7 +186,7 @@ fn slowest(parts: &[&WindowSketch], limit: usize) -> Option<Vec<Value>> {
         return None;
     }
     let mut all: Vec<&super::Slow> = parts.iter().flat_map(|w| &w.slowest).collect();
-    all.sort_by(|a, b| a.order(b));
+    all.sort();
     all.truncate(limit);
     Some(
         all.into_iter()

@@ -85,26 +85,28 @@ pub struct Slow {
     pub bytes: u64,
 }
 
-impl Slow {
-    /// The slowest table's order: RTT descending, then start, source
-    /// address and port ascending. Smaller is slower.
-    pub fn order(&self, o: &Self) -> std::cmp::Ordering {
+/// The slowest table's order: RTT descending, then start, source address
+/// and port ascending (the SQL's), then the other fields so that the order
+/// agrees with equality. Smaller is slower.
+impl Ord for Slow {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
         o.rtt
             .cmp(&self.rtt)
-            .then(self.start.cmp(&o.start))
-            .then(self.srcaddr.cmp(&o.srcaddr))
-            .then(self.srcport.cmp(&o.srcport))
+            .then_with(|| self.start.cmp(&o.start))
+            .then_with(|| self.srcaddr.cmp(&o.srcaddr))
+            .then_with(|| self.srcport.cmp(&o.srcport))
+            .then_with(|| self.dstaddr.cmp(&o.dstaddr))
+            .then_with(|| self.dstport.cmp(&o.dstport))
+            .then_with(|| self.interface.cmp(&o.interface))
+            .then_with(|| self.client_side.cmp(&o.client_side))
+            .then_with(|| self.server_side.cmp(&o.server_side))
+            .then_with(|| self.bytes.cmp(&o.bytes))
     }
 }
 
 impl PartialOrd for Slow {
     fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(o))
-    }
-}
-impl Ord for Slow {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.order(o)
     }
 }
 
@@ -130,7 +132,7 @@ pub struct WindowSketch {
 struct WindowBuilder {
     distinct: [hll::Hll; 2],
     latency: BTreeMap<String, BTreeMap<String, Latency>>,
-    /// A max-heap under [`Slow::order`]: its top is the fastest kept.
+    /// A max-heap under [`Slow`]'s order: its top is the fastest kept.
     slowest: BinaryHeap<Slow>,
     talkers: [Counters; 2],
 }
